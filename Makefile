@@ -1,0 +1,67 @@
+# The two set-up commands a newcomer needs are `make book` and `make test`.
+# Both create .venv and install the exact pins first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BUILD  := _build
+JOBS   ?= 2
+# One thread per process: float results must not depend on the machine's core count.
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb))
+NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=120
+
+.PHONY: help venv book test lint unit nbval build browser execute serve bench clean
+
+help:
+	@echo "make book     build the HTML book into $(BUILD)/html"
+	@echo "make test     lint, unit and claim tests, strict nbval, strict build, browser tests"
+	@echo "make execute  re-run every chapter notebook in place (refresh stored outputs)"
+	@echo "make serve    serve $(BUILD)/html on http://localhost:8000"
+	@echo "make bench    time the chapters, the test run, the build and three LayerNorms"
+	@echo "make clean    remove $(BUILD)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+book: $(STAMP) build
+	@echo "Book built: open $(abspath $(BUILD))/html/index.html"
+
+build: $(STAMP)
+	$(BIN)/jupyter-book build . -n -W --keep-going
+
+lint: $(STAMP)
+	$(BIN)/ruff check course_lib tests book
+	$(BIN)/ruff format --check course_lib tests
+
+unit: $(STAMP)
+	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15
+
+nbval: $(STAMP)
+	$(BIN)/pytest $(NBVAL) book -n $(JOBS) --dist loadscope --durations=10
+
+browser: $(STAMP)
+	$(BIN)/pytest tests -m browser -p no:xdist
+
+test: lint unit nbval build browser
+
+execute: $(STAMP)
+	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
+
+serve:
+	$(BIN)/python -m http.server --directory $(BUILD)/html --bind 127.0.0.1 8000
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf $(BUILD)

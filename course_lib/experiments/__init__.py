@@ -1,0 +1,5 @@
+"""Small experiments the chapters share: training loops and measurements.
+
+Each chapter's experiments live in their own module of this package; what more than
+one chapter needs lives in :mod:`course_lib.experiments.common`.
+"""

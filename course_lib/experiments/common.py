@@ -1,0 +1,49 @@
+"""A training loop every chapter's experiments can share."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["train"]
+
+
+def train(
+    model: nn.Module,
+    batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
+) -> list[float]:
+    """Run ``steps`` optimizer steps and return the loss of each step.
+
+    ``batch(step)`` returns ``(inputs, targets)``; ``on_step(step, model)`` is called
+    before each update (to record statistics). A non-finite loss ends the run early:
+    the remaining losses are recorded as ``nan``, so a diverged run is visible.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    losses: list[float] = []
+    model.train()
+    for step in range(steps):
+        inputs, targets = batch(step)
+        if on_step is not None:
+            on_step(step, model)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs), targets)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            losses.extend([math.nan] * (steps - step))
+            break
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(value)
+    return losses
