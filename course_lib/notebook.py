@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["setup"]
+__all__ = ["Table", "check", "setup"]
 
 
 def setup(seed: int = 0) -> None:
@@ -40,3 +40,75 @@ def setup(seed: int = 0) -> None:
     from .plotting import apply_style
 
     apply_style()
+
+
+class Table:
+    """A small table that renders as HTML in the book and as aligned text elsewhere.
+
+    Numbers are printed with a fixed number of significant digits, so the stored output
+    is the same on every run.
+    """
+
+    def __init__(
+        self,
+        rows: list[list[object]] | list[tuple[object, ...]],
+        columns: list[str] | tuple[str, ...],
+        *,
+        digits: int = 4,
+        caption: str = "",
+    ) -> None:
+        if not isinstance(columns, (list, tuple)) or not columns:
+            raise ValueError("columns must be a non-empty list of column names")
+        if isinstance(digits, bool) or not isinstance(digits, int) or digits < 1:
+            raise ValueError(f"digits must be a positive int, got {digits!r}")
+        rows = [list(r) for r in rows]
+        for i, row in enumerate(rows):
+            if len(row) != len(columns):
+                raise ValueError(f"row {i} has {len(row)} cells for {len(columns)} columns")
+        self.columns = [str(c) for c in columns]
+        self.rows = rows
+        self.digits = digits
+        self.caption = caption
+
+    def _cell(self, value: object) -> str:
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool) or value is None:
+            return str(value)
+        if isinstance(value, float):
+            if value == 0.0:
+                return "0"  # never print "-0"
+            return f"{value:#.{self.digits}g}"
+        return str(value)
+
+    def _cells(self) -> list[list[str]]:
+        return [[self._cell(v) for v in row] for row in self.rows]
+
+    def __repr__(self) -> str:
+        cells = self._cells()
+        widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(self.columns)]
+        lines = [self.caption] if self.caption else []
+        lines.append("  ".join(c.rjust(w) for c, w in zip(self.columns, widths, strict=True)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        head = "".join(f"<th>{escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r) + "</tr>" for r in self._cells()
+        )
+        cap = f"<caption>{escape(self.caption)}</caption>" if self.caption else ""
+        return (
+            f'<table class="course-table">{cap}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+        )
+
+
+def check(label: str, passed: bool) -> None:
+    """Print one self-check line, ``PASS: ...`` or ``FAIL: ...``, instead of raising."""
+    print(f"{'PASS' if passed else 'FAIL'}: {label}")
