@@ -1,0 +1,133 @@
+"""Notebook and book hygiene that nbval cannot see.
+
+nbval passes a notebook whose cells were never executed (there is nothing stored to
+compare), so these tests check that every code cell has run and stored clean outputs,
+and that the table of contents and the Binder environment agree with the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    return files
+
+
+def _resolve(entry: str) -> list[Path]:
+    return [p for p in (ROOT / f"{entry}.md", ROOT / f"{entry}.ipynb", ROOT / entry) if p.is_file()]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks in book/"
+
+
+@pytest.mark.parametrize("entry", _toc_files())
+def test_every_toc_entry_exists(entry):
+    assert _resolve(entry), f"_toc.yml lists {entry!r} but no such .md or .ipynb exists"
+
+
+def test_every_chapter_notebook_is_in_the_toc():
+    listed = {Path(e).name for e in _toc_files()}
+    missing = [nb.name for nb in NOTEBOOKS if nb.stem not in listed]
+    assert not missing, f"notebooks not in _toc.yml: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_was_executed_cleanly(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = nb["cells"]
+    first_md = next(c for c in cells if c["cell_type"] == "markdown")
+    assert "".join(first_md["source"]).lstrip().startswith("# "), (
+        "first markdown cell is not '# Title'"
+    )
+    counts = []
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "code" or not "".join(cell["source"]).strip():
+            continue
+        assert cell.get("execution_count") is not None, f"code cell {i} was never executed"
+        counts.append(cell["execution_count"])
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", (
+                f"code cell {i} stores an error: {out.get('ename')}"
+            )
+            if out["output_type"] == "stream":
+                assert out["name"] != "stderr", (
+                    f"code cell {i} wrote to stderr: {''.join(out['text'])[:200]}"
+                )
+            text = json.dumps(out.get("data", {})) + "".join(out.get("text", []))
+            assert not re.search(r" at 0x[0-9a-fA-F]{6,}", text), (
+                f"code cell {i} prints a memory address"
+            )
+    assert counts == list(range(1, len(counts) + 1)), "cells were not executed once, top to bottom"
+    assert "widgets" not in nb.get("metadata", {}), (
+        "widget state is stored (dead controls in the HTML)"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_starts_with_setup_and_never_edits_sys_path(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [("".join(c["source"])) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "setup(" in code[0], "the first code cell must call course_lib.notebook.setup()"
+    assert "course_lib" in code[0]
+    assert not any("sys.path" in c for c in code), "notebooks import the installed course_lib"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_widget_cells_are_ignored_by_nbval_and_hidden_in_html(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and re.search(r"\bexplorer\(|ipywidgets|interact\(", src):
+            if "import" in src and "explorer(" not in src and "interact(" not in src:
+                continue  # an import only
+            tags = set(cell.get("metadata", {}).get("tags", []))
+            assert {"nbval-ignore-output", "remove-output"} <= tags, (
+                f"widget cell {i} lacks its tags"
+            )
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        assert "==" in line, f"{path.name}: {line!r} is not an exact pin"
+        name, version = line.split("==", 1)
+        pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_binder_pins_the_same_versions_as_requirements():
+    main = _pins(ROOT / "requirements.txt")
+    binder = _pins(ROOT / "binder" / "requirements.txt")
+    assert binder.pop("torch") == main.pop("torch") + "+cpu"
+    assert binder == main
+
+
+def test_jupyter_book_is_version_1():
+    assert _pins(ROOT / "requirements.txt")["jupyter-book"].startswith("1.")

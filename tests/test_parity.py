@@ -1,0 +1,243 @@
+"""course_lib against torch: same numbers, same gradients, same running statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib import functional as CF
+from course_lib import modules as M
+
+TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float64: dict(atol=1e-10, rtol=1e-10)}
+DTYPES = [torch.float32, torch.float64]
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("normalized_shape", [(8,), (4, 8)])
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("eps", [1e-5, 1e-3, 0.5])
+def test_layer_norm_matches_torch(dtype, normalized_shape, affine, eps):
+    g = _gen(1)
+    x = torch.randn(3, 5, 4, 8, generator=g, dtype=dtype) * 3 + 2
+    w = torch.randn(normalized_shape, generator=g, dtype=dtype) if affine else None
+    b = torch.randn(normalized_shape, generator=g, dtype=dtype) if affine else None
+    ours = CF.layer_norm(x, normalized_shape, w, b, eps)
+    torch.testing.assert_close(ours, F.layer_norm(x, normalized_shape, w, b, eps), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("normalized_shape", [8, (4, 8)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_layer_norm_module_matches_nn_layernorm(dtype, normalized_shape, bias):
+    ref = nn.LayerNorm(normalized_shape, eps=1e-5, bias=bias, dtype=dtype)
+    with torch.no_grad():
+        ref.weight.copy_(torch.randn(ref.weight.shape, generator=_gen(2), dtype=dtype))
+        if bias:
+            ref.bias.copy_(torch.randn(ref.bias.shape, generator=_gen(3), dtype=dtype))
+    ours = M.LayerNorm(normalized_shape, eps=1e-5, bias=bias).to(dtype)
+    ours.load_state_dict(ref.state_dict())  # same parameter names as torch
+    x = torch.randn(2, 6, 4, 8, generator=_gen(4), dtype=dtype, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    torch.testing.assert_close(ours(x), ref(x2), **TOL[dtype])
+    ours(x).square().sum().backward()
+    ref(x2).square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, **TOL[dtype])
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, **TOL[dtype])
+
+
+def test_layer_norm_without_affine_has_no_parameters():
+    ours = M.LayerNorm(8, elementwise_affine=False)
+    assert list(ours.parameters()) == []
+    assert set(ours.state_dict()) == set(nn.LayerNorm(8, elementwise_affine=False).state_dict())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("normalized_shape", [(8,), (4, 8)])
+@pytest.mark.parametrize("eps", [None, 1e-6])
+def test_rms_norm_matches_torch(dtype, normalized_shape, eps):
+    g = _gen(5)
+    x = torch.randn(3, 4, 8, generator=g, dtype=dtype)
+    w = torch.randn(normalized_shape, generator=g, dtype=dtype)
+    ours = CF.rms_norm(x, normalized_shape, w, eps)
+    torch.testing.assert_close(ours, F.rms_norm(x, normalized_shape, w, eps), **TOL[dtype])
+    module = M.RMSNorm(normalized_shape, eps=eps).to(dtype)
+    module.load_state_dict(nn.RMSNorm(normalized_shape, eps=eps).state_dict())
+    torch.testing.assert_close(module(x), nn.RMSNorm(normalized_shape, eps=eps, dtype=dtype)(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum", [0.1, 0.5])
+def test_batch_norm_module_matches_batchnorm1d_train_and_eval(dtype, momentum):
+    ref = nn.BatchNorm1d(6, momentum=momentum, dtype=dtype)
+    ours = M.BatchNorm(6, momentum=momentum).to(dtype)
+    with torch.no_grad():
+        ref.weight.copy_(torch.randn(6, generator=_gen(6), dtype=dtype))
+        ref.bias.copy_(torch.randn(6, generator=_gen(7), dtype=dtype))
+    ours.load_state_dict(ref.state_dict())  # same parameter and buffer names
+    g = _gen(8)
+    for step in range(4):
+        x = torch.randn(10, 6, generator=g, dtype=dtype) * (step + 1) + step
+        torch.testing.assert_close(ours(x), ref(x), **TOL[dtype])
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, **TOL[dtype])
+    torch.testing.assert_close(ours.running_var, ref.running_var, **TOL[dtype])
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 4
+    ours.eval()
+    ref.eval()
+    x = torch.randn(3, 6, generator=g, dtype=dtype)
+    torch.testing.assert_close(ours(x), ref(x), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_channel_last_tokens_match_batchnorm1d_channel_first(dtype):
+    """(B, T, C) channel-last here equals BatchNorm1d on (B, C, T)."""
+    ref = nn.BatchNorm1d(5, dtype=dtype)
+    ours = M.BatchNorm(5).to(dtype)
+    g = _gen(9)
+    for _ in range(3):
+        x = torch.randn(4, 7, 5, generator=g, dtype=dtype) * 2 + 1  # (B, T, C)
+        expected = ref(x.transpose(1, 2)).transpose(1, 2)
+        torch.testing.assert_close(ours(x), expected, **TOL[dtype])
+    torch.testing.assert_close(ours.running_var, ref.running_var, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_batch_norm_equals_batch_norm_on_real_rows(dtype):
+    g = _gen(10)
+    x = torch.randn(3, 5, 4, generator=g, dtype=dtype)  # (B, T, C)
+    mask = CF.padding_mask([5, 2, 3], 5)
+    rm, rv = torch.zeros(4, dtype=dtype), torch.ones(4, dtype=dtype)
+    rm2, rv2 = rm.clone(), rv.clone()
+    y = CF.batch_norm(x, rm, rv, training=True, mask=mask)
+    y_real = F.batch_norm(x[mask], rm2, rv2, training=True)
+    torch.testing.assert_close(y[mask], y_real, **TOL[dtype])
+    torch.testing.assert_close(rm, rm2, **TOL[dtype])
+    torch.testing.assert_close(rv, rv2, **TOL[dtype])
+
+
+def _bool_masks(b: int, t: int) -> list[torch.Tensor]:
+    lengths = CF.padding_mask([t, 3, 1], t)  # (B, T), True = real
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    none_for_row = torch.ones(b, 1, t, t, dtype=torch.bool)
+    none_for_row[1, 0, 2] = False  # query 2 of sequence 1 may attend to nothing
+    return [lengths[:, None, None, :], causal, lengths[:, None, None, :] & causal, none_for_row]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mask_index", range(4))
+def test_attention_matches_sdpa_for_every_mask_row(dtype, mask_index):
+    g = _gen(11)
+    b, h, t, d = 3, 2, 6, 8
+    q = torch.randn(b, h, t, d, generator=g, dtype=dtype)
+    k = torch.randn(b, h, t, d, generator=g, dtype=dtype)
+    v = torch.randn(b, h, t, d, generator=g, dtype=dtype)
+    mask = _bool_masks(b, t)[mask_index]
+    ours = CF.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.isfinite(ours).all()
+    torch.testing.assert_close(ours, ref, **TOL[dtype])
+
+
+def test_attention_scale_argument_matches_sdpa():
+    g = _gen(12)
+    q, k, v = (torch.randn(2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    torch.testing.assert_close(
+        CF.scaled_dot_product_attention(q, k, v, scale=0.3),
+        F.scaled_dot_product_attention(q, k, v, scale=0.3),
+    )
+
+
+def test_attention_row_with_no_key_is_zero_not_nan():
+    q = torch.randn(1, 3, 4)
+    mask = torch.tensor([[True, False], [False, False], [False, True]])
+    w = CF.attention_weights(q, torch.randn(1, 2, 4), attn_mask=mask)
+    assert torch.equal(w[0, 1], torch.zeros(2))
+    torch.testing.assert_close(w.sum(-1), torch.tensor([[1.0, 0.0, 1.0]]))
+
+
+def test_padding_mask_values():
+    expected = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    assert torch.equal(CF.padding_mask([2, 4], 4), expected)
+    assert torch.equal(CF.padding_mask(torch.tensor([2, 4]), 4), expected)
+
+
+def _torch_layer(
+    norm_first: bool, dtype: torch.dtype, activation: str
+) -> nn.TransformerEncoderLayer:
+    torch.manual_seed(13)
+    layer = nn.TransformerEncoderLayer(
+        16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first, activation=activation
+    ).to(dtype)
+    with torch.no_grad():  # non-trivial LayerNorm parameters, so they are tested too
+        for norm in (layer.norm1, layer.norm2):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    return layer
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_transformer_block_from_torch_matches_outputs_and_input_gradients(
+    dtype, norm_first, activation
+):
+    layer = _torch_layer(norm_first, dtype, activation)
+    block = M.TransformerBlock.from_torch(layer)
+    assert block.config.norm_first is norm_first
+    g = _gen(14)
+    x = torch.randn(3, 7, 16, generator=g, dtype=dtype, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    mask = CF.padding_mask([7, 4, 2], 7)  # True = real token
+    ours = block(x, mask=mask)
+    ref = layer(x2, src_key_padding_mask=~mask)  # torch: True = ignore
+    torch.testing.assert_close(ours, ref, **TOL[dtype])
+    upstream = torch.randn(ours.shape, generator=g, dtype=dtype)
+    (ours * upstream).sum().backward()
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, **TOL[dtype])
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_block_matches_torch_with_causal_mask(norm_first):
+    layer = _torch_layer(norm_first, torch.float64, "relu")
+    block = M.TransformerBlock.from_torch(layer)
+    x = torch.randn(2, 5, 16, generator=_gen(15), dtype=torch.float64)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    ref = layer(x, src_mask=~causal)  # torch boolean src_mask: True = not allowed
+    torch.testing.assert_close(block(x, attn_mask=causal), ref, **TOL[torch.float64])
+
+
+def test_multi_head_attention_matches_nn_multiheadattention():
+    torch.manual_seed(16)
+    ref = nn.MultiheadAttention(16, 4, batch_first=True, dtype=torch.float64)
+    ours = M.MultiHeadAttention(16, 4).to(torch.float64)
+    with torch.no_grad():
+        ours.in_proj.weight.copy_(ref.in_proj_weight)
+        ours.in_proj.bias.copy_(ref.in_proj_bias)
+        ours.out_proj.weight.copy_(ref.out_proj.weight)
+        ours.out_proj.bias.copy_(ref.out_proj.bias)
+    x = torch.randn(2, 5, 16, generator=_gen(17), dtype=torch.float64)
+    mask = CF.padding_mask([5, 3], 5)
+    out, w = ours(x, mask=mask, return_weights=True)
+    ref_out, ref_w = ref(x, x, x, key_padding_mask=~mask, average_attn_weights=False)
+    torch.testing.assert_close(out, ref_out, **TOL[torch.float64])
+    torch.testing.assert_close(w, ref_w, **TOL[torch.float64])
+
+
+def test_stack_final_norm_follows_placement():
+    assert M.TransformerStack(M.BlockConfig(norm_first=True), 2).final_norm is not None
+    assert M.TransformerStack(M.BlockConfig(norm_first=False), 2).final_norm is None
+    stack = M.TransformerStack(M.BlockConfig(d_model=8, n_heads=2, d_ff=16), 3)
+    out, hidden = stack(torch.randn(2, 4, 8), return_hidden=True)
+    assert len(hidden) == 4 and torch.equal(hidden[-1], out)
+
+
+def test_rms_norm_config_builds_rms_blocks():
+    block = M.TransformerBlock(M.BlockConfig(d_model=8, n_heads=2, d_ff=16, norm="rms"))
+    assert isinstance(block.norm1, M.RMSNorm)
+    assert block(torch.randn(2, 3, 8)).shape == (2, 3, 8)

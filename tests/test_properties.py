@@ -1,0 +1,93 @@
+"""Property tests (hypothesis): what must hold for every input, not just the examples."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from course_lib import functional as CF
+from course_lib import modules as M
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
+
+
+@st.composite
+def rows(draw, min_d: int = 2, max_d: int = 12, max_rows: int = 6, min_rows: int = 1):
+    """A (n, d) float64 tensor whose rows are not (nearly) constant."""
+    n = draw(st.integers(min_rows, max_rows))
+    d = draw(st.integers(min_d, max_d))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    scale = draw(st.floats(0.1, 100.0))
+    offset = draw(st.floats(-100.0, 100.0))
+    return x * scale + offset
+
+
+@SETTINGS
+@given(x=rows(), shift=st.floats(-1e3, 1e3), factor=st.floats(1e-2, 1e3), row=st.integers(0, 5))
+def test_layer_norm_invariant_to_shifting_and_scaling_one_row(x, shift, factor, row):
+    row = row % x.shape[0]
+    # Invariance is exact for eps = 0; with eps > 0 it holds while eps << the row variance.
+    assume(float(x.var(dim=-1, unbiased=False).min()) * min(factor, 1.0) ** 2 > 1e-4)
+    moved = x.clone()
+    moved[row] = moved[row] * factor + shift
+    d = x.shape[1]
+    # eps is tiny relative to every row's variance, so invariance holds to float64 precision
+    y, y_moved = CF.layer_norm(x, d, eps=1e-12), CF.layer_norm(moved, d, eps=1e-12)
+    torch.testing.assert_close(y_moved, y, atol=1e-7, rtol=1e-7)
+
+
+@SETTINGS
+@given(x=rows(), other=rows(), row=st.integers(0, 5))
+def test_layer_norm_row_does_not_depend_on_other_rows(x, other, row):
+    row = row % x.shape[0]
+    d = x.shape[1]
+    other = other[:, :1].expand(-1, d) + torch.arange(d, dtype=torch.float64)  # any width
+    batch = torch.cat([other, x[row : row + 1], other])
+    alone = CF.layer_norm(x[row : row + 1], d)
+    in_batch = CF.layer_norm(batch, d)[other.shape[0] : other.shape[0] + 1]
+    assert torch.equal(in_batch, alone)
+
+
+@SETTINGS
+@given(x=rows(min_d=3, max_rows=6), mates=rows(min_d=3, max_rows=6, min_rows=2))
+def test_batch_norm_training_output_depends_on_batch_mates(x, mates):
+    """A sample's training-mode output changes when its batch-mates change.
+
+    At least two mates: in a batch of two every output is +-1 whatever the values
+    (chapter 2), so one mate could change without changing the output.
+    """
+    c = min(x.shape[1], mates.shape[1])
+    sample = x[:1, :c]
+    batch_a = torch.cat([sample, mates[:, :c]])
+    batch_b = torch.cat([sample, mates[:, :c] * 3.0 + 7.0])  # different batch-mates
+    bn = M.BatchNorm(c).to(torch.float64)
+    out_a, out_b = bn(batch_a)[0], bn(batch_b)[0]
+    assert not torch.allclose(out_a, out_b, atol=1e-6)
+
+
+@SETTINGS
+@given(x=rows(min_d=3, max_rows=6), mates=rows(min_d=3, max_rows=6))
+def test_batch_norm_eval_output_does_not_depend_on_batch_mates(x, mates):
+    c = min(x.shape[1], mates.shape[1])
+    bn = M.BatchNorm(c).to(torch.float64)
+    bn.train()
+    bn(torch.randn(16, c, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    bn.eval()
+    sample = x[:1, :c]
+    alone = bn(sample)
+    in_batch = bn(torch.cat([sample, mates[:, :c]]))[:1]
+    assert torch.equal(in_batch, alone)
+
+
+@SETTINGS
+@given(x=rows())
+def test_layer_norm_rows_have_zero_mean_and_radius_sqrt_d(x):
+    d = x.shape[1]
+    y = CF.layer_norm(x, d, eps=1e-12)
+    assert y.mean(-1).abs().max() < 1e-9
+    torch.testing.assert_close(
+        y.norm(dim=-1), torch.full((x.shape[0],), d**0.5, dtype=torch.float64)
+    )
