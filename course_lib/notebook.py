@@ -45,8 +45,9 @@ def setup(seed: int = 0) -> None:
 class Table:
     """A small table that renders as HTML in the book and as aligned text elsewhere.
 
-    Numbers are printed with a fixed number of significant digits, so the stored output
-    is the same on every run.
+    Numbers are printed with ``digits`` significant digits, so the stored output is the
+    same on every run; floats with ``abs(value) <= zero_below`` (round-off, e.g. the
+    mean of a column that was just centred) print as ``0``.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class Table:
         *,
         digits: int = 4,
         caption: str = "",
+        zero_below: float = 0.0,
     ) -> None:
         if not isinstance(columns, (list, tuple)) or not columns:
             raise ValueError("columns must be a non-empty list of column names")
@@ -69,6 +71,7 @@ class Table:
         self.rows = rows
         self.digits = digits
         self.caption = caption
+        self.zero_below = float(zero_below)
 
     def _cell(self, value: object) -> str:
         if isinstance(value, torch.Tensor) and value.numel() == 1:
@@ -78,8 +81,8 @@ class Table:
         if isinstance(value, bool) or value is None:
             return str(value)
         if isinstance(value, float):
-            if value == 0.0:
-                return "0"  # never print "-0"
+            if abs(value) <= self.zero_below:
+                return "0"  # never print "-0"; round-off below zero_below prints as 0
             return f"{value:#.{self.digits}g}"
         return str(value)
 

@@ -29,7 +29,7 @@ def execute(path: Path) -> float:
         startup_timeout=START_TIMEOUT_S,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        store_widget_state=False,
+        store_widget_state=True,  # False trips an nbclient KeyError on Output widgets; dropped below
         record_timing=False,
     )
     start = time.perf_counter()
