@@ -1,0 +1,540 @@
+r"""Chapter 4: LayerNorm derived row by row, and the measurements the chapter makes.
+
+* :func:`layer_norm_std_eps`: the other widespread LayerNorm convention, unbiased
+  standard deviation with ``eps`` added to it (the course notes' class, and the
+  Annotated Transformer's), to set beside torch's biased variance with ``eps`` inside
+  the square root;
+* :func:`invariance_table`: Table 1 of Ba et al. (2016), computed: which re-scalings
+  and re-centerings of the weights or the data leave BatchNorm, LayerNorm and RMSNorm
+  unchanged;
+* :func:`variance_naive`, :func:`variance_two_pass`, :func:`variance_welford`: three
+  ways to compute a row's variance, and :func:`offset_rows` / :func:`variance_errors`
+  to measure how many digits each keeps on rows with a large offset;
+* :func:`correlated_tokens` / :func:`feature_correlation_stats`: does LayerNorm
+  decorrelate features? (It does not, in general.)
+* :func:`plot_row_steps`: a row through centering, scaling and the affine step, the
+  figure behind the chapter's static picture and its interactive explorer.
+
+Every function that draws random numbers takes a ``seed`` and uses its own
+``torch.Generator``, so a result does not depend on what ran before it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .. import functional as CF
+from .._checks import check_eps, check_float_tensor
+from ..plotting import color, new_figure
+
+__all__ = [
+    "EXPECTED_INVARIANCE",
+    "INVARIANCE_NORMS",
+    "INVARIANCE_TRANSFORMS",
+    "STABLE_MARGIN",
+    "CorrelationStats",
+    "InvarianceResult",
+    "VarianceErrors",
+    "correlated_tokens",
+    "feature_correlation_stats",
+    "invariance_table",
+    "layer_norm_std_eps",
+    "offset_rows",
+    "plot_row_steps",
+    "variance_errors",
+    "variance_naive",
+    "variance_two_pass",
+    "variance_welford",
+]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_real(value: object, name: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return seed
+
+
+def _check_rows(x: object, name: str = "x") -> torch.Tensor:
+    x = check_float_tensor(x, name)
+    if x.shape[-1] < 1:
+        raise ValueError(
+            f"{name} must have at least one element per row, got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+# --------------------------------------------------------------------- conventions
+
+
+def layer_norm_std_eps(input: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    r"""LayerNorm over the last dimension with the *unbiased* std and ``eps`` added to it.
+
+    .. math::
+        s = \sqrt{\frac{1}{D-1}\sum_j (x_j - \mu)^2},\qquad
+        y_j = \frac{x_j - \mu}{s + \epsilon}
+
+    This is the convention of the course notes' ``LayerNorm`` class (and of the
+    Annotated Transformer), not torch's, which divides by
+    :math:`\sqrt{\sigma^2 + \epsilon}` with the biased :math:`\sigma^2` (divide by D).
+    For rows whose spread is large next to ``eps`` the two differ by the constant factor
+    :math:`\sqrt{D/(D-1)}`. No affine step: multiply by gamma and add beta yourself.
+
+    Shape:
+        input ``(*, D)`` with ``D >= 2`` (the unbiased std of one number is undefined);
+        output as input.
+    """
+    x = check_float_tensor(input, "input")
+    eps = check_eps(eps)
+    if x.shape[-1] < 2:
+        raise ValueError(
+            "input must have at least 2 elements in its last dimension for an unbiased "
+            f"std (divide by D - 1), got shape {tuple(x.shape)}"
+        )
+    mean = x.mean(dim=-1, keepdim=True)  # (*, 1)
+    std = x.std(dim=-1, keepdim=True, unbiased=True)  # (*, 1), divides by D - 1
+    return (x - mean) / (std + eps)
+
+
+# ---------------------------------------------------------------------- invariance
+
+#: The normalizations compared in the invariance table, in the table's order.
+INVARIANCE_NORMS: tuple[str, ...] = ("BatchNorm", "LayerNorm", "RMSNorm")
+#: The columns of Table 1 of Ba et al. (2016), in their order.
+INVARIANCE_TRANSFORMS: tuple[str, ...] = (
+    "weight matrix re-scaling",
+    "weight matrix re-centering",
+    "weight vector re-scaling",
+    "dataset re-scaling",
+    "dataset re-centering",
+    "single training case re-scaling",
+)
+#: What the papers state: Ba et al. (2016), Table 1, for BatchNorm and LayerNorm;
+#: Zhang & Sennrich (2019), Table 1, for RMSNorm. True = invariant.
+EXPECTED_INVARIANCE: dict[str, tuple[bool, ...]] = {
+    "BatchNorm": (True, False, True, True, True, False),
+    "LayerNorm": (True, True, False, True, False, True),
+    "RMSNorm": (True, False, False, True, False, True),
+}
+
+
+@dataclass(frozen=True)
+class InvarianceResult:
+    """One cell of the invariance table: how much the normalized output moved."""
+
+    norm: str
+    transform: str
+    max_abs_diff: float  # max |output after - output before| over the whole batch
+    invariant: bool  # max_abs_diff <= tol
+
+
+def _normalizer(name: str, eps: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name == "BatchNorm":  # per hidden unit, over the cases of the batch
+        return lambda a: CF.batch_norm(a, None, None, training=True, eps=eps)
+    if name == "LayerNorm":  # per case, over the hidden units
+        return lambda a: CF.layer_norm(a, a.shape[-1], eps=eps)
+    if name == "RMSNorm":  # per case, no centering
+        return lambda a: CF.rms_norm(a, a.shape[-1], eps=eps)
+    raise ValueError(f"norms must name entries of {INVARIANCE_NORMS}, got {name!r}")
+
+
+def invariance_table(
+    *,
+    n_cases: int = 16,
+    d_in: int = 8,
+    d_hidden: int = 6,
+    delta: float = 2.5,
+    eps: float = 1e-10,
+    tol: float = 1e-8,
+    seed: int = 0,
+    norms: tuple[str, ...] = INVARIANCE_NORMS,
+) -> list[InvarianceResult]:
+    r"""Compute Table 1 of Ba et al. (2016): which changes leave each normalization unchanged.
+
+    A layer without bias computes the summed inputs :math:`a = X W^\top` of a batch
+    :math:`X` (``n_cases`` x ``d_in``) through a weight matrix :math:`W` (``d_hidden`` x
+    ``d_in``, one row per hidden unit), then normalizes :math:`a`. Each transform below
+    changes :math:`W` or :math:`X`; the result records the largest change of the
+    normalized output anywhere in the batch, and calls the normalization invariant when
+    that change is at most ``tol`` (in float64, with ``eps`` small against the
+    variances, an invariant output moves by rounding only):
+
+    * weight matrix re-scaling: :math:`W' = \delta W`;
+    * weight matrix re-centering: :math:`W' = W + \mathbf 1 c^\top` (the same vector
+      added to every unit's incoming weights, so every unit's input moves by
+      :math:`c^\top x`);
+    * weight vector re-scaling: one unit's row of :math:`W` times :math:`\delta`;
+    * dataset re-scaling: :math:`X' = \delta X`;
+    * dataset re-centering: :math:`X' = X + \mathbf 1 c^\top` (every case moved by the
+      same vector);
+    * single training case re-scaling: one case (row of :math:`X`) times :math:`\delta`.
+
+    ``delta`` must be positive: a negative factor flips the sign of every output.
+
+    Shape:
+        returns ``len(norms) * 6`` results, norms in the outer loop and the transforms in
+        the order of :data:`INVARIANCE_TRANSFORMS`.
+    """
+    n_cases = _check_positive_int(n_cases, "n_cases", 2)
+    d_in = _check_positive_int(d_in, "d_in", 1)
+    d_hidden = _check_positive_int(d_hidden, "d_hidden", 2)
+    delta = _check_real(delta, "delta", positive=True)
+    if delta == 1.0:
+        raise ValueError("delta must differ from 1 (a factor of 1 changes nothing)")
+    eps = check_eps(eps)
+    tol = _check_real(tol, "tol", positive=True)
+    seed = _check_seed(seed)
+    if not isinstance(norms, tuple) or not norms:
+        raise TypeError(f"norms must be a non-empty tuple of names, got {norms!r}")
+    fns = {name: _normalizer(name, eps) for name in norms}
+
+    g = torch.Generator().manual_seed(seed)
+    f64 = torch.float64
+    x = torch.randn(n_cases, d_in, generator=g, dtype=f64)  # (N, d_in)
+    w = torch.randn(d_hidden, d_in, generator=g, dtype=f64)  # (H, d_in)
+    c_w = torch.randn(d_in, generator=g, dtype=f64)  # re-centering vector for W
+    c_x = torch.randn(d_in, generator=g, dtype=f64)  # re-centering vector for X
+
+    def scale_row(m: torch.Tensor, i: int) -> torch.Tensor:
+        m = m.clone()
+        m[i] = delta * m[i]
+        return m
+
+    changed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {
+        "weight matrix re-scaling": (x, delta * w),
+        "weight matrix re-centering": (x, w + c_w),  # c_w broadcasts over the H rows
+        "weight vector re-scaling": (x, scale_row(w, 0)),
+        "dataset re-scaling": (delta * x, w),
+        "dataset re-centering": (x + c_x, w),  # c_x broadcasts over the N cases
+        "single training case re-scaling": (scale_row(x, 0), w),
+    }
+    results = []
+    for name in norms:
+        fn = fns[name]
+        before = fn(x @ w.T)  # (N, H)
+        for transform in INVARIANCE_TRANSFORMS:
+            x2, w2 = changed[transform]
+            diff = float((fn(x2 @ w2.T) - before).abs().max())
+            results.append(InvarianceResult(name, transform, diff, diff <= tol))
+    return results
+
+
+# ------------------------------------------------------------------------ variance
+
+
+def variance_naive(x: torch.Tensor) -> torch.Tensor:
+    r"""Row variance by the one-pass textbook shortcut, in ``x``'s dtype.
+
+    .. math:: \sigma^2 = \overline{x^2} - \bar x^{\,2}
+
+    Two large, nearly equal numbers are subtracted: when the row's offset is large
+    next to its spread, the digits that hold the variance cancel, and the result can
+    even be negative. Shown for the lesson, not for use.
+
+    Shape:
+        x ``(*, D)``; output ``(*)``.
+    """
+    x = _check_rows(x)
+    mean = x.mean(dim=-1)  # (*)
+    return (x * x).mean(dim=-1) - mean * mean
+
+
+def variance_two_pass(x: torch.Tensor) -> torch.Tensor:
+    r"""Row variance by subtracting the mean first (two passes), in ``x``'s dtype.
+
+    .. math:: \bar x = \frac{1}{D}\sum_j x_j,\qquad
+        \sigma^2 = \frac{1}{D}\sum_j (x_j - \bar x)^2
+
+    This is how ``course_lib.functional.layer_norm`` computes it.
+
+    Shape:
+        x ``(*, D)``; output ``(*)``.
+    """
+    x = _check_rows(x)
+    centered = x - x.mean(dim=-1, keepdim=True)  # (*, D)
+    return (centered * centered).mean(dim=-1)
+
+
+def variance_welford(x: torch.Tensor) -> torch.Tensor:
+    r"""Row variance by Welford's one-pass update (Welford, 1962), in ``x``'s dtype.
+
+    One element at a time, for :math:`k = 1, \dots, D`:
+
+    .. math::
+        \delta = x_k - m_{k-1},\quad m_k = m_{k-1} + \frac{\delta}{k},\quad
+        M_k = M_{k-1} + \delta\,(x_k - m_k),\qquad \sigma^2 = M_D / D
+
+    Every quantity it adds up is a deviation from the running mean, so nothing large
+    cancels. The running mean and sum are kept in ``x``'s dtype (a Python loop over the
+    D columns, vectorized over the rows); fast kernels do the same in float32 blocks.
+
+    Shape:
+        x ``(*, D)``; output ``(*)``.
+    """
+    x = _check_rows(x)
+    n = x.shape[-1]
+    mean = torch.zeros(x.shape[:-1], dtype=x.dtype)  # (*)
+    m2 = torch.zeros_like(mean)
+    for k in range(n):
+        value = x[..., k]
+        delta = value - mean
+        mean = mean + delta / (k + 1)
+        m2 = m2 + delta * (value - mean)
+    return m2 / n
+
+
+def offset_rows(
+    offset: float,
+    *,
+    spread: float = 1.0,
+    rows: int = 64,
+    dim: int = 768,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> torch.Tensor:
+    r"""Rows ``offset + spread * z``, ``z`` standard normal, drawn in float64, stored in ``dtype``.
+
+    Storing is the first rounding: in a 16-bit dtype a large offset leaves too few
+    digits for the spread (see the chapter).
+
+    Shape:
+        output ``(rows, dim)``.
+    """
+    offset = _check_real(offset, "offset")
+    spread = _check_real(spread, "spread", positive=True)
+    rows = _check_positive_int(rows, "rows")
+    dim = _check_positive_int(dim, "dim", 2)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    z = torch.randn(rows, dim, generator=g, dtype=torch.float64)
+    return (offset + spread * z).to(dtype)
+
+
+#: The chapter's claim: on float32 rows with offset 1e4 and spread 1, both stable
+#: methods have a median relative error at least this many times smaller than the
+#: naive formula's.
+STABLE_MARGIN: float = 1e4
+
+
+@dataclass(frozen=True)
+class VarianceErrors:
+    """Median relative error of each method against float64 on the same stored rows."""
+
+    naive: float
+    two_pass: float
+    welford: float
+    naive_negative: float  # fraction of rows whose naive variance is below zero
+
+
+def variance_errors(x: torch.Tensor) -> VarianceErrors:
+    r"""Relative errors of the three variance methods, computed in ``x``'s dtype.
+
+    The reference is the two-pass variance of the *same stored values* in float64, so
+    the errors measure the method, not the rounding of the data into ``x``'s dtype:
+
+    .. math:: \mathrm{err} = \operatorname{median}_{\text{rows}}
+        \frac{|\hat\sigma^2 - \sigma^2_{64}|}{\sigma^2_{64}}
+
+    Shape:
+        x ``(rows, D)``, no constant row (its relative error is undefined).
+    """
+    x = _check_rows(x)
+    if x.dim() != 2:
+        raise ValueError(f"x must be 2-D (rows, D), got shape {tuple(x.shape)}")
+    ref = variance_two_pass(x.to(torch.float64))  # (rows,)
+    if bool((ref == 0).any()):
+        raise ValueError(
+            f"x has a constant row once stored in {x.dtype}: its variance is 0 and a "
+            "relative error is undefined"
+        )
+
+    def err(v: torch.Tensor) -> float:
+        return float(((v.to(torch.float64) - ref).abs() / ref).median())
+
+    naive = variance_naive(x)
+    return VarianceErrors(
+        naive=err(naive),
+        two_pass=err(variance_two_pass(x)),
+        welford=err(variance_welford(x)),
+        naive_negative=float((naive < 0).double().mean()),
+    )
+
+
+# --------------------------------------------------------------------- correlation
+
+
+@dataclass(frozen=True)
+class CorrelationStats:
+    """Feature-by-feature statistics of a batch of tokens (features = columns)."""
+
+    mean_abs_r: float  # mean |correlation| over the pairs of distinct features
+    mean_r: float  # mean signed correlation over the same pairs
+    feature_std_min: float  # smallest per-feature standard deviation over the tokens
+    feature_std_max: float  # largest one
+    cov_eig_ratio: float  # smallest / largest eigenvalue of the feature covariance
+
+
+def correlated_tokens(
+    kind: Literal["common", "mixed"],
+    *,
+    n_tokens: int = 2000,
+    dim: int = 8,
+    seed: int = 0,
+) -> torch.Tensor:
+    r"""A batch of tokens whose features are correlated, in float64.
+
+    ``"common"``: every token is independent noise plus one shared offset,
+    :math:`x = 3c\,\mathbf 1 + z` with :math:`c, z` standard normal, so all features
+    move together. ``"mixed"``: :math:`x = zA` with a fixed random :math:`D \times D`
+    matrix :math:`A`, so pairs of features are correlated in arbitrary directions.
+
+    Shape:
+        output ``(n_tokens, dim)``.
+    """
+    n_tokens = _check_positive_int(n_tokens, "n_tokens", 3)
+    dim = _check_positive_int(dim, "dim", 2)
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    z = torch.randn(n_tokens, dim, generator=g, dtype=torch.float64)
+    if kind == "common":
+        return 3.0 * torch.randn(n_tokens, 1, generator=g, dtype=torch.float64) + z
+    if kind == "mixed":
+        return z @ torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    raise ValueError(f"kind must be 'common' or 'mixed', got {kind!r}")
+
+
+def feature_correlation_stats(x: torch.Tensor) -> CorrelationStats:
+    r"""Correlations between the features (columns) of a batch of tokens (rows).
+
+    .. math:: r_{jk} = \frac{\operatorname{cov}(x_{:j}, x_{:k})}
+        {\operatorname{std}(x_{:j})\operatorname{std}(x_{:k})},\quad j \ne k
+
+    Shape:
+        x ``(n_tokens, D)`` with ``n_tokens >= 3`` and ``D >= 2``.
+    """
+    x = check_float_tensor(x, "x", min_dim=2)
+    if x.dim() != 2 or x.shape[0] < 3 or x.shape[1] < 2:
+        raise ValueError(f"x must be (n_tokens >= 3, D >= 2), got shape {tuple(x.shape)}")
+    x = x.to(torch.float64)
+    r = torch.corrcoef(x.T)  # (D, D)
+    off = r[~torch.eye(x.shape[1], dtype=torch.bool)]
+    std = x.std(dim=0, unbiased=False)
+    eig = torch.linalg.eigvalsh(torch.cov(x.T))  # ascending
+    return CorrelationStats(
+        mean_abs_r=float(off.abs().mean()),
+        mean_r=float(off.mean()),
+        feature_std_min=float(std.min()),
+        feature_std_max=float(std.max()),
+        cov_eig_ratio=float(eig[0] / eig[-1]),
+    )
+
+
+# ------------------------------------------------------------------------- figures
+
+
+def plot_row_steps(
+    x: torch.Tensor,
+    *,
+    eps: float = 1e-5,
+    gamma: torch.Tensor | None = None,
+    beta: torch.Tensor | None = None,
+    labels: tuple[str, ...] | None = None,
+) -> tuple[Figure, np.ndarray]:
+    r"""One row through LayerNorm in four panels: input, centered, scaled, affine output.
+
+    .. math:: x \;\to\; x - \mu \;\to\; \hat x = \frac{x - \mu}{\sqrt{\sigma^2+\epsilon}}
+        \;\to\; y = \gamma\odot\hat x + \beta
+
+    Each panel prints the numbers on the bars, and the mean and (biased) standard
+    deviation of what it shows.
+
+    Shape:
+        x ``(D,)``; gamma and beta ``(D,)`` or None (1 and 0).
+    """
+    x = check_float_tensor(x, "x")
+    if x.dim() != 1:
+        raise ValueError(f"x must be one row, shape (D,), got {tuple(x.shape)}")
+    d = x.shape[0]
+    eps = check_eps(eps)
+    x = x.to(torch.float64)
+    gamma = torch.ones(d, dtype=torch.float64) if gamma is None else gamma.to(torch.float64)
+    beta = torch.zeros(d, dtype=torch.float64) if beta is None else beta.to(torch.float64)
+    if gamma.shape != (d,) or beta.shape != (d,):
+        raise ValueError(f"gamma and beta must have shape ({d},) like x")
+    if labels is None:
+        labels = tuple(f"x{j + 1}" for j in range(d))
+    if len(labels) != d:
+        raise ValueError(f"labels must name the {d} elements of x, got {len(labels)}")
+
+    mu = x.mean()
+    centered = x - mu
+    var = (centered * centered).mean()
+    x_hat = centered / torch.sqrt(var + eps)
+    y = gamma * x_hat + beta
+    steps = [
+        ("1. input x", x, f"mean {mu.item():.3f}, std {var.sqrt().item():.3f}"),
+        ("2. centered x - mean", centered, f"mean 0, std {var.sqrt().item():.3f}"),
+        (
+            "3. scaled: x_hat",
+            x_hat,
+            f"std sqrt(var/(var+eps)) = {x_hat.std(unbiased=False).item():.4f}",
+        ),
+        (
+            "4. output gamma*x_hat + beta",
+            y,
+            f"mean {y.mean().item():.3f}, std {y.std(unbiased=False).item():.3f}",
+        ),
+    ]
+    fig, axes = new_figure(ncols=4, width=10.0, height=3.0)
+    pos = np.arange(d)
+    for i, (ax, (title, values, note)) in enumerate(zip(axes, steps, strict=True)):
+        vals = values.numpy()
+        ax.bar(pos, vals, color=color(i), width=0.6)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        if i == 0:
+            ax.axhline(mu.item(), color="grey", linestyle="--", linewidth=1.0, label="mean")
+            ax.legend(fontsize=8, loc="lower right")
+        for p, v in zip(pos, vals, strict=True):
+            ax.annotate(
+                f"{v:.2f}",
+                (p, v),
+                textcoords="offset points",
+                xytext=(0, 3 if v >= 0 else -10),
+                ha="center",
+                fontsize=8,
+            )
+        lo, hi = min(0.0, float(vals.min())), max(0.0, float(vals.max()))
+        pad = 0.18 * max(hi - lo, 1e-12)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xticks(pos, list(labels))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(note, fontsize=8)
+    return fig, axes

@@ -1,0 +1,339 @@
+"""Chapter 4's claims, checked with the functions the chapter itself calls."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.autograd import LayerNormFunction, layer_norm_backward
+from course_lib.data import batchnorm_table, contextual_batch, scale_pair
+from course_lib.experiments.layernorm_math import (
+    EXPECTED_INVARIANCE,
+    INVARIANCE_NORMS,
+    INVARIANCE_TRANSFORMS,
+    STABLE_MARGIN,
+    correlated_tokens,
+    feature_correlation_stats,
+    invariance_table,
+    layer_norm_std_eps,
+    offset_rows,
+    plot_row_steps,
+    variance_errors,
+    variance_naive,
+    variance_two_pass,
+    variance_welford,
+)
+
+f64 = torch.float64
+
+
+# ------------------------------------------------------------------ invariance table
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_invariance_table_matches_the_papers(seed):
+    results = invariance_table(seed=seed)
+    assert [(r.norm, r.transform) for r in results] == [
+        (n, t) for n in INVARIANCE_NORMS for t in INVARIANCE_TRANSFORMS
+    ]
+    for norm in INVARIANCE_NORMS:
+        computed = tuple(r.invariant for r in results if r.norm == norm)
+        assert computed == EXPECTED_INVARIANCE[norm], norm
+
+
+def test_invariance_table_separates_clearly():
+    """Invariant cells move by rounding; the others by order 1 (not a borderline call)."""
+    results = invariance_table()
+    assert max(r.max_abs_diff for r in results if r.invariant) < 1e-9
+    assert min(r.max_abs_diff for r in results if not r.invariant) > 0.1
+
+
+def test_invariance_is_only_up_to_eps():
+    """With PyTorch's eps the invariant cells move by eps-sized amounts, not zero."""
+    results = invariance_table(eps=1e-5, tol=1.0)
+    expected = {
+        (n, t): EXPECTED_INVARIANCE[n][i]
+        for n in INVARIANCE_NORMS
+        for i, t in enumerate(INVARIANCE_TRANSFORMS)
+    }
+    worst = max(r.max_abs_diff for r in results if expected[r.norm, r.transform])
+    assert 1e-8 < worst < 1e-4
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc",
+    [
+        ({"delta": -2.0}, ValueError),
+        ({"delta": 1.0}, ValueError),
+        ({"delta": "2"}, TypeError),
+        ({"eps": 0.0}, ValueError),
+        ({"n_cases": 1}, ValueError),
+        ({"d_hidden": 1}, ValueError),
+        ({"norms": ("GroupNorm",)}, ValueError),
+        ({"norms": ["LayerNorm"]}, TypeError),
+        ({"seed": 1.5}, TypeError),
+    ],
+)
+def test_invariance_table_rejects_bad_arguments(kwargs, exc):
+    name = next(iter(kwargs))
+    with pytest.raises(exc, match=name):
+        invariance_table(**kwargs)
+
+
+# ----------------------------------------------------------------------- conventions
+
+
+def test_conventions_differ_by_sqrt_3_over_2_for_d3():
+    x = torch.cat(
+        [contextual_batch()[:, :2].reshape(-1, 3), contextual_batch()[1, 2:], batchnorm_table()]
+    )
+    ratio = F.layer_norm(x, (3,)).norm(dim=-1) / layer_norm_std_eps(x, eps=1e-6).norm(dim=-1)
+    torch.testing.assert_close(ratio, torch.full_like(ratio, math.sqrt(3 / 2)), rtol=1e-4, atol=0)
+
+
+def test_conventions_for_d768():
+    x = 2.0 * torch.randn(8, 768, generator=torch.Generator().manual_seed(0), dtype=f64) + 0.5
+    ratio = F.layer_norm(x, (768,)) / layer_norm_std_eps(x, eps=1e-6)
+    torch.testing.assert_close(
+        ratio, torch.full_like(ratio, math.sqrt(768 / 767)), rtol=1e-5, atol=0
+    )
+
+
+def test_torch_uses_biased_variance_with_eps_inside_the_sqrt():
+    x = 2.0 * torch.randn(6, 5, generator=torch.Generator().manual_seed(2), dtype=f64)
+    mu = x.mean(-1, keepdim=True)
+    biased_inside = (x - mu) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 0.1)
+    torch.testing.assert_close(F.layer_norm(x, (5,), eps=0.1), biased_inside, atol=1e-14, rtol=0)
+    assert not torch.allclose(
+        F.layer_norm(x, (5,), eps=0.1), layer_norm_std_eps(x, eps=0.1), atol=1e-3
+    )
+
+
+def test_notes_convention_matches_its_formula_and_rejects_d1():
+    x = torch.tensor([[6.5, 2.1, 8.3]], dtype=f64)
+    expected = (x - x.mean()) / (x.std(unbiased=True) + 1e-6)
+    torch.testing.assert_close(layer_norm_std_eps(x), expected)
+    with pytest.raises(ValueError, match="input"):
+        layer_norm_std_eps(torch.ones(4, 1))
+    with pytest.raises(TypeError, match="input"):
+        layer_norm_std_eps([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="eps"):
+        layer_norm_std_eps(x, eps=-1.0)
+
+
+# ---------------------------------------------------------------- the notes' numbers
+
+
+def test_hand_numbers_of_the_notes_rows():
+    row1 = F.layer_norm(batchnorm_table()[0], (3,))
+    torch.testing.assert_close(
+        row1, torch.tensor([1.3363, -0.2673, -1.0690], dtype=f64), atol=1e-4, rtol=0
+    )
+    # the notes' -0.26 and -1.06 come from rounding the mean and std first
+    assert [round(v, 2) for v in ((batchnorm_table()[0] - 5.33) / 1.25).tolist()] == [
+        1.34,
+        -0.26,
+        -1.06,
+    ]
+    hi = contextual_batch()[0, 0]
+    assert round(hi.std(unbiased=False).item(), 2) == 2.60  # not the notes' 2.51
+    assert round(contextual_batch()[1, 0].std(unbiased=False).item(), 2) == 3.02  # not 3.04
+    out = F.layer_norm(torch.tensor([10.0, 2.0, 5.0], dtype=f64), (3,))
+    assert out[2] < 0  # the notes' "[1.2, -0.9, 0.3]" has the wrong sign here
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@pytest.mark.parametrize("d", [2, 3, 16, 768])
+def test_rows_lie_on_the_sphere_in_the_zero_mean_plane(d):
+    g = torch.Generator().manual_seed(d)
+    x = 10 ** torch.empty(200, 1, dtype=f64).uniform_(-1, 3, generator=g) * torch.randn(
+        200, d, generator=g, dtype=f64
+    )
+    y = F.layer_norm(x, (d,))
+    var = x.var(-1, unbiased=False)
+    assert y.mean(-1).abs().max() < 1e-12
+    torch.testing.assert_close(
+        y.norm(dim=-1), torch.sqrt(d * var / (var + 1e-5)), rtol=1e-10, atol=0
+    )
+
+
+def test_d2_outputs_are_plus_minus_one_and_scale_pairs_collapse():
+    for name in ("1-2", "10-20-30"):
+        out = F.layer_norm(scale_pair(name), (scale_pair(name).shape[-1],))
+        torch.testing.assert_close(out[0], out[1], atol=1e-4, rtol=0)
+    out = F.layer_norm(scale_pair("1-2"), (2,))
+    torch.testing.assert_close(out.abs(), torch.ones_like(out), atol=1e-4, rtol=0)
+
+
+# --------------------------------------------------------------------------- backward
+
+
+def _hand_backward_inputs(seed: int, eps: float):
+    g = torch.Generator().manual_seed(seed)
+    x = 3.0 * torch.randn(6, 16, generator=g, dtype=f64) + 2.0
+    grad_y = torch.randn(6, 16, generator=g, dtype=f64)
+    gamma = torch.randn(16, generator=g, dtype=f64)
+    x_hat = F.layer_norm(x, (16,), eps=eps)
+    rstd = 1.0 / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+    grad_x, _, _ = layer_norm_backward(grad_y, x_hat, rstd, gamma, (-1,))
+    return x, x_hat, grad_x
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_input_gradient_is_orthogonal_to_ones_and_to_x_hat(seed):
+    eps = 1e-5
+    x, x_hat, grad_x = _hand_backward_inputs(seed, eps)
+    cos_ones = grad_x.sum(-1) / (grad_x.norm(dim=-1) * 4.0)  # |ones| = sqrt(16)
+    assert cos_ones.abs().max() < 1e-12
+    cos_xhat = (grad_x * x_hat).sum(-1) / (grad_x.norm(dim=-1) * x_hat.norm(dim=-1))
+    assert (cos_xhat.abs() <= eps / (x.var(-1, unbiased=False) + eps)).all()
+    # with a negligible eps the orthogonality to x_hat is exact to rounding
+    _, x_hat0, grad_x0 = _hand_backward_inputs(seed, 1e-14)
+    cos0 = (grad_x0 * x_hat0).sum(-1) / (grad_x0.norm(dim=-1) * x_hat0.norm(dim=-1))
+    assert cos0.abs().max() < 1e-12
+
+
+def test_input_gradient_through_torch_autograd_is_orthogonal_too():
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(5, 12, generator=g, dtype=f64) * 4 - 3).requires_grad_()
+    (
+        F.layer_norm(x, (12,), eps=1e-12) * torch.randn(5, 12, generator=g, dtype=f64)
+    ).sum().backward()
+    y = F.layer_norm(x.detach(), (12,), eps=1e-12)
+    assert x.grad.sum(-1).abs().max() < 1e-12
+    assert (x.grad * y).sum(-1).abs().max() < 1e-10
+
+
+def test_gradient_scales_like_one_over_sigma_and_eps_caps_it():
+    g = torch.Generator().manual_seed(9)
+    direction = torch.randn(16, generator=g, dtype=f64)
+    direction = (direction - direction.mean()) / direction.std(unbiased=False)
+    up = torch.randn(16, generator=g, dtype=f64)
+
+    def grad_norm(spread, eps):
+        x = (3.0 + spread * direction).requires_grad_()
+        (LayerNormFunction.apply(x, (16,), None, None, eps) * up).sum().backward()
+        return x.grad.norm().item()
+
+    assert grad_norm(0.1, 1e-12) / grad_norm(1.0, 1e-12) == pytest.approx(10.0, rel=1e-8)
+    # a nearly constant row: x_hat ~ 0, so only the mean of g is removed, and r = 1/sqrt(eps)
+    cap = (up - up.mean()).norm().item() / math.sqrt(1e-5)
+    assert grad_norm(1e-8, 1e-5) == pytest.approx(cap, rel=1e-3)
+
+
+def test_gradcheck_of_the_hand_backward():
+    g = torch.Generator().manual_seed(7)
+    xg = torch.randn(3, 5, generator=g, dtype=f64, requires_grad=True)
+    wg = torch.randn(5, generator=g, dtype=f64, requires_grad=True)
+    bg = torch.randn(5, generator=g, dtype=f64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: LayerNormFunction.apply(x, (5,), w, b, 1e-5),
+        (xg, wg, bg),
+        eps=1e-6,
+        atol=1e-7,
+    )
+
+
+# --------------------------------------------------------------------------- numerics
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stable_variance_beats_naive_by_the_stated_margin(seed):
+    e = variance_errors(offset_rows(1e4, dtype=torch.float32, seed=seed))
+    assert e.naive >= STABLE_MARGIN * e.two_pass
+    assert e.naive >= STABLE_MARGIN * e.welford
+    assert e.naive > 1.0  # the naive formula has no correct digit at this offset
+    assert e.naive_negative > 0.1  # and gives negative "variances"
+
+
+def test_without_offset_all_three_agree():
+    e = variance_errors(offset_rows(0.0, dtype=torch.float32))
+    assert max(e.naive, e.two_pass, e.welford) < 1e-5
+    assert e.naive_negative == 0.0
+
+
+def test_naive_error_grows_with_the_offset():
+    errors = [
+        variance_errors(offset_rows(o, dtype=torch.float32)).naive for o in (1e1, 1e2, 1e3, 1e4)
+    ]
+    assert all(b > 10 * a for a, b in zip(errors[:-1], errors[1:], strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sixteen_bit_storage_and_arithmetic(dtype):
+    # at offset 1e4 a spread-1 row is not even storable
+    stored = offset_rows(1e4, rows=8, dtype=dtype)
+    assert all(len(torch.unique(r)) <= 3 for r in stored)
+    with pytest.raises(ValueError, match="constant"):
+        variance_errors(offset_rows(1e4, dtype=torch.bfloat16))
+    # at offset 100: in 16 bits naive is useless, two-pass beats Welford; in float32 both stable are fine
+    x = offset_rows(1e2, dtype=dtype)
+    e16, e32 = variance_errors(x), variance_errors(x.float())
+    assert e16.naive > 0.5
+    assert e16.two_pass < e16.welford < e16.naive
+    assert max(e32.two_pass, e32.welford) < 1e-5
+
+
+def test_variance_methods_agree_on_exact_data_and_check_inputs():
+    x = torch.tensor([[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]], dtype=f64)  # variance 4
+    for fn in (variance_naive, variance_two_pass, variance_welford):
+        assert fn(x).item() == pytest.approx(4.0, abs=1e-12)
+        with pytest.raises(TypeError, match="x"):
+            fn([[1.0, 2.0]])
+        with pytest.raises(TypeError, match="x"):
+            fn(torch.arange(4))
+    with pytest.raises(ValueError, match="offset"):
+        offset_rows(float("inf"))
+    with pytest.raises(TypeError, match="dtype"):
+        offset_rows(1.0, dtype=torch.int32)
+    with pytest.raises(ValueError, match="x"):
+        variance_errors(torch.randn(2, 3, 4))
+
+
+# ----------------------------------------------------------------------- correlation
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_layernorm_does_not_decorrelate_mixed_features(seed):
+    x = correlated_tokens("mixed", seed=seed)
+    before, after = feature_correlation_stats(x), feature_correlation_stats(F.layer_norm(x, (8,)))
+    assert after.mean_abs_r > 0.7 * before.mean_abs_r  # most of the correlation survives
+    assert abs(after.cov_eig_ratio) < 1e-12  # the covariance becomes singular, not white
+    assert after.feature_std_max - after.feature_std_min > 0.2  # features are not unit-variance
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_common_offset_correlation_goes_to_minus_one_over_d_minus_one(seed):
+    x = correlated_tokens("common", seed=seed)
+    before, after = feature_correlation_stats(x), feature_correlation_stats(F.layer_norm(x, (8,)))
+    assert before.mean_r > 0.8
+    assert after.mean_r == pytest.approx(-1 / 7, abs=2e-3)
+
+
+def test_correlation_helpers_check_inputs():
+    with pytest.raises(ValueError, match="kind"):
+        correlated_tokens("diagonal")
+    with pytest.raises(ValueError, match="x"):
+        feature_correlation_stats(torch.randn(2, 4))
+    with pytest.raises(TypeError, match="x"):
+        feature_correlation_stats(torch.ones(5, 3, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------------------- figure
+
+
+def test_plot_row_steps_draws_four_panels_and_checks_inputs():
+    import matplotlib.pyplot as plt
+
+    fig, axes = plot_row_steps(torch.tensor([6.5, 2.1, 8.3], dtype=f64))
+    assert len(axes) == 4
+    plt.close(fig)
+    with pytest.raises(ValueError, match="x"):
+        plot_row_steps(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="gamma"):
+        plot_row_steps(torch.ones(3), gamma=torch.ones(2))
