@@ -13,7 +13,8 @@ export MKL_NUM_THREADS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb))
-NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=120
+NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=120 \
+         --nbval-kernel-startup-timeout=90 --timeout=600
 
 .PHONY: help venv book test lint unit nbval build browser execute serve bench clean
 
@@ -44,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check course_lib tests
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15
+	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15 --timeout=600
 
 nbval: $(STAMP)
 	$(BIN)/pytest $(NBVAL) book -n $(JOBS) --dist loadscope --durations=10
