@@ -329,7 +329,15 @@ def layernorm_logit_ceiling(n_keys: int) -> float:
 
 @dataclass(frozen=True)
 class SaturationMetrics:
-    """Means over queries of three measures of how saturated attention is."""
+    r"""Means over queries of three measures of how saturated attention is.
+
+    .. math::
+        H = -\sum_j p_j \log p_j,\qquad \max_j p_j,\qquad
+        \|\mathrm{diag}(p) - pp^\top\|_2
+
+    Shape:
+        three Python floats.
+    """
 
     entropy: float  # nats; log(n_keys) for uniform attention, 0 for one-hot
     max_weight: float  # largest attention weight; 1/n_keys uniform, 1 one-hot
@@ -452,7 +460,15 @@ def matched_query_weight(
 
 @dataclass(frozen=True)
 class BlockLogitStats:
-    """Second moments of one block's queries, keys and dot products."""
+    r"""Second moments of one block's queries, keys and dot products.
+
+    .. math::
+        \mathrm{Var}(q_i),\qquad \mathrm{Var}(k_i),\qquad
+        \frac{\mathrm{Var}(q_t \cdot k_s)}{d_k}\ (t \ne s)
+
+    Shape:
+        three Python floats.
+    """
 
     q_var: float  # mean over heads and dims of the variance of a query component
     k_var: float  # the same for keys
@@ -593,10 +609,9 @@ def plot_attention_example(
     seed: int = 0,
     ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
-    """Bar chart of :func:`attention_example`; the title gives entropy and largest weight.
+    r"""Bar chart of :func:`attention_example`; the title gives entropy and largest weight.
 
-    The entropy ``H`` is in nats; uniform attention over ``n_keys`` keys has
-    ``H = log(n_keys)``.
+    .. math:: H = -\sum_j p_j \log p_j \quad(\text{nats};\ \log L \text{ if uniform})
 
     Shape:
         draws ``n_keys`` bars; returns ``(fig, ax)``.
