@@ -15,10 +15,20 @@ where a bar is the mean over the normalized dimensions. The input gradient is ``
 with its components along the all-ones vector and along ``x_hat`` removed, then scaled
 by ``1/sigma``: that is why it is orthogonal to both, and why rows with a small spread
 get large gradients.
+
+Speed. The code evaluates exactly these formulas, but in an order that touches memory
+as few times as it can with whole-tensor operations, because on a CPU each operation
+over an ``(N, D)`` tensor costs about the same as reading and writing it once: the
+row means of ``g`` and of ``g * x_hat`` are dot products with ``gamma`` (no ``g`` is
+built), ``dL/dy * x_hat`` is computed once for both ``dL/dgamma`` and the mean of
+``g * x_hat``, and temporaries are updated in place. Forward and
+backward together make 13 passes over ``(N, D)`` data (``scripts/bench.py`` counts
+and times them); the straightforward version makes 22 and is about twice as slow.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,13 +44,32 @@ def layer_norm_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Return ``(x_hat, rstd)`` with ``x_hat = (x - mean) * rstd``, ``rstd = 1/sqrt(var + eps)``.
 
+    .. math::
+        \mu = \overline{x},\quad \sigma^2 = \overline{(x - \mu)^2},\quad
+        r = \frac{1}{\sqrt{\sigma^2 + \epsilon}},\quad \hat x = (x - \mu)\,r
+
     Shape:
         x ``(*, *normalized_shape)``; x_hat as x; rstd ``(*, 1, ..., 1)``.
     """
+    n = math.prod(x.shape[d] for d in dims)  # D, the number of normalized features
     mean = x.mean(dim=dims, keepdim=True)
-    centered = x - mean
-    rstd = torch.rsqrt((centered * centered).mean(dim=dims, keepdim=True) + eps)
-    return centered * rstd, rstd
+    centered = x - mean  # subtract the mean first (never E[x^2] - E[x]^2)
+    # var = mean(centered ** 2) = |centered|^2 / D: the norm reads `centered` once,
+    # where squaring would write a squared copy and read it back.
+    var = torch.linalg.vector_norm(centered, dim=dims, keepdim=True).square_() / n
+    rstd = torch.rsqrt(var + eps)
+    x_hat = centered.mul_(rstd)  # in place: `centered` is not needed again
+    return x_hat, rstd
+
+
+def _row_dot(a: torch.Tensor, v: torch.Tensor, k: int) -> torch.Tensor:
+    """``(a * v).sum()`` over the last ``k`` dims, kept as size-1 dims, without building
+    ``a * v`` (a matrix-vector product).
+
+    Shape:
+        a ``(*, *v.shape)``; v ``(d_1, ..., d_k)``; result ``(*, 1, ..., 1)``.
+    """
+    return torch.tensordot(a, v, dims=k).reshape(a.shape[:-k] + (1,) * k)
 
 
 def layer_norm_backward(
@@ -63,15 +92,24 @@ def layer_norm_backward(
         grad_output, x_hat ``(*, *normalized_shape)``; rstd ``(*, 1, ..., 1)``;
         weight ``normalized_shape``; grad_weight and grad_bias ``normalized_shape``.
     """
-    g = grad_output if weight is None else grad_output * weight
-    g_mean = g.mean(dim=dims, keepdim=True)  # component along the all-ones vector
-    gx_mean = (g * x_hat).mean(dim=dims, keepdim=True)  # component along x_hat
-    grad_input = rstd * (g - g_mean - x_hat * gx_mean)
+    k = len(dims)
+    lead = tuple(range(grad_output.dim() - k))  # every non-normalized dim
+    n = math.prod(x_hat.shape[-k:])  # D, the number of normalized features
+    gamma = weight if weight is not None else x_hat.new_ones(x_hat.shape[-k:])
+    # g = gamma * dL/dy is the gradient arriving at x_hat. Its two row means are dot
+    # products with gamma, so g itself is never built:
+    dy_xhat = grad_output * x_hat  # summed over the rows, this is dL/dgamma
+    g_mean = _row_dot(grad_output, gamma, k) / n  # mean(g): along the all-ones vector
+    gx_mean = _row_dot(dy_xhat, gamma, k) / n  # mean(g * x_hat): along x_hat
     if weight is None:
-        return grad_input, None, None
-    lead = tuple(range(grad_output.dim() - len(dims)))  # every non-normalized dim
-    grad_weight = (grad_output * x_hat).sum(dim=lead) if lead else grad_output * x_hat
-    grad_bias = grad_output.sum(dim=lead) if lead else grad_output.clone()
+        grad_weight = grad_bias = None
+    else:
+        grad_weight = dy_xhat.sum(dim=lead) if lead else dy_xhat
+        grad_bias = grad_output.sum(dim=lead) if lead else grad_output.clone()
+    del dy_xhat  # grad_input below can take over its memory
+    # grad_input = r * (g - mean(g) - x_hat * mean(g * x_hat)), in one new tensor:
+    grad_input = torch.addcmul(-g_mean, x_hat, gx_mean, value=-1)  # -mean(g) - x_hat * ...
+    grad_input.addcmul_(grad_output, gamma).mul_(rstd)  # + g, then * r
     return grad_input, grad_weight, grad_bias
 
 
@@ -103,11 +141,14 @@ class LayerNormFunction(torch.autograd.Function):
         bias = check_param(bias, "bias", shape, x)
         dims = tuple(range(-len(shape), 0))
         x_hat, rstd = layer_norm_forward(x, dims, eps)
-        y = x_hat
-        if weight is not None:
-            y = y * weight
-        if bias is not None:
-            y = y + bias
+        if weight is not None and bias is not None:
+            y = torch.addcmul(bias, x_hat, weight)  # x_hat * weight + bias, one pass
+        elif weight is not None:
+            y = x_hat * weight
+        elif bias is not None:
+            y = x_hat + bias
+        else:
+            y = x_hat
         ctx.dims = dims
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x_hat, rstd, weight)
