@@ -7,7 +7,6 @@ precision, and figures as PNG (which nbval does not compare byte by byte).
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 
@@ -25,7 +24,6 @@ def setup(seed: int = 0) -> None:
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     random.seed(seed)
