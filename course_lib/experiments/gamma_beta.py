@@ -1,0 +1,811 @@
+r"""Chapter 5: what LayerNorm's learnable gamma and beta restore, what they cannot, how they train.
+
+LayerNorm ends with a per-feature affine map, shared by every token:
+
+.. math:: y_{tj} = \gamma_j \hat x_{tj} + \beta_j,\qquad
+          \hat x_{tj} = \frac{x_{tj} - \mu_t}{\sqrt{\sigma_t^2 + \epsilon}}
+
+(torch calls :math:`\gamma` ``weight`` and :math:`\beta` ``bias``). This module holds the
+chapter's measurements:
+
+* :func:`jacobian_singular_values`, :func:`best_affine_fit` - what normalization removes
+  per token, and what a per-feature affine map can (BatchNorm) or cannot (LayerNorm)
+  give back;
+* :class:`NormNet`, :func:`affine_task`, :func:`magnitude_task`, :func:`fit_affine`,
+  :func:`fit_magnitude` - the small training experiments (learnable, fixed or no
+  normalization, over seeds);
+* :func:`affine_grad_norms`, :func:`scale_invariance`, :func:`rescale_first_affine` - why
+  gamma, beta and the weights feeding a LayerNorm do not run away;
+* :func:`fold_affine` - gamma and beta folded into the next linear layer for inference;
+* :func:`plot_affine` - the figure behind the chapter's explorer.
+
+Every run is tiny (width 16, a few hundred steps) so that the chapter executes in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import nn
+
+from .. import functional as CF
+from .._checks import check_float_tensor
+from ..modules import LayerNorm
+from ..plotting import PALETTE, new_figure
+from .common import train
+
+__all__ = [
+    "NORM_KINDS",
+    "AffineTask",
+    "FitResult",
+    "MagnitudeTask",
+    "NormNet",
+    "affine_grad_norms",
+    "affine_task",
+    "best_affine_fit",
+    "fit_affine",
+    "fit_magnitude",
+    "fold_affine",
+    "jacobian_singular_values",
+    "magnitude_task",
+    "make_norm",
+    "plot_affine",
+    "rescale_first_affine",
+    "scale_invariance",
+]
+
+NormKind = Literal["learnable", "fixed", "none"]
+#: The three ways the chapter's models normalize: LayerNorm with learnable gamma and beta,
+#: LayerNorm with gamma = 1 and beta = 0 frozen (``elementwise_affine=False``), or nothing.
+NORM_KINDS: tuple[str, ...] = ("learnable", "fixed", "none")
+
+
+def _check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return seed
+
+
+def _check_kind(kind: object) -> str:
+    if kind not in NORM_KINDS:
+        raise ValueError(f"norm must be one of {NORM_KINDS}, got {kind!r}")
+    return str(kind)
+
+
+def _check_positive_float(value: object, name: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0.0 or (value == 0.0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# What normalization removes, and what a per-feature affine map can give back
+# --------------------------------------------------------------------------------------
+
+
+def jacobian_singular_values(
+    x: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    r"""Singular values of the Jacobian :math:`\partial y / \partial x` of one token's LayerNorm.
+
+    Moving x along the all-ones direction (its mean) changes nothing: one singular value
+    is 0. Moving it along :math:`x - \mu` (its scale) changes nothing either when
+    :math:`\epsilon = 0`; with :math:`\epsilon > 0` that singular value is tiny, of order
+    :math:`\epsilon / \sigma^3`. The other :math:`D - 2` directions pass. A per-feature
+    affine map with non-zero gamma is invertible, so it cannot bring the two lost
+    directions back. Computed in float64, largest singular value first.
+
+    Shape:
+        x ``(D,)``; weight and bias ``(D,)``; returns ``(D,)``.
+    """
+    x = check_float_tensor(x, "x")
+    if x.dim() != 1:
+        raise ValueError(f"x must be one token, shape (D,), got {tuple(x.shape)}")
+    d = x.shape[0]
+    x64 = x.detach().to(torch.float64)
+    w64 = None if weight is None else check_float_tensor(weight, "weight").detach().double()
+    b64 = None if bias is None else check_float_tensor(bias, "bias").detach().double()
+    jac = torch.autograd.functional.jacobian(
+        lambda v: CF.layer_norm(v, (d,), w64, b64, eps), x64
+    )  # (D, D)
+    return torch.linalg.svdvals(jac)
+
+
+def best_affine_fit(
+    normalized: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    r"""The per-feature gamma and beta that best map ``normalized`` back to ``target``.
+
+    For each feature j, least squares over the rows t:
+
+    .. math:: \min_{\gamma_j, \beta_j} \sum_t (\gamma_j \hat x_{tj} + \beta_j - x_{tj})^2
+
+    Returns ``(gamma, beta, unexplained)``, where ``unexplained`` is the fraction of the
+    target's variance (about each feature's mean) that the best fit leaves: 0 when a
+    per-feature affine map undoes the normalization exactly (BatchNorm), above 0 when
+    it cannot (LayerNorm on rows with different means and scales).
+
+    Shape:
+        normalized and target ``(N, D)``; gamma and beta ``(D,)``.
+    """
+    xn = check_float_tensor(normalized, "normalized", min_dim=2)
+    x = check_float_tensor(target, "target", min_dim=2)
+    if xn.dim() != 2 or xn.shape != x.shape:
+        raise ValueError(
+            f"normalized and target must both be (N, D) with equal shapes, got "
+            f"{tuple(xn.shape)} and {tuple(x.shape)}"
+        )
+    xn_c = xn - xn.mean(dim=0)  # (N, D)
+    x_c = x - x.mean(dim=0)
+    var_n = (xn_c * xn_c).sum(dim=0)  # (D,)
+    gamma = torch.where(var_n > 0, (xn_c * x_c).sum(dim=0) / var_n, torch.zeros_like(var_n))
+    beta = x.mean(dim=0) - gamma * xn.mean(dim=0)
+    residual = x - (gamma * xn + beta)
+    unexplained = float((residual * residual).sum() / (x_c * x_c).sum())
+    return gamma, beta, unexplained
+
+
+# --------------------------------------------------------------------------------------
+# Models and tasks
+# --------------------------------------------------------------------------------------
+
+
+def make_norm(kind: str, d: int) -> nn.Module:
+    """LayerNorm with learnable gamma/beta, LayerNorm without them, or ``nn.Identity``.
+
+    Shape:
+        input ``(*, d)``; output as input.
+    """
+    kind = _check_kind(kind)
+    d = _check_positive_int(d, "d")
+    if kind == "learnable":
+        return LayerNorm(d)
+    if kind == "fixed":
+        return LayerNorm(d, elementwise_affine=False)
+    return nn.Identity()
+
+
+class NormNet(nn.Module):
+    r"""``depth`` blocks of Linear -> norm, joined by ReLU, with an optional linear head.
+
+    .. math::
+        h_1 = \mathrm{norm}_1(W_1 x + b_1),\quad
+        h_{k} = \mathrm{norm}_k(W_k\,\mathrm{relu}(h_{k-1}) + b_k),\quad
+        y = h_{\text{depth}} \;\text{or}\; W_{\text{head}} h_{\text{depth}} + b_{\text{head}}
+
+    With ``head=False`` the last LayerNorm is the output, so its gamma and beta cannot be
+    absorbed by a later layer; with ``head=True`` a linear layer follows and can absorb
+    them (see :func:`fold_affine`). ``norm`` picks the normalization (:data:`NORM_KINDS`);
+    ``bias=False`` drops the biases of the linear layers (as PaLM and LLaMA do).
+
+    Shape:
+        x ``(*, d_in)``; output ``(*, d)``.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d: int,
+        norm: str = "learnable",
+        *,
+        depth: int = 1,
+        head: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        d_in = _check_positive_int(d_in, "d_in")
+        d = _check_positive_int(d, "d")
+        depth = _check_positive_int(depth, "depth")
+        for name, flag in (("head", head), ("bias", bias)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        self.norm_kind = _check_kind(norm)
+        self.linears = nn.ModuleList(
+            nn.Linear(d_in if k == 0 else d, d, bias=bias) for k in range(depth)
+        )
+        self.norms = nn.ModuleList(make_norm(norm, d) for _ in range(depth))
+        self.head = nn.Linear(d, d, bias=bias) if head else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for k, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
+            if k > 0:
+                h = torch.relu(h)
+            h = norm(linear(h))  # (*, d)
+        return h if self.head is None else self.head(h)
+
+
+@dataclass(frozen=True)
+class AffineTask:
+    r"""Regression targets that need a per-feature scale and shift after normalization.
+
+    ``y = scale * layer_norm(x @ mixing) + shift``: each token's target is a normalized
+    pattern, then stretched and moved feature by feature.
+
+    .. math:: y = a \odot \mathrm{LN}(xM) + c
+
+    Shape:
+        x and y ``(N, d)`` (train and test); scale and shift ``(d,)``.
+    """
+
+    x_train: torch.Tensor  # (N_train, d)
+    y_train: torch.Tensor  # (N_train, d)
+    x_test: torch.Tensor  # (N_test, d)
+    y_test: torch.Tensor  # (N_test, d)
+    scale: torch.Tensor  # (d,) the "a" a learnable gamma should find
+    shift: torch.Tensor  # (d,) the "c" a learnable beta should find
+
+
+def affine_task(
+    d: int = 16, *, n_train: int = 4096, n_test: int = 1024, seed: int = 1234
+) -> AffineTask:
+    r"""Inputs :math:`x \sim N(0, I_d)` and targets :math:`y = a \odot \mathrm{LN}(xM) + c`.
+
+    ``a`` is log-spaced from 1/4 to 4 and ``c`` evenly spaced from -2 to 2, both in a
+    shuffled feature order; ``M`` is a random ``d x d`` mixing matrix.
+
+    Shape:
+        x and y ``(n, d)``; scale and shift ``(d,)``.
+    """
+    d = _check_positive_int(d, "d")
+    if d < 3:
+        raise ValueError(f"d must be at least 3 (LayerNorm needs two free directions), got {d}")
+    n_train = _check_positive_int(n_train, "n_train")
+    n_test = _check_positive_int(n_test, "n_test")
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    mixing = torch.randn(d, d, generator=g) / math.sqrt(d)
+    scale = torch.logspace(math.log10(0.25), math.log10(4.0), d)[torch.randperm(d, generator=g)]
+    shift = torch.linspace(-2.0, 2.0, d)[torch.randperm(d, generator=g)]
+    x = torch.randn(n_train + n_test, d, generator=g)
+    y = scale * CF.layer_norm(x @ mixing, (d,)) + shift
+    return AffineTask(x[:n_train], y[:n_train], x[n_train:], y[n_train:], scale, shift)
+
+
+@dataclass(frozen=True)
+class MagnitudeTask:
+    r"""Tokens whose label is their own size: ``label = rms(x) > 1``.
+
+    ``x = s * z`` with ``z ~ N(0, I_d)`` and ``s`` log-uniform on [1/10, 10], so the
+    direction of a token says nothing about its label.
+
+    .. math:: \text{label} = \mathbb{1}\!\left[\mathrm{rms}(x) > 1\right]
+
+    Shape:
+        x ``(N, d)``; labels ``(N,)`` (float 0. or 1.).
+    """
+
+    x_train: torch.Tensor  # (N_train, d)
+    y_train: torch.Tensor  # (N_train,) float 0/1
+    x_test: torch.Tensor  # (N_test, d)
+    y_test: torch.Tensor  # (N_test,) float 0/1
+
+
+def magnitude_task(
+    d: int = 16, *, n_train: int = 4096, n_test: int = 1024, seed: int = 4321
+) -> MagnitudeTask:
+    r"""Binary labels that depend only on each token's magnitude.
+
+    .. math:: x = s z,\quad \log_{10} s \sim U(-1, 1),\quad
+              \text{label} = \mathbb{1}\!\left[\sqrt{\tfrac{1}{d}\textstyle\sum_j x_j^2} > 1\right]
+
+    Shape:
+        x ``(n, d)``; labels ``(n,)`` (float 0. or 1.).
+    """
+    d = _check_positive_int(d, "d")
+    n_train = _check_positive_int(n_train, "n_train")
+    n_test = _check_positive_int(n_test, "n_test")
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    n = n_train + n_test
+    z = torch.randn(n, d, generator=g)
+    s = 10.0 ** (2.0 * torch.rand(n, 1, generator=g) - 1.0)  # (n, 1)
+    x = s * z
+    labels = (x.pow(2).mean(dim=-1).sqrt() > 1.0).to(x.dtype)  # (n,)
+    return MagnitudeTask(x[:n_train], labels[:n_train], x[n_train:], labels[n_train:])
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    r"""One training run: per-step losses, the held-out score, the model, the history.
+
+    ``history`` (filled when training with ``track=True``) maps a parameter name to its
+    norm :math:`\lVert\theta_t\rVert` before each step t and after the last, and
+    ``name + ".grad"`` to the gradient norm :math:`\lVert g_t\rVert` of each step.
+
+    Shape:
+        ``losses``: ``steps`` floats; ``history[name]``: ``steps + 1`` floats,
+        ``history[name + ".grad"]``: ``steps`` floats.
+    """
+
+    losses: list[float]
+    test_score: float  # test MSE (affine task) or test accuracy (magnitude task)
+    model: nn.Module
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The first step whose loss was not finite, or None."""
+        for step, value in enumerate(self.losses):
+            if not math.isfinite(value):
+                return step
+        return None
+
+
+def _optimizer(
+    model: nn.Module,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    decay_affine: bool,
+) -> torch.optim.Optimizer:
+    """AdamW or SGD; weight decay on matrices always, on LayerNorm's gamma/beta on request.
+
+    Biases of linear layers are never decayed (common practice, as nanoGPT does).
+    """
+    matrices, affine, biases = [], [], []
+    for pname, p in model.named_parameters():
+        if p.dim() >= 2:
+            matrices.append(p)
+        elif pname.startswith("norms."):
+            affine.append(p)
+        else:
+            biases.append(p)
+    groups = [
+        {"params": matrices, "weight_decay": weight_decay},
+        {"params": biases, "weight_decay": 0.0},
+    ]
+    if affine:
+        groups.append({"params": affine, "weight_decay": weight_decay if decay_affine else 0.0})
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {name!r}")
+
+
+def _fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn,
+    *,
+    seed: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    optimizer: str,
+    weight_decay: float,
+    decay_affine: bool,
+    track: bool,
+) -> tuple[list[float], dict[str, list[float]]]:
+    steps = _check_positive_int(steps, "steps")
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    lr = _check_positive_float(lr, "lr")
+    weight_decay = _check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+    opt = _optimizer(model, optimizer, lr, weight_decay, decay_affine)
+    # Linear decay to zero: the last steps are small, so the end point is a clean read-out.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / steps)
+    g = torch.Generator().manual_seed(seed)
+    history: dict[str, list[float]] = {}
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, x.shape[0], (batch_size,), generator=g)
+        return x[idx], y[idx]
+
+    def record(step: int, m: nn.Module) -> None:
+        # Called before step `step`'s update: parameters as they are now, and the
+        # gradients left by step - 1 (train() zeroes them only after this call).
+        for pname, p in m.named_parameters():
+            history.setdefault(pname, []).append(float(p.detach().norm()))
+            if p.grad is not None:
+                history.setdefault(pname + ".grad", []).append(float(p.grad.norm()))
+
+    losses = train(
+        model, batch, loss_fn, opt, steps, scheduler=sched, on_step=record if track else None
+    )
+    if track:
+        record(steps, model)
+    return losses, history
+
+
+def fit_affine(
+    norm: str,
+    seed: int,
+    task: AffineTask,
+    *,
+    depth: int = 1,
+    head: bool = False,
+    steps: int = 200,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    optimizer: str = "adamw",
+    weight_decay: float = 0.1,
+    decay_affine: bool = False,
+    track: bool = False,
+) -> FitResult:
+    r"""Train a :class:`NormNet` on an :class:`AffineTask` with mean squared error.
+
+    ``seed`` fixes the initialization and the order of the mini-batches. The optimizer
+    (AdamW by default, or SGD) decays weight matrices by ``weight_decay`` and decays
+    gamma and beta only when ``decay_affine`` is True; the learning rate falls linearly
+    to 0. ``test_score`` is the test MSE, :math:`\frac{1}{Nd}\sum (y - \hat y)^2`.
+
+    Shape:
+        the task's x and y ``(N, d)``; the model maps ``(*, d) -> (*, d)``.
+    """
+    if not isinstance(task, AffineTask):
+        raise TypeError(f"task must be an AffineTask, got {type(task).__name__}")
+    seed = _check_seed(seed)
+    torch.manual_seed(seed)
+    d = task.x_train.shape[1]
+    model = NormNet(d, d, norm, depth=depth, head=head)
+    losses, history = _fit(
+        model,
+        task.x_train,
+        task.y_train,
+        nn.functional.mse_loss,
+        seed=seed,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        decay_affine=decay_affine,
+        track=track,
+    )
+    model.eval()
+    with torch.no_grad():
+        test = float(nn.functional.mse_loss(model(task.x_test), task.y_test))
+    return FitResult(losses, test, model, history)
+
+
+class _MagnitudeClassifier(nn.Module):
+    """norm(x) -> Linear -> ReLU -> Linear -> one logit per token."""
+
+    def __init__(self, d: int, norm: str, hidden: int = 32) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList([make_norm(norm, d)])
+        self.hidden = nn.Linear(d, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(self.norms[0](x)))).squeeze(-1)  # (*,)
+
+
+def fit_magnitude(
+    norm: str,
+    seed: int,
+    task: MagnitudeTask,
+    *,
+    steps: int = 100,
+    lr: float = 0.03,
+    batch_size: int = 128,
+) -> FitResult:
+    r"""Train ``norm(x) -> Linear(d, 32) -> ReLU -> Linear(32, 1)`` to predict the label.
+
+    Binary cross-entropy on the logit, AdamW; ``test_score`` is the test accuracy. With a
+    LayerNorm first, learnable or not, the network sees only each token's normalized
+    pattern, which carries no information about the label.
+
+    Shape:
+        the task's x ``(N, d)`` and labels ``(N,)``; the model maps ``(*, d) -> (*,)``.
+    """
+    if not isinstance(task, MagnitudeTask):
+        raise TypeError(f"task must be a MagnitudeTask, got {type(task).__name__}")
+    seed = _check_seed(seed)
+    torch.manual_seed(seed)
+    model = _MagnitudeClassifier(task.x_train.shape[1], _check_kind(norm))
+    losses, history = _fit(
+        model,
+        task.x_train,
+        task.y_train,
+        nn.functional.binary_cross_entropy_with_logits,
+        seed=seed,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        optimizer="adamw",
+        weight_decay=0.0,
+        decay_affine=False,
+        track=False,
+    )
+    model.eval()
+    with torch.no_grad():
+        predicted = (model(task.x_test) > 0).to(task.y_test.dtype)
+        accuracy = float((predicted == task.y_test).to(torch.float64).mean())
+    return FitResult(losses, accuracy, model, history)
+
+
+# --------------------------------------------------------------------------------------
+# Why gamma, beta and the weights before a LayerNorm do not run away
+# --------------------------------------------------------------------------------------
+
+
+def affine_grad_norms(
+    input_scales: Sequence[float], *, d: int = 16, n: int = 64, seed: int = 0
+) -> list[dict[str, float]]:
+    r"""Gradient norms of gamma, beta and of a plain linear layer as the input grows.
+
+    The same batch ``x`` is multiplied by each scale ``s`` and fed to (a) a LayerNorm
+    with gamma and beta and (b) an ``nn.Linear`` with the same upstream gradient ``G``
+    (the loss is :math:`\sum G \odot y`). LayerNorm's parameter gradients,
+
+    .. math:: \frac{\partial L}{\partial \gamma_j} = \sum_t G_{tj}\hat x_{tj},\qquad
+              \frac{\partial L}{\partial \beta_j} = \sum_t G_{tj},
+
+    see only the normalized :math:`\hat x`, so they do not change with ``s``; the linear
+    layer's :math:`\partial L/\partial W = G^\top (s x)` grows with ``s``.
+
+    Shape:
+        returns one dict per scale with keys ``scale``, ``gamma``, ``beta``, ``linear``.
+    """
+    if not isinstance(input_scales, Sequence) or not input_scales:
+        raise ValueError("input_scales must be a non-empty sequence of positive numbers")
+    scales = [_check_positive_float(s, "input_scales[i]") for s in input_scales]
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)  # (n, d)
+    upstream = torch.randn(n, d, generator=g, dtype=torch.float64)  # (n, d)
+    gamma0 = 1.0 + 0.5 * torch.randn(d, generator=g, dtype=torch.float64)
+    beta0 = 0.5 * torch.randn(d, generator=g, dtype=torch.float64)
+    w0 = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+    rows = []
+    for s in scales:
+        gamma = gamma0.clone().requires_grad_(True)
+        beta = beta0.clone().requires_grad_(True)
+        w = w0.clone().requires_grad_(True)
+        y_norm = CF.layer_norm(s * x, (d,), gamma, beta)
+        y_lin = (s * x) @ w.T
+        ((upstream * y_norm).sum() + (upstream * y_lin).sum()).backward()
+        rows.append(
+            {
+                "scale": s,
+                "gamma": float(gamma.grad.norm()),
+                "beta": float(beta.grad.norm()),
+                "linear": float(w.grad.norm()),
+            }
+        )
+    return rows
+
+
+def scale_invariance(
+    factors: Sequence[float], *, d: int = 16, n: int = 64, seed: int = 0
+) -> list[dict[str, float]]:
+    r"""Loss and gradient of a Linear layer that feeds a LayerNorm, as its weights scale.
+
+    :math:`L(cW, cb) = L(W, b)` because LayerNorm divides the scale out, so the gradient
+    is orthogonal to :math:`(W, b)` and shrinks as :math:`1/c`:
+
+    .. math:: \langle \nabla_W L, W\rangle + \langle \nabla_b L, b\rangle = 0,\qquad
+              \nabla L(cW, cb) = \tfrac{1}{c}\nabla L(W, b).
+
+    (Up to eps, which is negligible unless the pre-norm activations are tiny.) Computed
+    in float64 with a fixed random loss :math:`\sum G \odot \mathrm{LN}(xW^\top + b)`.
+
+    Shape:
+        returns one dict per factor with keys ``factor``, ``loss``, ``grad_norm``,
+        ``cosine`` (between the gradient and the weights).
+    """
+    if not isinstance(factors, Sequence) or not factors:
+        raise ValueError("factors must be a non-empty sequence of positive numbers")
+    cs = [_check_positive_float(c, "factors[i]") for c in factors]
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    upstream = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w0 = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+    b0 = 0.1 * torch.randn(d, generator=g, dtype=torch.float64)
+    rows = []
+    for c in cs:
+        w = (c * w0).requires_grad_(True)
+        b = (c * b0).requires_grad_(True)
+        loss = (upstream * CF.layer_norm(x @ w.T + b, (d,))).sum()
+        loss.backward()
+        grad = torch.cat([w.grad.flatten(), b.grad])
+        params = torch.cat([w.detach().flatten(), b.detach()])
+        cosine = float(grad @ params / (grad.norm() * params.norm()))
+        rows.append(
+            {
+                "factor": c,
+                "loss": float(loss.detach()),
+                "grad_norm": float(grad.norm()),
+                "cosine": cosine,
+            }
+        )
+    return rows
+
+
+def rescale_first_affine(
+    model: NormNet, x: torch.Tensor, factors: Sequence[float]
+) -> list[dict[str, float]]:
+    r"""Multiply the first LayerNorm's gamma and beta by each factor; measure downstream.
+
+    For each factor ``c`` (the model is restored afterwards) this reports the root mean
+    square of the first norm's output, of the second norm's input and of the model's
+    output, and the relative change of the output,
+    :math:`\lVert y_c - y_1\rVert / \lVert y_1\rVert`. The second LayerNorm divides
+    whatever scale arrives back out, so the drift cannot grow the activations after it;
+    it can still change the function through the biases that do not scale with ``c``
+    (with ``bias=False`` the output is unchanged up to eps).
+
+    Shape:
+        x ``(N, d_in)``; model must have ``depth >= 2`` and learnable gamma and beta.
+    """
+    if not isinstance(model, NormNet):
+        raise TypeError(f"model must be a NormNet, got {type(model).__name__}")
+    if len(model.norms) < 2 or model.norm_kind != "learnable":
+        raise ValueError("model must have depth >= 2 and norm='learnable'")
+    x = check_float_tensor(x, "x", min_dim=2)
+    if not isinstance(factors, Sequence) or not factors:
+        raise ValueError("factors must be a non-empty sequence of positive numbers")
+    cs = [_check_positive_float(c, "factors[i]") for c in factors]
+    first = model.norms[0]
+    saved = (first.weight.detach().clone(), first.bias.detach().clone())
+
+    def rms(t: torch.Tensor) -> float:
+        return float(t.pow(2).mean().sqrt())
+
+    rows = []
+    with torch.no_grad():
+        reference = model(x)
+        try:
+            for c in cs:
+                first.weight.copy_(c * saved[0])
+                first.bias.copy_(c * saved[1])
+                h1 = first(model.linears[0](x))
+                pre2 = model.linears[1](torch.relu(h1))
+                out = model(x)
+                rows.append(
+                    {
+                        "factor": c,
+                        "norm1_out_rms": rms(h1),
+                        "norm2_in_rms": rms(pre2),
+                        "output_rms": rms(out),
+                        "output_change": float((out - reference).norm() / reference.norm()),
+                    }
+                )
+        finally:
+            first.weight.copy_(saved[0])
+            first.bias.copy_(saved[1])
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Folding gamma and beta into the next linear layer
+# --------------------------------------------------------------------------------------
+
+
+def fold_affine(norm: nn.Module, linear: nn.Linear) -> tuple[LayerNorm, nn.Linear]:
+    r"""Fold a LayerNorm's gamma and beta into the linear layer that follows it.
+
+    .. math::
+        W(\gamma \odot \hat x + \beta) + b = (W\,\mathrm{diag}(\gamma))\,\hat x
+        + (W\beta + b)
+
+    Returns a LayerNorm without affine parameters and a new ``nn.Linear`` with
+    :math:`W' = W\,\mathrm{diag}(\gamma)` and :math:`b' = W\beta + b`, so that
+    ``linear(norm(x))`` equals ``new_linear(new_norm(x))`` up to rounding. Accepts
+    ``course_lib`` or ``torch`` LayerNorms, with or without bias. Nothing is folded
+    across a nonlinearity or a residual connection: there the identity does not hold.
+
+    Shape:
+        norm over ``(d,)``; linear ``d -> d_out``; the pair maps ``(*, d) -> (*, d_out)``.
+    """
+    if not isinstance(norm, (LayerNorm, nn.LayerNorm)):
+        raise TypeError(f"norm must be a LayerNorm, got {type(norm).__name__}")
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+    shape = tuple(norm.normalized_shape)
+    if len(shape) != 1 or shape[0] != linear.in_features:
+        raise ValueError(
+            f"norm must normalize over (linear.in_features,) = ({linear.in_features},), got {shape}"
+        )
+    w = linear.weight.detach()  # (d_out, d)
+    dtype = w.dtype
+    gamma = norm.weight.detach() if norm.weight is not None else torch.ones(shape, dtype=dtype)
+    beta = norm.bias.detach() if norm.bias is not None else torch.zeros(shape, dtype=dtype)
+    bias = linear.bias.detach() if linear.bias is not None else torch.zeros(w.shape[0], dtype=dtype)
+    new_norm = LayerNorm(shape[0], eps=float(norm.eps), elementwise_affine=False)
+    new_linear = nn.Linear(linear.in_features, linear.out_features, bias=True, dtype=dtype)
+    with torch.no_grad():
+        new_linear.weight.copy_(w * gamma)  # (d_out, d) * (d,): scales column j by gamma_j
+        new_linear.bias.copy_(w @ beta + bias)
+    return new_norm, new_linear
+
+
+# --------------------------------------------------------------------------------------
+# The explorer's figure
+# --------------------------------------------------------------------------------------
+
+
+def _demo_batch() -> torch.Tensor:
+    """200 tokens of 3 features with very different means and scales (float64)."""
+    g = torch.Generator().manual_seed(5)
+    scale = 10.0 ** (2.0 * torch.rand(200, 1, generator=g, dtype=torch.float64))  # 1 to 100
+    offset = 50.0 * torch.randn(200, 1, generator=g, dtype=torch.float64)
+    return offset + scale * torch.randn(200, 3, generator=g, dtype=torch.float64)
+
+
+def plot_affine(
+    gamma: float = 1.0, beta: float = 0.0, feature: int = 0
+) -> tuple[Figure, np.ndarray]:
+    r"""Left: one feature of a normalized batch before and after :math:`\gamma\hat x + \beta`.
+
+    Right: the notes' tokens [10, 20, 30] and [100, 200, 300] after the same LayerNorm,
+    with the chosen gamma and beta on that feature (1 and 0 on the others): the two bars
+    of each feature always coincide, whatever gamma and beta are.
+
+    Shape:
+        a 200 x 3 demo batch; returns ``(fig, axes)`` with two axes.
+    """
+    gamma = float(gamma)
+    beta = float(beta)
+    if not (math.isfinite(gamma) and math.isfinite(beta)):
+        raise ValueError(f"gamma and beta must be finite, got {gamma} and {beta}")
+    if isinstance(feature, bool) or not isinstance(feature, int) or not 0 <= feature < 3:
+        raise ValueError(f"feature must be 0, 1 or 2, got {feature!r}")
+    weight = torch.ones(3, dtype=torch.float64)
+    bias = torch.zeros(3, dtype=torch.float64)
+    weight[feature] = gamma
+    bias[feature] = beta
+    normalized = CF.layer_norm(_demo_batch(), (3,))  # (200, 3)
+    out = normalized * weight + bias
+    pair = torch.tensor([[10.0, 20.0, 30.0], [100.0, 200.0, 300.0]], dtype=torch.float64)
+    pair_out = CF.layer_norm(pair, (3,), weight, bias)  # (2, 3)
+
+    fig, axes = new_figure(2, width=8.0, height=3.2)
+    ax_hist, ax_pair = axes
+    bins = np.linspace(-8.0, 8.0, 41)
+    ax_hist.hist(
+        normalized[:, feature].numpy(),
+        bins=bins,
+        color=PALETTE["black"],
+        alpha=0.35,
+        label=r"normalized $\hat x$",
+    )
+    ax_hist.hist(
+        out[:, feature].numpy(),
+        bins=bins,
+        color=PALETTE["blue"],
+        alpha=0.7,
+        label=rf"$\gamma\hat x+\beta$ ($\gamma$={gamma:.2f}, $\beta$={beta:.2f})",
+    )
+    ax_hist.set_xlabel(f"feature {feature} over 200 tokens")
+    ax_hist.set_ylabel("tokens")
+    ax_hist.legend(loc="upper left", fontsize=8)
+    _pair_bars(ax_pair, pair_out)
+    ax_pair.set_title("same gamma, beta on both tokens", fontsize=9)
+    return fig, axes
+
+
+def _pair_bars(ax: Axes, pair_out: torch.Tensor) -> None:
+    idx = np.arange(pair_out.shape[1])
+    ax.bar(idx - 0.2, pair_out[0].numpy(), 0.4, color=PALETTE["orange"], label="[10, 20, 30]")
+    ax.bar(idx + 0.2, pair_out[1].numpy(), 0.4, color=PALETTE["sky"], label="[100, 200, 300]")
+    ax.axhline(0.0, color=PALETTE["black"], linewidth=0.8)
+    ax.set_xticks(idx, [f"feature {j}" for j in idx])
+    ax.set_ylabel("LayerNorm output")
+    ax.set_ylim(-8.0, 8.0)
+    ax.legend(loc="upper left", fontsize=8)

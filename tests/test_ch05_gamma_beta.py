@@ -1,0 +1,447 @@
+"""Claims chapter 5 makes about LayerNorm's learnable gamma and beta.
+
+The training claims re-run the chapter's own functions with the chapter's seeds (0, 1, 2)
+and one thread, so they test exactly the runs the book prints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from course_lib import functional as CF
+from course_lib.data import scale_pair
+from course_lib.experiments import gamma_beta as gb
+from course_lib.modules import LayerNorm
+from course_lib.notebook import setup
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    setup()  # one thread, deterministic kernels: the same floats as the notebook
+
+
+@pytest.fixture(scope="module")
+def task() -> gb.AffineTask:
+    return gb.affine_task()
+
+
+@pytest.fixture(scope="module")
+def runs(task):
+    return {kind: [gb.fit_affine(kind, s, task) for s in SEEDS] for kind in gb.NORM_KINDS}
+
+
+@pytest.fixture(scope="module")
+def hot(task):
+    return {
+        kind: [
+            gb.fit_affine(
+                kind, s, task, depth=2, optimizer="sgd", lr=30.0, weight_decay=0.0, track=True
+            )
+            for s in SEEDS
+        ]
+        for kind in gb.NORM_KINDS
+    }
+
+
+# --- what gamma and beta cannot give back ---------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gamma=st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=3),
+    beta=st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=3),
+)
+def test_no_gamma_beta_separates_10_20_30_from_100_200_300(gamma, beta):
+    pair = scale_pair("10-20-30")
+    w = torch.tensor(gamma, dtype=torch.float64)
+    b = torch.tensor(beta, dtype=torch.float64)
+    out = CF.layer_norm(pair, (3,), w, b)
+    # eps = 1e-5 separates them by at most |gamma| * 1e-7 (the chapter prints ~1e-7 per unit)
+    assert (out[0] - out[1]).abs().max() <= 1e-6 * (1.0 + w.abs().max())
+    exact = CF.layer_norm(pair, (3,), w, b, eps=1e-300)
+    assert torch.equal(exact[0], exact[1])
+
+
+def test_pair_identical_through_modules_too():
+    pair = scale_pair("10-20-30")
+    for module in (LayerNorm(3).double(), nn.LayerNorm(3).double()):
+        with torch.no_grad():
+            module.weight.copy_(torch.tensor([2.0, -0.5, 7.0]))
+            module.bias.copy_(torch.tensor([1.0, 3.0, -2.0]))
+            out = module(pair)
+        assert (out[0] - out[1]).abs().max() < 1e-5
+
+
+def test_notes_10_2_5_example_is_wrong_in_sign_but_order_survives():
+    v = torch.tensor([10.0, 2.0, 5.0], dtype=torch.float64)
+    v_hat = CF.layer_norm(v, (3,))
+    torch.testing.assert_close(
+        v_hat, torch.tensor([1.3132, -1.1112, -0.2020], dtype=torch.float64), atol=1e-4, rtol=0
+    )
+    assert v_hat[2] < 0  # the notes print +0.3
+    assert torch.equal(v.argsort(), v_hat.argsort())
+    # ratios of differences survive, ratios of values do not
+    assert math.isclose(
+        ((v[0] - v[2]) / (v[2] - v[1])).item(),
+        ((v_hat[0] - v_hat[2]) / (v_hat[2] - v_hat[1])).item(),
+        rel_tol=1e-12,
+    )
+    assert not math.isclose((v[0] / v[1]).item(), (v_hat[0] / v_hat[1]).item(), rel_tol=1e-3)
+
+
+def test_notes_1_2_pair_is_plus_minus_one_up_to_eps():
+    small, large = CF.layer_norm(scale_pair("1-2"), (2,))
+    ones = torch.ones(2, dtype=torch.float64)
+    assert torch.allclose(small.abs(), ones, atol=1e-4) and torch.allclose(
+        large.abs(), ones, atol=1e-4
+    )
+
+    def two(d):
+        return (d / 2) / math.sqrt(d**2 / 4 + 1e-5)
+
+    assert abs((large[1] - small[1]).item() - (two(2.0) - two(1.0))) < 1e-12
+
+
+def test_two_numbers_per_token_rebuild_it_exactly():
+    g = torch.Generator().manual_seed(0)
+    x = 5.0 + 10.0 * torch.randn(50, 16, generator=g, dtype=torch.float64)
+    mean = x.mean(-1, keepdim=True)
+    scale = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(CF.layer_norm(x, (16,)) * scale + mean, x, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_jacobian_keeps_d_minus_2_directions(affine):
+    g = torch.Generator().manual_seed(1)
+    token = 1.0 + 3.0 * torch.randn(8, generator=g, dtype=torch.float64)
+    w = 0.5 + torch.rand(8, generator=g, dtype=torch.float64) if affine else None
+    b = torch.randn(8, generator=g, dtype=torch.float64) if affine else None
+    sv = gb.jacobian_singular_values(token, w, b)
+    assert int((sv > 1e-4 * sv[0]).sum()) == 6
+    assert sv[-1] < 1e-12 * sv[0]  # the mean direction: exactly lost
+    assert 0 < sv[-2] < 1e-4 * sv[0]  # the size direction: lost up to eps
+    # with eps -> 0 the size direction is lost exactly too
+    sv0 = gb.jacobian_singular_values(token, w, b, eps=1e-300)
+    assert sv0[-2] < 1e-12 * sv0[0]
+
+
+def test_batchnorm_affine_undoes_batchnorm_layernorm_affine_cannot_undo_layernorm():
+    g = torch.Generator().manual_seed(2)
+    offsets = 50.0 * torch.randn(256, 1, generator=g, dtype=torch.float64)
+    sizes = 10.0 ** (2.0 * torch.rand(256, 1, generator=g, dtype=torch.float64))
+    batch = offsets + sizes * torch.randn(256, 8, generator=g, dtype=torch.float64)
+    gamma, beta, left_bn = gb.best_affine_fit(
+        CF.batch_norm(batch, None, None, training=True), batch
+    )
+    assert left_bn < 1e-12
+    # Ioffe & Szegedy's identity: gamma = sqrt(var + eps), beta = mean
+    torch.testing.assert_close(gamma, torch.sqrt(batch.var(0, unbiased=False) + 1e-5))
+    torch.testing.assert_close(beta, batch.mean(0))
+    _, _, left_ln = gb.best_affine_fit(CF.layer_norm(batch, (8,)), batch)
+    assert left_ln > 0.5
+
+
+# --- initialization and variants --------------------------------------------------------
+
+
+def test_fresh_layernorm_is_plain_normalization_and_variants_match_torch():
+    x = torch.randn(4, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(LayerNorm(32)(x), LayerNorm(32, elementwise_affine=False)(x))
+    for kwargs, names in [
+        ({}, ["weight", "bias"]),
+        ({"bias": False}, ["weight"]),
+        ({"elementwise_affine": False}, []),
+    ]:
+        assert [n for n, _ in LayerNorm(32, **kwargs).named_parameters()] == names
+        assert [n for n, _ in nn.LayerNorm(32, **kwargs).named_parameters()] == names
+
+
+def test_notes_scale_shift_load_into_torch_weight_bias():
+    class NotesStyle(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.scale = nn.Parameter(torch.rand(d) + 0.5)
+            self.shift = nn.Parameter(torch.randn(d))
+
+        def forward(self, x):
+            c = x - x.mean(-1, keepdim=True)
+            return self.scale * c / torch.sqrt((c * c).mean(-1, keepdim=True) + 1e-5) + self.shift
+
+    notes = NotesStyle(6)
+    rename = {"scale": "weight", "shift": "bias"}
+    ln = nn.LayerNorm(6)
+    ln.load_state_dict({rename[k]: v for k, v in notes.state_dict().items()})
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(notes(x), ln(x))
+
+
+# --- training: learnable, fixed, none ---------------------------------------------------
+
+
+def test_affine_task_ordering_every_seed(runs):
+    for s in range(len(SEEDS)):
+        learn, fixed, none = (runs[k][s].test_score for k in ("learnable", "fixed", "none"))
+        assert learn < none < fixed
+        assert fixed > 100 * learn
+        assert none > 10 * learn
+
+
+def test_learned_gamma_beta_land_near_the_targets(runs, task):
+    for run in runs["learnable"]:
+        norm = run.model.norms[0]
+        assert (norm.weight.detach() - task.scale).abs().max() < 0.6
+        assert (norm.bias.detach() - task.shift).abs().max() < 0.5
+        # and roughly where the loss asks: norms within 10% of the targets'
+        assert abs(norm.weight.detach().norm() / task.scale.norm() - 1) < 0.1
+
+
+def test_linear_after_the_norm_rescues_fixed(runs, task):
+    for s in SEEDS:
+        learn = gb.fit_affine("learnable", s, task, head=True).test_score
+        fixed = gb.fit_affine("fixed", s, task, head=True).test_score
+        assert fixed * 50 < runs["fixed"][s].test_score
+        assert learn < fixed < 5 * learn
+
+
+def test_magnitude_label_is_invisible_after_layernorm():
+    mtask = gb.magnitude_task()
+    for s in SEEDS:
+        for kind in ("learnable", "fixed"):
+            assert abs(gb.fit_magnitude(kind, s, mtask).test_score - 0.5) < 0.05
+        assert gb.fit_magnitude("none", s, mtask).test_score > 0.95
+
+
+def test_layernorm_input_carries_no_magnitude_up_to_eps():
+    x = gb.magnitude_task(n_train=8, n_test=512).x_test
+    gap = (CF.layer_norm(x, (16,)) - CF.layer_norm(7.0 * x, (16,))).abs().amax(dim=-1)  # (N,)
+    rms = x.pow(2).mean(-1).sqrt()
+    assert gap.max() < 5e-3  # eps = 1e-5 is felt only by the quietest tokens (rms ~ 0.1)
+    assert gap[rms > 0.5].max() < 1e-4  # near the label's threshold (rms = 1) it is invisible
+
+
+# --- why gamma and beta do not explode ---------------------------------------------------
+
+
+def test_gamma_beta_gradients_ignore_input_scale():
+    rows = gb.affine_grad_norms([1.0, 1e3, 1e6])
+    base = rows[0]
+    for r in rows:
+        assert abs(r["gamma"] / base["gamma"] - 1) < 1e-5
+        assert abs(r["beta"] / base["beta"] - 1) < 1e-12
+        assert math.isclose(r["linear"] / base["linear"], r["scale"], rel_tol=1e-9)
+
+
+def test_weights_before_layernorm_are_scale_free():
+    rows = gb.scale_invariance([0.25, 1.0, 4.0, 16.0])
+    ref = rows[1]
+    for r in rows:
+        assert abs(r["grad_norm"] * r["factor"] / ref["grad_norm"] - 1) < 1e-3
+        assert abs(r["cosine"]) < 1e-4
+        assert abs(r["loss"] / ref["loss"] - 1) < 1e-3
+
+
+def test_too_high_learning_rate_gamma_beta_blow_up_fixed_survives(hot):
+    for s in range(len(SEEDS)):
+        none, learn, fixed = (hot[k][s] for k in ("none", "learnable", "fixed"))
+        assert none.diverged_at is not None and learn.diverged_at is not None
+        assert none.diverged_at < learn.diverged_at
+        assert fixed.diverged_at is None
+        assert all(math.isfinite(v) for v in fixed.losses)
+        gamma_beta = [
+            v
+            for name, vs in learn.history.items()
+            if name.startswith("norms") and not name.endswith(".grad")
+            for v in vs
+            if math.isfinite(v)
+        ]
+        assert max(gamma_beta) > 1e6
+
+
+def test_pythagoras_for_weights_feeding_a_layernorm(hot):
+    hist = hot["fixed"][0].history
+    for k in (0, 1):
+        w, b = hist[f"linears.{k}.weight"], hist[f"linears.{k}.bias"]
+        gw, gbias = hist[f"linears.{k}.weight.grad"], hist[f"linears.{k}.bias.grad"]
+        assert len(gw) == 200 and len(w) == 201
+        for t in range(200):
+            lr_t = 30.0 * (1 - t / 200)
+            grown = (w[t + 1] ** 2 + b[t + 1] ** 2) - (w[t] ** 2 + b[t] ** 2)
+            assert abs(grown - lr_t**2 * (gw[t] ** 2 + gbias[t] ** 2)) < 1e-5 * (
+                w[t + 1] ** 2 + b[t + 1] ** 2
+            )
+        # the first step inflates the weights; afterwards they barely move
+        assert w[1] > 5 * w[0]
+        assert w[-1] < 1.2 * w[1]
+
+
+def test_next_layernorm_removes_the_scale_of_a_drift_not_its_effect(task):
+    deep = gb.fit_affine("learnable", 0, task, depth=2)
+    rows = gb.rescale_first_affine(deep.model, task.x_test, [0.1, 1.0, 10.0])
+    rms = [r["output_rms"] for r in rows]
+    assert max(rms) < 1.5 * min(rms)
+    assert rows[0]["norm1_out_rms"] == pytest.approx(0.01 * rows[2]["norm1_out_rms"], rel=1e-5)
+    assert rows[2]["output_change"] > 0.1
+    torch.manual_seed(0)
+    free = gb.rescale_first_affine(
+        gb.NormNet(16, 16, "learnable", depth=2, bias=False), task.x_test, [0.1, 1.0, 10.0]
+    )
+    assert free[0]["output_change"] < 0.01 and free[2]["output_change"] < 1e-3
+    # the model is restored afterwards
+    with torch.no_grad():
+        again = deep.model(task.x_test)
+    assert float(nn.functional.mse_loss(again, task.y_test)) == pytest.approx(deep.test_score)
+
+
+def test_gamma_grows_without_bound_under_cross_entropy():
+    from course_lib.experiments.common import train
+
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randn(2048, 16, generator=g)
+    labels = tokens.argmax(dim=-1)
+    torch.manual_seed(0)
+    ln = LayerNorm(16)
+    norms: list[float] = []
+
+    def batch(step):
+        idx = torch.randint(0, 2048, (128,), generator=g)
+        return tokens[idx], labels[idx]
+
+    train(
+        ln,
+        batch,
+        nn.functional.cross_entropy,
+        torch.optim.SGD(ln.parameters(), lr=1.0),
+        400,
+        on_step=lambda step, m: norms.append(m.weight.detach().norm().item()),
+    )
+    assert all(b > a for a, b in zip(norms[199:], norms[200:], strict=False))
+    assert norms[-1] > 4 * norms[0]
+
+
+def test_weight_decay_on_gamma_beta_hurts_every_seed(runs, task):
+    for s in SEEDS:
+        kept = runs["learnable"][s]
+        decayed = gb.fit_affine("learnable", s, task, decay_affine=True)
+        assert decayed.test_score > 2 * kept.test_score
+
+        def slope(learned):
+            return (learned @ task.shift / (task.shift @ task.shift)).item()
+
+        assert (
+            slope(decayed.model.norms[0].bias.detach())
+            < slope(kept.model.norms[0].bias.detach()) - 0.05
+        )
+
+
+# --- folding ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm_cls", [LayerNorm, nn.LayerNorm])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("norm_bias,linear_bias", [(True, True), (False, True), (True, False)])
+def test_fold_gives_the_same_outputs(norm_cls, dtype, tol, norm_bias, linear_bias):
+    g = torch.Generator().manual_seed(4)
+    torch.manual_seed(0)
+    norm = norm_cls(16, bias=norm_bias).to(dtype)
+    linear = nn.Linear(16, 8, bias=linear_bias).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16, generator=g))
+        if norm_bias:
+            norm.bias.copy_(torch.randn(16, generator=g))
+    bare, folded = gb.fold_affine(norm, linear)
+    assert bare.weight is None and bare.bias is None
+    x = 3.0 * torch.randn(64, 16, generator=g, dtype=dtype)
+    with torch.no_grad():
+        assert (linear(norm(x)) - folded(bare(x))).abs().max() < tol
+
+
+def test_fold_does_not_cross_a_relu():
+    g = torch.Generator().manual_seed(5)
+    norm, linear = LayerNorm(16).double(), nn.Linear(16, 8).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16, generator=g, dtype=torch.float64))
+        norm.bias.copy_(torch.randn(16, generator=g, dtype=torch.float64))
+    bare, folded = gb.fold_affine(norm, linear)
+    x = torch.randn(64, 16, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        assert (linear(torch.relu(norm(x))) - folded(torch.relu(bare(x)))).abs().max() > 0.1
+
+
+# --- the explorer's figure and bad inputs ------------------------------------------------
+
+
+def test_plot_affine_draws_two_panels():
+    fig, axes = gb.plot_affine(gamma=-2.0, beta=0.5, feature=2)
+    assert len(axes) == 2
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: gb.make_norm("batch", 4), ValueError, "norm"),
+        (lambda: gb.make_norm("learnable", 0), ValueError, "d must"),
+        (lambda: gb.NormNet(4, 4, depth=0), ValueError, "depth"),
+        (lambda: gb.NormNet(4, 4, head="yes"), TypeError, "head"),
+        (lambda: gb.affine_task(d=2), ValueError, "d must"),
+        (lambda: gb.magnitude_task(n_train=0), ValueError, "n_train"),
+        (lambda: gb.fit_affine("learnable", 0, "task"), TypeError, "task"),
+        (
+            lambda: gb.fit_affine("learnable", 0.5, gb.affine_task(n_train=8, n_test=8)),
+            TypeError,
+            "seed",
+        ),
+        (
+            lambda: gb.fit_affine("learnable", 0, gb.affine_task(n_train=8, n_test=8), lr=-1.0),
+            ValueError,
+            "lr",
+        ),
+        (
+            lambda: gb.fit_affine(
+                "learnable", 0, gb.affine_task(n_train=8, n_test=8), optimizer="rmsprop"
+            ),
+            ValueError,
+            "optimizer",
+        ),
+        (
+            lambda: gb.fit_magnitude("learnable", 0, gb.affine_task(n_train=8, n_test=8)),
+            TypeError,
+            "task",
+        ),
+        (lambda: gb.jacobian_singular_values(torch.ones(2, 3)), ValueError, "x must"),
+        (lambda: gb.jacobian_singular_values([1.0, 2.0]), TypeError, "x must"),
+        (lambda: gb.best_affine_fit(torch.ones(3, 2), torch.ones(2, 3)), ValueError, "normalized"),
+        (lambda: gb.affine_grad_norms([]), ValueError, "input_scales"),
+        (lambda: gb.affine_grad_norms([0.0]), ValueError, "input_scales"),
+        (lambda: gb.scale_invariance([-1.0]), ValueError, "factors"),
+        (
+            lambda: gb.rescale_first_affine(nn.Linear(2, 2), torch.ones(2, 2), [1.0]),
+            TypeError,
+            "model",
+        ),
+        (
+            lambda: gb.rescale_first_affine(gb.NormNet(4, 4), torch.ones(2, 4), [1.0]),
+            ValueError,
+            "depth",
+        ),
+        (lambda: gb.fold_affine(nn.Linear(4, 4), nn.Linear(4, 4)), TypeError, "norm"),
+        (lambda: gb.fold_affine(LayerNorm(4), LayerNorm(4)), TypeError, "linear"),
+        (lambda: gb.fold_affine(LayerNorm(3), nn.Linear(4, 4)), ValueError, "in_features"),
+        (lambda: gb.plot_affine(feature=3), ValueError, "feature"),
+        (lambda: gb.plot_affine(gamma=float("nan")), ValueError, "finite"),
+    ],
+)
+def test_bad_inputs_raise_naming_the_argument(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
