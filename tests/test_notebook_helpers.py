@@ -1,0 +1,53 @@
+"""course_lib.notebook: setup() and the Table printer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.notebook import Table, check, setup
+
+
+def test_setup_makes_runs_repeatable_and_single_threaded():
+    setup(3)
+    a = torch.randn(4)
+    b = np.random.rand(2)  # noqa: NPY002 - setup() seeds the legacy global RNG
+    setup(3)
+    assert torch.equal(torch.randn(4), a)
+    c = np.random.rand(2)  # noqa: NPY002 - setup() seeds the legacy global RNG
+    assert np.array_equal(c, b)
+    assert torch.get_num_threads() == 1
+    assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_setup_rejects_a_non_int_seed():
+    with pytest.raises(TypeError, match="seed"):
+        setup(1.5)
+
+
+def test_table_prints_fixed_significant_digits_in_text_and_html():
+    t = Table([["a", 2.0, torch.tensor(0.123456), -0.0, True]], ["name", "x", "y", "z", "flag"])
+    text = repr(t)
+    assert "2.000" in text and "0.1235" in text and "-0" not in text and "True" in text
+    assert "<td>0.1235</td>" in t._repr_html_()
+
+
+def test_table_zero_below_prints_round_off_as_zero():
+    assert "1e-17" not in repr(Table([[1e-17]], ["v"], zero_below=1e-12))
+    assert "1.000e-17" in repr(Table([[1e-17]], ["v"]))
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "kw"),
+    [([[1, 2]], ["only one"], {}), ([[1]], [], {}), ([[1]], ["a"], {"digits": 0})],
+)
+def test_table_rejects_bad_shapes(rows, columns, kw):
+    with pytest.raises(ValueError):
+        Table(rows, columns, **kw)
+
+
+def test_check_prints_pass_or_fail(capsys):
+    check("one", True)
+    check("two", False)
+    assert capsys.readouterr().out == "PASS: one\nFAIL: two\n"
