@@ -337,3 +337,19 @@ def test_plot_row_steps_draws_four_panels_and_checks_inputs():
         plot_row_steps(torch.ones(2, 3))
     with pytest.raises(ValueError, match="gamma"):
         plot_row_steps(torch.ones(3), gamma=torch.ones(2))
+
+
+def test_plot_normalized_geometry_and_its_checks():
+    import matplotlib.pyplot as plt
+
+    from course_lib.experiments.layernorm_math import plot_normalized_geometry
+
+    fig, axes = plot_normalized_geometry({"Hi": contextual_batch()[0, 0]}, n_random=20)
+    assert len(axes) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="marked"):
+        plot_normalized_geometry({"bad": torch.ones(4, dtype=f64)})
+    with pytest.raises(TypeError, match="marked"):
+        plot_normalized_geometry([torch.ones(3)])
+    with pytest.raises(ValueError, match="n_random"):
+        plot_normalized_geometry(n_random=0)

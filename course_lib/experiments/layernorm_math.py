@@ -13,7 +13,8 @@ r"""Chapter 4: LayerNorm derived row by row, and the measurements the chapter ma
 * :func:`correlated_tokens` / :func:`feature_correlation_stats`: does LayerNorm
   decorrelate features? (It does not, in general.)
 * :func:`plot_row_steps`: a row through centering, scaling and the affine step, the
-  figure behind the chapter's static picture and its interactive explorer.
+  figure behind the chapter's static picture and its interactive explorer;
+* :func:`plot_normalized_geometry`: where normalized rows land, for D = 2 and D = 3.
 
 Every function that draws random numbers takes a ``seed`` and uses its own
 ``torch.Generator``, so a result does not depend on what ran before it.
@@ -47,6 +48,7 @@ __all__ = [
     "invariance_table",
     "layer_norm_std_eps",
     "offset_rows",
+    "plot_normalized_geometry",
     "plot_row_steps",
     "variance_errors",
     "variance_naive",
@@ -538,3 +540,92 @@ def plot_row_steps(
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(note, fontsize=8)
     return fig, axes
+
+
+def plot_normalized_geometry(
+    marked: dict[str, torch.Tensor] | None = None,
+    *,
+    n_random: int = 300,
+    eps: float = 1e-5,
+    seed: int = 5,
+) -> tuple[Figure, np.ndarray]:
+    r"""Where LayerNorm's outputs (before gamma and beta) land, for D = 2 and D = 3.
+
+    Every normalized row has mean 0 and length
+    :math:`\sqrt{D\sigma^2/(\sigma^2+\epsilon)} \approx \sqrt{D}`. Left: ``n_random``
+    random two-feature inputs and their outputs, which fall on the two points
+    :math:`(1, -1)` and :math:`(-1, 1)`; the notes' input :math:`[1, 2]` is marked.
+    Right: ``n_random`` random three-feature rows, normalized and drawn in an
+    orthonormal basis of the plane orthogonal to :math:`(1, 1, 1)`, where they lie on
+    the circle of radius :math:`\sqrt 3`; each row of ``marked`` is drawn on it with its
+    label.
+
+    Shape:
+        each value of ``marked`` ``(3,)``.
+    """
+    n_random = _check_positive_int(n_random, "n_random")
+    eps = check_eps(eps)
+    marked = {} if marked is None else marked
+    if not isinstance(marked, dict):
+        raise TypeError(f"marked must be a dict of label -> row, got {type(marked).__name__}")
+    for label, row in marked.items():
+        row = check_float_tensor(row, f"marked[{label!r}]")
+        if tuple(row.shape) != (3,):
+            raise ValueError(f"marked[{label!r}] must have shape (3,), got {tuple(row.shape)}")
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    f64 = torch.float64
+    fig, (ax2, ax3) = new_figure(ncols=2, width=9.0, height=4.2)
+
+    # D = 2: many inputs, two outputs
+    x2 = 1.5 * torch.randn(n_random, 2, generator=g, dtype=f64)
+    y2 = CF.layer_norm(x2, 2, eps=eps)  # (n_random, 2)
+    near = int(((y2.abs() - 1.0).abs() < 0.01).all(dim=1).sum())  # within 0.01 of (+-1, -+1)
+    ax2.scatter(x2[:, 0], x2[:, 1], s=6, color="#AAAAAA", label=f"{n_random} random inputs")
+    ax2.plot([-4, 4], [4, -4], color=color(0), linewidth=1, label="zero-mean line")
+    ax2.scatter(
+        y2[:, 0],
+        y2[:, 1],
+        s=60,
+        color=color(1),
+        zorder=3,
+        label=f"their outputs ({near} of {n_random} within 0.01 of the two points)",
+    )
+    ax2.scatter([1.0], [2.0], marker="s", color=color(3), zorder=3, label="input [1, 2]")
+    ax2.annotate(
+        "[1, 2] and [100, 102]\nboth go here",
+        (-1, 1),
+        xytext=(-2.2, 3.2),
+        fontsize=8,
+        arrowprops={"arrowstyle": "->", "color": "black"},
+    )
+    ax2.set_xlim(-4, 4)
+    ax2.set_ylim(-4, 4)
+    ax2.set_aspect("equal")
+    ax2.set_xlabel("feature 1")
+    ax2.set_ylabel("feature 2")
+    ax2.set_title("D = 2: only (1, -1) and (-1, 1)")
+    ax2.legend(fontsize=7, loc="lower left")
+
+    # D = 3: a circle of radius sqrt(3) in the plane orthogonal to (1, 1, 1)
+    basis = torch.tensor([[1.0, -1.0, 0.0], [1.0, 1.0, -2.0]], dtype=f64)
+    basis = basis / basis.norm(dim=1, keepdim=True)  # (2, 3), orthonormal rows
+    x3 = 2.0 * torch.randn(n_random, 3, generator=g, dtype=f64)
+    x3 = x3 + 5.0 * torch.randn(n_random, 1, generator=g, dtype=f64)  # random offsets
+    p3 = CF.layer_norm(x3, 3, eps=eps) @ basis.T  # (n_random, 2)
+    t = torch.linspace(0, 2 * math.pi, 200, dtype=f64)
+    r3 = math.sqrt(3)
+    ax3.plot(
+        r3 * torch.cos(t), r3 * torch.sin(t), color=color(0), linewidth=1, label="radius sqrt(3)"
+    )
+    ax3.scatter(p3[:, 0], p3[:, 1], s=8, color="#888888", label=f"{n_random} random rows")
+    for i, (label, row) in enumerate(marked.items()):
+        p = CF.layer_norm(row.to(f64), 3, eps=eps) @ basis.T
+        ax3.scatter(p[0], p[1], s=70, color=color(i + 1), zorder=3, label=label)
+    ax3.set_aspect("equal")
+    ax3.set_xlim(-2.6, 2.6)
+    ax3.set_ylim(-2.6, 2.6)
+    ax3.set_xlabel("coordinate along (1, -1, 0)/sqrt(2)")
+    ax3.set_ylabel("coordinate along (1, 1, -2)/sqrt(6)")
+    ax3.set_title("D = 3: a circle in the zero-mean plane")
+    ax3.legend(fontsize=7, loc="center")
+    return fig, np.array([ax2, ax3])
