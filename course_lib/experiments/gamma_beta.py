@@ -106,7 +106,10 @@ def jacobian_singular_values(
     bias: torch.Tensor | None = None,
     eps: float = 1e-5,
 ) -> torch.Tensor:
-    r"""Singular values of the Jacobian :math:`\partial y / \partial x` of one token's LayerNorm.
+    r"""Singular values of the Jacobian of one token's LayerNorm.
+
+    .. math:: J_{jk} = \frac{\partial y_j}{\partial x_k},\qquad
+              y = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta
 
     Moving x along the all-ones direction (its mean) changes nothing: one singular value
     is 0. Moving it along :math:`x - \mu` (its scale) changes nothing either when
@@ -171,7 +174,12 @@ def best_affine_fit(
 
 
 def make_norm(kind: str, d: int) -> nn.Module:
-    """LayerNorm with learnable gamma/beta, LayerNorm without them, or ``nn.Identity``.
+    r"""LayerNorm with learnable gamma/beta, LayerNorm without them, or ``nn.Identity``.
+
+    .. math::
+        \text{learnable: } y = \gamma \odot \hat x + \beta,\qquad
+        \text{fixed: } y = \hat x,\qquad
+        \text{none: } y = x
 
     Shape:
         input ``(*, d)``; output as input.
@@ -507,9 +515,11 @@ def fit_magnitude(
 ) -> FitResult:
     r"""Train ``norm(x) -> Linear(d, 32) -> ReLU -> Linear(32, 1)`` to predict the label.
 
-    Binary cross-entropy on the logit, AdamW; ``test_score`` is the test accuracy. With a
-    LayerNorm first, learnable or not, the network sees only each token's normalized
-    pattern, which carries no information about the label.
+    Binary cross-entropy on the logit :math:`z`, AdamW; ``test_score`` is the test
+    accuracy. With a LayerNorm first, learnable or not, the network sees only each
+    token's normalized pattern, which carries no information about the label.
+
+    .. math:: L = -\,\overline{t \log \sigma(z) + (1 - t)\log(1 - \sigma(z))}
 
     Shape:
         the task's x ``(N, d)`` and labels ``(N,)``; the model maps ``(*, d) -> (*,)``.
