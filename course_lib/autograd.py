@@ -21,9 +21,9 @@ as few times as it can with whole-tensor operations, because on a CPU each opera
 over an ``(N, D)`` tensor costs about the same as reading and writing it once: the
 row means of ``g`` and of ``g * x_hat`` are dot products with ``gamma`` (no ``g`` is
 built), ``dL/dy * x_hat`` is computed once for both ``dL/dgamma`` and the mean of
-``g * x_hat``, and temporaries are updated in place. Forward and
-backward together make 13 passes over ``(N, D)`` data (``scripts/bench.py`` counts
-and times them); the straightforward version makes 22 and is about twice as slow.
+``g * x_hat``, and temporaries are updated in place. Forward and backward together
+make 13 passes over ``(N, D)`` data where a line-by-line transcription of the formulas
+makes 18; ``make bench`` counts the passes and times them against torch's fused kernel.
 """
 
 from __future__ import annotations
