@@ -317,6 +317,12 @@ async () => {
 }
 """
 
+# For the screenshot only, after every check of the page has run.
+_UNSTICK_SIDEBARS_CSS = (
+    ".bd-sidebar-primary, .bd-sidebar-secondary "
+    "{ position: static !important; max-height: none !important; height: auto !important; }"
+)
+
 # Everything the checks need from the rendered page, in one pass over the DOM.
 _FACTS_JS = r"""
 () => {
@@ -437,10 +443,9 @@ class Book:
                 )
             visit.facts = tab.page.evaluate(_FACTS_JS)
             shot = self.screenshots / f"{entry.replace('/', '__')}.png"
-            # As on a screen as tall as the page: a full-page capture at the normal height
-            # clips the sticky sidebars, which no reader sees.
-            height = tab.page.evaluate("document.documentElement.scrollHeight")
-            tab.page.set_viewport_size({"width": VIEWPORT["width"], "height": min(height, 30_000)})
+            # A full-page capture clips the sticky sidebars to a sliver, which no reader
+            # sees: the screenshot shows them whole at the top, as at the top of the page.
+            tab.page.add_style_tag(content=_UNSTICK_SIDEBARS_CSS)
             tab.page.screenshot(path=str(shot), full_page=True, animations="disabled")
             visit.screenshot = shot
             if visit.facts["solutions"]:  # after the screenshot: every solution closed there
@@ -623,7 +628,10 @@ def test_no_dead_widget_controls(book: Book, entry: str):
         assert not explorer["hasOutput"], f"{where}: tag the cell remove-output"
         assert explorer["note"], f"{where}: no 'Interactive explorer' note just before it"
         assert explorer["noteMentionsLaunch"], f"{where}: the note does not say how to launch"
-        assert explorer["staticFigureBefore"], f"{where}: no static figure before it"
+        assert explorer["staticFigureBefore"], (
+            f"{where}: no static figure of the same thing before it in its section "
+            "(CONTRIBUTING.md: the figure, then the note, then the explorer)"
+        )
 
 
 @pytest.mark.parametrize("entry", CHAPTERS)
