@@ -24,8 +24,9 @@ def train(
     """Run ``steps`` optimizer steps and return the loss of each step.
 
     ``batch(step)`` returns ``(inputs, targets)``; ``on_step(step, model)`` is called
-    at the start of each step, before the gradients are zeroed: parameters are those
-    the step starts from, and any ``.grad`` read there is the previous step's. A non-finite loss ends the run early:
+    at the start of each step, before the gradients are zeroed: parameters are
+    those the step starts from, and any ``.grad`` read there is the previous
+    step's. A non-finite loss ends the run early:
     the remaining losses are recorded as ``nan``, so a diverged run is visible.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
