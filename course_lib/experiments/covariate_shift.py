@@ -1,0 +1,827 @@
+r"""Chapter 1: internal covariate shift, shown and measured.
+
+Everything the chapter's notebook, its explorer and its claim tests share:
+
+* :func:`make_task` - a small synthetic classification task (Gaussian points labelled
+  by a random two-layer "teacher" network);
+* :class:`ShiftScaleNoise` - per-step random shift and scale of every unit, the noise
+  of Santurkar et al.'s (2018) "noisy BatchNorm" experiment;
+* :class:`DeepMLP` - ``depth`` blocks of Linear -> norm -> noise -> ReLU, with
+  ``norm`` one of ``"none"``, ``"batch"``, ``"layer"`` (course_lib's ``BatchNorm`` and
+  ``LayerNorm``);
+* :class:`RunConfig`, :func:`train_run`, :class:`RunRecord` - one training run that
+  records, in the same pass, the per-layer pre-activation statistics (mean, std and the
+  15th / 50th / 85th percentiles that Ioffe & Szegedy (2015) plot), Santurkar et al.'s
+  internal covariate shift (:func:`gradient_shift`) and the variation of the loss along
+  the gradient (:func:`loss_along_gradient`);
+* :func:`distribution_drift` - how far each unit's distribution moves between records;
+* :func:`init_profile` - activation scale and weight-gradient norm per layer at
+  initialization;
+* :func:`plot_percentiles`, :func:`plot_activation_histograms` - the chapter's figures
+  (the second one is also its explorer).
+
+Every function that draws random numbers takes a ``seed`` and uses its own
+``torch.Generator``, so a result does not depend on what ran before it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import nn
+
+from ..modules import BatchNorm, LayerNorm
+from ..plotting import color, new_figure
+from .common import train
+
+__all__ = [
+    "NORMS",
+    "STAT_NAMES",
+    "DeepMLP",
+    "RunConfig",
+    "RunRecord",
+    "ShiftScaleNoise",
+    "distribution_drift",
+    "gradient_shift",
+    "init_profile",
+    "loss_along_gradient",
+    "make_task",
+    "plot_activation_histograms",
+    "plot_percentiles",
+    "pre_activation_stats",
+    "train_run",
+]
+
+Norm = Literal["none", "batch", "layer"]
+
+#: The three ways the chapter builds the same network.
+NORMS: tuple[str, ...] = ("none", "batch", "layer")
+#: What :func:`pre_activation_stats` records for each unit, in this order.
+STAT_NAMES: tuple[str, ...] = ("mean", "std", "p15", "p50", "p85")
+
+_QUANTILES = (0.15, 0.50, 0.85)  # the percentiles of Ioffe & Szegedy's Figure 1
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_int(value: object, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_real(value: object, name: str, *, minimum: float = 0.0, strict: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    bad = value <= minimum if strict else value < minimum
+    if not math.isfinite(value) or bad:
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be finite and {relation} {minimum}, got {value}")
+    return value
+
+
+def _check_seed(seed: object) -> int:
+    return _check_int(seed, "seed", minimum=0)
+
+
+def _check_norm(norm: object) -> str:
+    if not isinstance(norm, str):
+        raise TypeError(f"norm must be a str, got {type(norm).__name__}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def make_task(
+    n: int = 2048, d_in: int = 16, n_classes: int = 4, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Gaussian points labelled by a random two-layer teacher network.
+
+    .. math::
+        x \sim \mathcal{N}(0, I_{d}),\qquad
+        y = \arg\max_k \big[\tanh(2\,x W_1)\, W_2\big]_k
+
+    with ``W1`` of shape ``(d_in, 32)`` and ``W2`` of shape ``(32, n_classes)``, entries
+    drawn from ``N(0, 1/fan_in)``. The labels are a smooth but non-linear function of
+    the inputs, so a deep network has something to learn and a linear one cannot fit it.
+
+    Shape:
+        returns ``x`` ``(n, d_in)`` float32 and ``y`` ``(n,)`` int64 in
+        ``[0, n_classes)``.
+    """
+    n = _check_int(n, "n", 2)
+    d_in = _check_int(d_in, "d_in")
+    n_classes = _check_int(n_classes, "n_classes", 2)
+    g = torch.Generator().manual_seed(_check_seed(seed))
+    x = torch.randn(n, d_in, generator=g)
+    w1 = torch.randn(d_in, 32, generator=g) / math.sqrt(d_in)
+    w2 = torch.randn(32, n_classes, generator=g) / math.sqrt(32)
+    y = (torch.tanh(2.0 * x @ w1) @ w2).argmax(dim=1)
+    return x, y
+
+
+# --------------------------------------------------------------------------- the network
+
+
+class ShiftScaleNoise(nn.Module):
+    r"""A random shift and scale of every unit, redrawn at every training step.
+
+    .. math::
+        y_{ij} = s_j\, x_{ij} + m_j,\qquad
+        \log s_j \sim \mathcal{U}(-\log(1+a), \log(1+a)),\quad
+        m_j \sim \mathcal{U}(-a, a)
+
+    where ``a`` is ``level``. Every sample of the batch gets the same ``s_j`` and ``m_j``,
+    so the noise moves each unit's whole distribution (its mean and its spread), and it
+    moves it to a new place at every step: a deliberately large, deliberately unstable
+    "covariate shift". With ``level=1`` the scale ranges over [1/2, 2] and the shift over
+    [-1, 1]. ``level=0`` is the identity. Call :meth:`resample` once per step.
+
+    Shape:
+        input ``(N, C)`` with ``C = num_features``; output as input.
+    """
+
+    def __init__(self, num_features: int, level: float = 0.0) -> None:
+        super().__init__()
+        self.num_features = _check_int(num_features, "num_features")
+        self.level = _check_real(level, "level", strict=False)
+        self.register_buffer("scale", torch.ones(num_features), persistent=False)
+        self.register_buffer("shift", torch.zeros(num_features), persistent=False)
+
+    def resample(self, generator: torch.Generator) -> None:
+        """Draw a new scale and shift for every unit (does nothing when ``level`` is 0)."""
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if self.level == 0.0:
+            return
+        log_range = math.log1p(self.level)
+        u = torch.rand(2, self.num_features, generator=generator) * 2.0 - 1.0  # U(-1, 1)
+        self.scale = torch.exp(u[0] * log_range)
+        self.shift = u[1] * self.level
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.level == 0.0:
+            return input
+        return input * self.scale + self.shift
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, level={self.level}"
+
+
+class DeepMLP(nn.Module):
+    r"""``depth`` blocks of Linear -> normalization -> noise -> ReLU, then a linear head.
+
+    .. math::
+        z_\ell = \mathrm{noise}\big(\mathrm{norm}(h_{\ell-1} W_\ell^\top + b_\ell)\big),
+        \qquad h_\ell = \max(z_\ell, 0),\qquad \text{logits} = h_L W_{\text{out}}^\top
+
+    ``z_l`` is the **pre-activation** of layer ``l`` (the input of its ReLU, as in Ioffe
+    & Szegedy's figures): what that layer's non-linearity sees. ``norm`` is ``"none"``,
+    ``"batch"`` (course_lib ``BatchNorm`` without running statistics: every forward pass
+    here is a training-mode pass) or ``"layer"`` (course_lib ``LayerNorm``). Weights are
+    drawn from ``N(0, gain^2 / fan_in)``, biases are 0; ``gain = sqrt(2)`` is He et al.'s
+    (2015) initialization for ReLU, under which the scale of ``h_l`` neither grows nor
+    shrinks on average from layer to layer.
+
+    Shape:
+        x ``(N, d_in)``; output ``(N, d_out)``; with ``return_preacts=True`` also the list
+        of ``depth`` pre-activations, each ``(N, width)``.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        width: int,
+        depth: int,
+        d_out: int,
+        *,
+        norm: Norm = "none",
+        gain: float = math.sqrt(2.0),
+        noise: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        d_in = _check_int(d_in, "d_in")
+        self.width = _check_int(width, "width", 2)
+        self.depth = _check_int(depth, "depth")
+        d_out = _check_int(d_out, "d_out")
+        self.norm = _check_norm(norm)
+        gain = _check_real(gain, "gain")
+        g = torch.Generator().manual_seed(_check_seed(seed))
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.noises = nn.ModuleList()
+        fan_in = d_in
+        for _ in range(self.depth):
+            linear = nn.Linear(fan_in, self.width)
+            with torch.no_grad():
+                linear.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=g)
+                linear.bias.zero_()
+            self.linears.append(linear)
+            if norm == "batch":
+                self.norms.append(BatchNorm(self.width, track_running_stats=False))
+            elif norm == "layer":
+                self.norms.append(LayerNorm(self.width))
+            else:
+                self.norms.append(nn.Identity())
+            self.noises.append(ShiftScaleNoise(self.width, noise))
+            fan_in = self.width
+        self.head = nn.Linear(self.width, d_out)
+        with torch.no_grad():
+            self.head.weight.normal_(0.0, 1.0 / math.sqrt(self.width), generator=g)
+            self.head.bias.zero_()
+
+    def resample_noise(self, generator: torch.Generator) -> None:
+        """Draw new noise in every block (see :class:`ShiftScaleNoise`)."""
+        for noise in self.noises:
+            noise.resample(generator)
+
+    def block_parameters(self, layer: int) -> list[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` pairs of block ``layer`` (0-based): its linear and norm."""
+        layer = _check_int(layer, "layer", 0)
+        if layer >= self.depth:
+            raise ValueError(f"layer must be < depth = {self.depth}, got {layer}")
+        pairs = [(f"linears.{layer}.{n}", p) for n, p in self.linears[layer].named_parameters()]
+        pairs += [(f"norms.{layer}.{n}", p) for n, p in self.norms[layer].named_parameters()]
+        return pairs
+
+    def forward(
+        self, x: torch.Tensor, *, return_preacts: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        preacts = []
+        h = x
+        for linear, norm, noise in zip(self.linears, self.norms, self.noises, strict=True):
+            z = noise(norm(linear(h)))  # (N, width) pre-activation
+            preacts.append(z)
+            h = torch.relu(z)
+        logits = self.head(h)  # (N, d_out)
+        return (logits, preacts) if return_preacts else logits
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def pre_activation_stats(z: torch.Tensor) -> torch.Tensor:
+    r"""Per-unit mean, standard deviation and 15th / 50th / 85th percentiles over a batch.
+
+    .. math::
+        \mu_j = \frac1N\sum_i z_{ij},\quad
+        \sigma_j = \sqrt{\tfrac1N\textstyle\sum_i (z_{ij}-\mu_j)^2},\quad
+        p_{q,j} = \text{quantile}_q(z_{\cdot j})
+
+    (percentiles interpolated linearly, as ``torch.quantile`` does). These are the
+    numbers Ioffe & Szegedy (2015, Figure 1) follow over training for one unit: if they
+    move, the next layer is chasing a moving target. Leading dimensions (e.g. layers)
+    are kept.
+
+    Shape:
+        z ``(*, N, C)``; returns ``(*, C, 5)``, the last axis in the order of
+        :data:`STAT_NAMES`.
+    """
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+        raise TypeError("z must be a floating-point torch.Tensor")
+    if z.dim() < 2 or z.shape[-2] < 2:
+        raise ValueError(f"z must have shape (*, N >= 2, C), got {tuple(z.shape)}")
+    z = z.detach()
+    n = z.shape[-2]
+    mean = z.mean(dim=-2)  # (*, C)
+    std = ((z - mean.unsqueeze(-2)) ** 2).mean(dim=-2).sqrt()
+    ordered = z.sort(dim=-2).values  # (*, N, C)
+    qs = []
+    for q in _QUANTILES:  # linear interpolation between order statistics
+        pos = q * (n - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, n - 1)
+        frac = pos - lo
+        qs.append(ordered[..., lo, :] * (1.0 - frac) + ordered[..., hi, :] * frac)
+    return torch.stack([mean, std, *qs], dim=-1)  # (*, C, 5)
+
+
+def distribution_drift(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""How far each layer's unit distributions move between consecutive records.
+
+    For unit ``j`` of layer ``l`` between records ``k-1`` and ``k``:
+
+    .. math::
+        \text{shift} = \frac{|\mu_k - \mu_{k-1}|}{\sigma_{k-1}},\qquad
+        \text{rescale} = \left|\log\frac{\sigma_k}{\sigma_{k-1}}\right|
+
+    both free of the unit's scale, so networks whose activations live on different
+    scales can be compared. Each is averaged over units and over consecutive records.
+    A diverged run (non-finite statistics) gives ``nan``.
+
+    Shape:
+        stats ``(R, L, C, K)`` (records, layers, units, statistics) whose last axis starts
+        with the mean and the standard deviation (``K >= 2``, e.g.
+        :attr:`RunRecord.moments` or the output of :func:`pre_activation_stats`),
+        ``R >= 2``; returns two ``(L,)`` tensors: mean shift and mean rescale per layer.
+    """
+    if not isinstance(stats, torch.Tensor) or stats.dim() != 4 or stats.shape[-1] < 2:
+        raise ValueError("stats must be a tensor of shape (records, layers, units, K >= 2)")
+    if stats.shape[0] < 2:
+        raise ValueError(f"stats must hold at least 2 records, got {stats.shape[0]}")
+    mean, std = stats[..., 0], stats[..., 1].clamp_min(1e-12)  # (R, L, C)
+    shift = (mean[1:] - mean[:-1]).abs() / std[:-1]
+    rescale = (std[1:] / std[:-1]).log().abs()
+    if not (torch.isfinite(shift).all() and torch.isfinite(rescale).all()):
+        nan = torch.full((stats.shape[1],), math.nan)
+        return nan, nan.clone()
+    return shift.mean(dim=(0, 2)), rescale.mean(dim=(0, 2))
+
+
+def gradient_shift(
+    model: DeepMLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Internal covariate shift as Santurkar et al. (2018, Definition 2.1) measure it.
+
+    ``G_l`` is the gradient of the loss with respect to layer ``l``'s weight matrix;
+    ``G'_l`` is the same gradient, on the same batch, after every layer *before* ``l``
+    has taken its SGD step ``theta <- theta - lr * grad`` (layer ``l`` and the ones after
+    it unchanged):
+
+    .. math::
+        \mathrm{ICS}_l = \lVert G_l - G'_l \rVert_2,\qquad
+        \cos_l = \frac{\langle G_l, G'_l\rangle}{\lVert G_l\rVert\,\lVert G'_l\rVert}
+
+    A small difference (cosine near 1) means the update of the earlier layers barely
+    changed what layer ``l`` should do: little covariate shift in the sense that
+    matters for optimization. Layer 1 has no layers before it, so its shift is 0 and its
+    cosine 1. The earlier layers are stepped in place one after the other and every
+    parameter is restored bit for bit afterwards (``.grad`` is not touched).
+
+    Shape:
+        x ``(N, d_in)``; y ``(N,)`` int64; returns three ``(depth,)`` tensors:
+        ``||G - G'||``, cosine, and ``||G||``.
+    """
+    if not isinstance(model, DeepMLP):
+        raise TypeError(f"model must be a DeepMLP, got {type(model).__name__}")
+    lr = _check_real(lr, "lr")
+    params = list(model.parameters())
+    grads = dict(
+        zip(
+            params,
+            torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params),
+            strict=True,
+        )
+    )
+    saved = [p.detach().clone() for p in params]
+    l2, cos, norm = [0.0], [1.0], [float(grads[model.linears[0].weight].norm())]
+    try:
+        for layer in range(1, model.depth):
+            with torch.no_grad():  # the layers before `layer` take their SGD step
+                for _, p in model.block_parameters(layer - 1):
+                    p -= lr * grads[p]
+            w = model.linears[layer].weight
+            (g_new,) = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), [w])
+            g_old = grads[w]
+            l2.append(float((g_old - g_new).norm()))
+            norm.append(float(g_old.norm()))
+            denom = float(g_old.norm() * g_new.norm())
+            cos.append(float((g_old * g_new).sum()) / denom if denom > 0 else math.nan)
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, saved, strict=True):
+                p.copy_(p0)
+    return torch.tensor(l2), torch.tensor(cos), torch.tensor(norm)
+
+
+def loss_along_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step_sizes: Sequence[float],
+) -> torch.Tensor:
+    r"""The loss after a step of each size along the (negative) gradient.
+
+    .. math:: \mathcal{L}\big(\theta - \eta\, \nabla\mathcal{L}(\theta)\big),\quad
+        \eta \in \text{step\_sizes}
+
+    on the same batch. Santurkar et al. (2018, Figure 4) plot the range of these values
+    over training: a wide range means the loss changes abruptly along the very direction
+    the optimizer follows (a rough landscape, where a step size that works at one point
+    overshoots at the next); a narrow range means the gradient is a reliable guide.
+    The parameters are moved in place and restored bit for bit afterwards.
+
+    Shape:
+        x ``(N, d_in)``; y ``(N,)``; returns ``(len(step_sizes),)``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(step_sizes, (str, bytes)) or not isinstance(step_sizes, Sequence):
+        raise TypeError("step_sizes must be a sequence of positive numbers")
+    etas = [_check_real(s, "step_sizes") for s in step_sizes]
+    if not etas:
+        raise ValueError("step_sizes must not be empty")
+    params = list(model.parameters())
+    grads = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params)
+    saved = [p.detach().clone() for p in params]
+    out = []
+    try:
+        with torch.no_grad():
+            for eta in etas:
+                for p, p0, g in zip(params, saved, grads, strict=True):
+                    p.copy_(p0 - eta * g)
+                out.append(float(nn.functional.cross_entropy(model(x), y)))
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, saved, strict=True):
+                p.copy_(p0)
+    return torch.tensor(out)
+
+
+# --------------------------------------------------------------------------- training runs
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run of the chapter: network, task, optimizer and what to record.
+
+    Small on purpose: the chapter trains fifteen of these, with every measurement, inside
+    its time budget on two CPU cores.
+    """
+
+    depth: int = 8  # hidden layers: deep enough for effects to compound, fast to train
+    width: int = 32  # units per hidden layer
+    steps: int = 80  # SGD steps
+    batch_size: int = 64  # examples per step
+    lr: float = 0.5  # plain SGD, no momentum: the update is exactly -lr * gradient
+    gain: float = math.sqrt(2.0)  # He initialization: the plain net starts well scaled
+    noise: float = 0.0  # ShiftScaleNoise level after each norm (0: none)
+    percentile_every: int = 5  # percentiles every this many steps (mean, std: every step)
+    landscape_at: tuple[int, ...] = (0, 10, 20, 30, 40, 50, 60, 70)  # loss_along_gradient
+    ics_at: tuple[int, ...] = (0, 40, 79)  # gradient_shift (depth passes each: fewer steps)
+    step_multiples: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # landscape steps / lr
+    probe_size: int = 128  # fixed probe batch for the statistics
+    task_seed: int = 0  # the same task for every run
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "steps", "batch_size", "percentile_every"):
+            _check_int(getattr(self, name), name)
+        _check_int(self.width, "width", 2)
+        _check_int(self.probe_size, "probe_size", 2)
+        _check_real(self.lr, "lr")
+        _check_real(self.gain, "gain")
+        _check_real(self.noise, "noise", strict=False)
+        _check_seed(self.task_seed)
+        for name in ("landscape_at", "ics_at"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or any(
+                isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < self.steps
+                for s in value
+            ):
+                raise ValueError(
+                    f"{name} must be a tuple of steps in [0, {self.steps}), got {value!r}"
+                )
+        if not isinstance(self.step_multiples, tuple) or not self.step_multiples:
+            raise ValueError("step_multiples must be a non-empty tuple of positive numbers")
+        for m in self.step_multiples:
+            _check_real(m, "step_multiples")
+
+
+@dataclass
+class RunRecord:
+    """Everything one :func:`train_run` measured.
+
+    ``moments[t]`` and ``percentiles`` are taken on a fixed probe batch with the weights
+    after ``t`` updates (the last entry after the final update); ``losses[t]`` is the
+    loss of step ``t``'s batch before its update.
+
+    Shape:
+        ``losses`` ``(steps,)``; ``moments`` ``(steps + 1, depth, width, 2)`` (mean, std
+        of every unit's pre-activation); ``percentiles`` ``(R, depth, width, 3)`` (15th,
+        50th, 85th) at the ``R`` steps of ``percentile_steps``; ``ics_l2``, ``ics_cos``,
+        ``grad_norm`` ``(M, depth)`` at the ``M`` steps of ``ics_steps``; ``landscape``
+        ``(K, len(step_multiples))`` at the ``K`` steps of ``landscape_steps``.
+    """
+
+    norm: str
+    seed: int
+    config: RunConfig
+    losses: torch.Tensor
+    moments: torch.Tensor
+    percentile_steps: list[int]
+    percentiles: torch.Tensor
+    ics_steps: list[int]
+    ics_l2: torch.Tensor
+    ics_cos: torch.Tensor
+    grad_norm: torch.Tensor
+    landscape_steps: list[int]
+    landscape: torch.Tensor
+
+    @property
+    def diverged(self) -> bool:
+        """True if the loss became non-finite (the remaining losses are ``nan``)."""
+        return not bool(torch.isfinite(self.losses).all())
+
+    def final_loss(self, window: int = 20) -> float:
+        """Mean training loss over the last ``window`` steps (``nan`` if the run diverged)."""
+        window = _check_int(window, "window")
+        return float(self.losses[-window:].mean())
+
+    def drift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`distribution_drift` from one step to the next. Two ``(depth,)`` tensors."""
+        return distribution_drift(self.moments)
+
+    def landscape_range(self) -> torch.Tensor:
+        r"""Max minus min of the loss along the gradient, at each measured step.
+
+        .. math:: \max_\eta \mathcal{L}(\theta - \eta g) - \min_\eta \mathcal{L}(\theta - \eta g)
+
+        Santurkar et al.'s "variation of the loss"; it counts a large *decrease* along
+        the gradient as variation too.
+
+        Shape:
+            ``(K,)``, one value per step of ``landscape_steps``.
+        """
+        return self.landscape.max(dim=1).values - self.landscape.min(dim=1).values
+
+    def landscape_rise(self) -> torch.Tensor:
+        r"""How far the loss can *rise* above its current value along the gradient.
+
+        .. math:: \max\Big(0,\; \max_\eta \mathcal{L}(\theta - \eta g) - \mathcal{L}(\theta)\Big)
+
+        over the step sizes of ``step_multiples``, at each measured step, where
+        :math:`\mathcal{L}(\theta)` is that step's training loss (same weights, batch and
+        noise). 0 means that every step size tried along the negative gradient lowered
+        the loss; a large value means that a step a few times the learning rate
+        overshoots badly: the landscape turns sharply along the very direction the
+        optimizer follows.
+
+        Shape:
+            ``(K,)``, one value per step of ``landscape_steps``.
+        """
+        base = self.losses[self.landscape_steps]  # (K,)
+        return (self.landscape.max(dim=1).values - base).clamp_min(0.0)
+
+
+def train_run(norm: Norm, seed: int, config: RunConfig | None = None) -> RunRecord:
+    r"""Train a :class:`DeepMLP` on :func:`make_task` with SGD, measuring as it goes.
+
+    .. math:: \theta_{t+1} = \theta_t - \eta\,\nabla_\theta \mathcal{L}(\theta_t; B_t)
+
+    Before every update (and once after the last) the run passes a fixed probe batch
+    through the network and records each unit's pre-activation mean and standard
+    deviation, and every ``config.percentile_every`` steps its 15th / 50th / 85th
+    percentiles. At the steps in ``config.landscape_at`` it measures
+    :func:`loss_along_gradient` (step sizes ``lr * step_multiples``) and at those in
+    ``config.ics_at`` :func:`gradient_shift`, on that step's batch. With
+    ``config.noise > 0`` a new :class:`ShiftScaleNoise` is drawn before every step, and
+    everything measured at that step sees the same noise as its update. ``seed`` sets the
+    initialization, the batch order and the noise; the task is the same for every seed.
+    The whole run uses :func:`course_lib.experiments.common.train`.
+
+    Shape:
+        see :class:`RunRecord`.
+    """
+    norm = _check_norm(norm)
+    seed = _check_seed(seed)
+    config = RunConfig() if config is None else config
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    x, y = make_task(seed=config.task_seed)
+    model = DeepMLP(
+        x.shape[1],
+        config.width,
+        config.depth,
+        int(y.max()) + 1,
+        norm=norm,  # type: ignore[arg-type]
+        gain=config.gain,
+        noise=config.noise,
+        seed=seed,
+    )
+    order = torch.randint(
+        0,
+        x.shape[0],
+        (config.steps, config.batch_size),
+        generator=torch.Generator().manual_seed(10_000 + seed),
+    )  # (steps, batch_size): the examples of each step
+    probe = x[: config.probe_size]  # (probe_size, d_in), the same at every step
+    noise_gen = torch.Generator().manual_seed(20_000 + seed)
+    etas = [config.lr * m for m in config.step_multiples]
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[order[step]], y[order[step]]
+
+    moments: list[torch.Tensor] = []
+    percentiles: list[torch.Tensor] = []
+    percentile_steps: list[int] = []
+    ics_l2, ics_cos, grad_norm, ics_steps = [], [], [], []
+    landscape, landscape_steps = [], []
+
+    def record(step: int, net: DeepMLP) -> None:
+        with torch.no_grad():
+            _, preacts = net(probe, return_preacts=True)
+        z = torch.stack(preacts)  # (depth, probe_size, width)
+        mean = z.mean(dim=1)
+        std = ((z - mean[:, None]) ** 2).mean(dim=1).sqrt()
+        moments.append(torch.stack([mean, std], dim=-1))  # (depth, width, 2)
+        if step % config.percentile_every == 0 or step == config.steps:
+            percentiles.append(pre_activation_stats(z)[..., 2:])  # (depth, width, 3)
+            percentile_steps.append(step)
+
+    def on_step(step: int, net: nn.Module) -> None:
+        assert isinstance(net, DeepMLP)
+        net.resample_noise(noise_gen)
+        record(step, net)
+        if step in config.ics_at:
+            l2, cos, gn = gradient_shift(net, *batch(step), config.lr)
+            ics_l2.append(l2)
+            ics_cos.append(cos)
+            grad_norm.append(gn)
+            ics_steps.append(step)
+        if step in config.landscape_at:
+            landscape.append(loss_along_gradient(net, *batch(step), etas))
+            landscape_steps.append(step)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    losses = train(
+        model, batch, nn.functional.cross_entropy, optimizer, config.steps, on_step=on_step
+    )
+    n_done = len(moments)
+    record(config.steps, model)  # after the last update (with the last step's noise)
+    if n_done < config.steps:  # diverged: train stopped early; pad so shapes stay fixed
+        pad = torch.full_like(moments[-1], math.nan)
+        moments[n_done:] = [pad] * (config.steps + 1 - n_done)
+    empty = torch.empty(0, config.depth)
+    return RunRecord(
+        norm=norm,
+        seed=seed,
+        config=config,
+        losses=torch.tensor(losses),
+        moments=torch.stack(moments),
+        percentile_steps=percentile_steps,
+        percentiles=torch.stack(percentiles),
+        ics_steps=ics_steps,
+        ics_l2=torch.stack(ics_l2) if ics_l2 else empty,
+        ics_cos=torch.stack(ics_cos) if ics_cos else empty.clone(),
+        grad_norm=torch.stack(grad_norm) if grad_norm else empty.clone(),
+        landscape_steps=landscape_steps,
+        landscape=torch.stack(landscape) if landscape else torch.empty(0, len(etas)),
+    )
+
+
+# --------------------------------------------------------------------------- initialization
+
+
+def init_profile(
+    depth: int,
+    norm: Norm = "none",
+    *,
+    scale: float = 1.0,
+    width: int = 128,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Activation scale and weight-gradient norm of every layer at initialization.
+
+    Weights are drawn from ``N(0, scale^2 * 2 / fan_in)``: ``scale = 1`` is He et al.'s
+    (2015) initialization. Without normalization each ReLU layer multiplies the mean
+    square of the activations by ``scale^2`` in expectation (the weights multiply the
+    variance by ``2 scale^2``, the ReLU keeps half of it), so
+
+    .. math::
+        \mathrm{rms}(h_\ell) \approx \text{scale}\cdot\mathrm{rms}(h_{\ell-1})
+        \quad\Rightarrow\quad
+        \mathrm{rms}(h_L) \approx \text{scale}^{\,L-1}\,\mathrm{rms}(h_1)
+
+    and at a finite width each factor is a random number near ``scale``. The input is a
+    batch of :func:`make_task` points with their labels; one cross-entropy forward and
+    backward pass.
+
+    Shape:
+        returns two ``(depth,)`` tensors: ``rms(h_l)`` (the root mean square of block
+        ``l``'s ReLU output over the batch and the units) and ``||dL/dW_l||_F`` (the
+        Frobenius norm of the gradient of block ``l``'s weight matrix).
+    """
+    depth = _check_int(depth, "depth")
+    norm = _check_norm(norm)
+    scale = _check_real(scale, "scale")
+    width = _check_int(width, "width", 2)
+    batch_size = _check_int(batch_size, "batch_size", 2)
+    x, y = make_task(n=batch_size, seed=1000 + _check_seed(seed))
+    model = DeepMLP(
+        x.shape[1],
+        width,
+        depth,
+        int(y.max()) + 1,
+        norm=norm,  # type: ignore[arg-type]
+        gain=scale * math.sqrt(2.0),
+        seed=seed,
+    )
+    logits, preacts = model(x, return_preacts=True)
+    nn.functional.cross_entropy(logits, y).backward()
+    act = torch.stack([torch.relu(z.detach()).pow(2).mean().sqrt() for z in preacts])
+    grad = torch.stack([lin.weight.grad.norm() for lin in model.linears])
+    return act, grad
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> Axes:
+    r"""One unit's 15th / 50th / 85th percentiles over training (Ioffe & Szegedy, Fig. 1).
+
+    The band spans the 15th to 85th percentile of the unit's pre-activation on the probe
+    batch; the line is the median.
+
+    Shape:
+        draws ``len(record.percentile_steps)`` points; returns ``ax``.
+    """
+    if not isinstance(record, RunRecord):
+        raise TypeError(f"record must be a RunRecord, got {type(record).__name__}")
+    layer = _check_int(layer, "layer", 0)
+    unit = _check_int(unit, "unit", 0)
+    _, depth, width, _ = record.percentiles.shape
+    if layer >= depth or unit >= width:
+        raise ValueError(f"layer must be < {depth} and unit < {width}, got {layer}, {unit}")
+    steps = record.percentile_steps
+    q = record.percentiles[:, layer, unit]  # (R, 3)
+    c = color(NORMS.index(record.norm))
+    ax.fill_between(steps, q[:, 0], q[:, 2], color=c, alpha=0.25, linewidth=0)
+    ax.plot(steps, q[:, 1], color=c, linewidth=1.5)
+    ax.plot(steps, q[:, 0], color=c, linewidth=0.8)
+    ax.plot(steps, q[:, 2], color=c, linewidth=0.8)
+    return ax
+
+
+def plot_activation_histograms(
+    depth: int = 16,
+    scale: float = 1.0,
+    norm: Norm = "none",
+    *,
+    n_layers_shown: int = 5,
+    width: int = 128,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> tuple[Figure, Axes]:
+    r"""Histograms of the pre-activations of several layers of a freshly built net.
+
+    The net is a :class:`DeepMLP` with weights ``N(0, scale^2 * 2 / fan_in)``, fed 256
+    points of :func:`make_task`; the layers shown are spread evenly from the first to
+    the last. Values outside [-4, 4] are counted in the outermost bins, so a
+    distribution that explodes piles up at the edges and one that vanishes collapses
+    into the middle bins. Draws on ``ax`` if given, else on a new figure.
+
+    Shape:
+        one histogram of ``256 * width`` values per layer shown; returns ``(fig, ax)``.
+    """
+    depth = _check_int(depth, "depth")
+    scale = _check_real(scale, "scale")
+    norm = _check_norm(norm)
+    n_layers_shown = _check_int(n_layers_shown, "n_layers_shown")
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+    x, y = make_task(n=256, seed=1000 + _check_seed(seed))
+    model = DeepMLP(
+        x.shape[1],
+        width,
+        depth,
+        int(y.max()) + 1,
+        norm=norm,  # type: ignore[arg-type]
+        gain=scale * math.sqrt(2.0),
+        seed=seed,
+    )
+    with torch.no_grad():
+        _, preacts = model(x, return_preacts=True)
+    k = min(n_layers_shown, depth)
+    shown = sorted({round(i * (depth - 1) / max(k - 1, 1)) for i in range(k)})
+    edges = torch.linspace(-4.0, 4.0, 81)
+    if ax is None:
+        fig, ax = new_figure(height=3.4)
+    else:
+        fig = ax.figure
+    for i, layer in enumerate(shown):
+        z = preacts[layer].reshape(-1).clamp(-3.99, 3.99)  # out-of-range values -> edge bins
+        counts = torch.histc(z, bins=80, min=-4.0, max=4.0) / z.numel()
+        std = float(preacts[layer].std())
+        ax.stairs(
+            counts.numpy(),
+            edges.numpy(),
+            color=color(i),
+            linewidth=1.5,
+            label=f"layer {layer + 1}: std {std:.2g}",
+        )
+    ax.set_yscale("log")
+    ax.set_ylim(1e-4, 30.0)  # the top decades are room for the legend
+    ax.set_xlabel("pre-activation value (clipped to [-4, 4])")
+    ax.set_ylabel("fraction of values per bin")
+    label = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}[norm]
+    ax.set_title(f"{label}, s = {scale:g}, depth {depth}", fontsize=9)
+    ax.legend(fontsize=6.5, ncols=2, loc="upper center", handlelength=1.2, columnspacing=0.8)
+    return fig, ax
