@@ -255,6 +255,28 @@ def test_figures_draw():
         (lambda: CS.train_run("batch", 0, config={}), TypeError, "config"),
         (lambda: CS.train_run("layers", 0), ValueError, "norm"),
         (lambda: CS.gradient_shift(nn.Linear(2, 2), None, None, 0.1), TypeError, "model"),
+        (
+            lambda: CS.gradient_shift(
+                CS.DeepMLP(16, 8, 2, 4), torch.ones(4, 16), torch.ones(4), 0.1
+            ),
+            TypeError,
+            "y must be an int64",
+        ),
+        (
+            lambda: CS.loss_along_gradient(CS.DeepMLP(16, 8, 2, 4), torch.ones(4), None, [0.1]),
+            TypeError,
+            "x must be",
+        ),
+        (
+            lambda: CS.loss_along_gradient(CS.DeepMLP(16, 8, 2, 4), *CS.make_task(n=8), "0.1"),
+            TypeError,
+            "step_sizes",
+        ),
+        (
+            lambda: CS.loss_along_gradient(CS.DeepMLP(16, 8, 2, 4), *CS.make_task(n=8), [-1.0]),
+            ValueError,
+            "step_sizes",
+        ),
         (lambda: CS.init_profile(8, scale=0.0), ValueError, "scale"),
         (lambda: CS.plot_activation_histograms(depth=0), ValueError, "depth"),
     ],

@@ -9,12 +9,14 @@ Everything the chapter's notebook, its explorer and its claim tests share:
 * :class:`DeepMLP` - ``depth`` blocks of Linear -> norm -> noise -> ReLU, with
   ``norm`` one of ``"none"``, ``"batch"``, ``"layer"`` (course_lib's ``BatchNorm`` and
   ``LayerNorm``);
-* :class:`RunConfig`, :func:`train_run`, :class:`RunRecord` - one training run that
-  records, in the same pass, the per-layer pre-activation statistics (mean, std and the
-  15th / 50th / 85th percentiles that Ioffe & Szegedy (2015) plot), Santurkar et al.'s
-  internal covariate shift (:func:`gradient_shift`) and the variation of the loss along
-  the gradient (:func:`loss_along_gradient`);
-* :func:`distribution_drift` - how far each unit's distribution moves between records;
+* :class:`RunConfig`, :func:`train_run`, :class:`RunRecord` - one SGD training run (on
+  :func:`course_lib.experiments.common.train`) that records, in the same pass, every
+  unit's pre-activation mean and standard deviation at every step and its 15th / 50th /
+  85th percentiles (as Ioffe & Szegedy (2015) plot them), Santurkar et al.'s internal
+  covariate shift (:func:`gradient_shift`) and the loss along the gradient
+  (:func:`loss_along_gradient`);
+* :func:`pre_activation_stats`, :func:`distribution_drift` - those statistics, and how
+  far each layer's distributions move from one step to the next;
 * :func:`init_profile` - activation scale and weight-gradient norm per layer at
   initialization;
 * :func:`plot_percentiles`, :func:`plot_activation_histograms` - the chapter's figures
@@ -100,6 +102,14 @@ def _check_norm(norm: object) -> str:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     return norm
+
+
+def _check_batch(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2:
+        raise TypeError("x must be a floating-point torch.Tensor of shape (N, d_in)")
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
+        raise TypeError(f"y must be an int64 torch.Tensor of shape ({x.shape[0]},) (class labels)")
+    return x, y
 
 
 # --------------------------------------------------------------------------- the task
@@ -371,6 +381,7 @@ def gradient_shift(
     """
     if not isinstance(model, DeepMLP):
         raise TypeError(f"model must be a DeepMLP, got {type(model).__name__}")
+    x, y = _check_batch(x, y)
     lr = _check_real(lr, "lr")
     params = list(model.parameters())
     grads = dict(
@@ -423,6 +434,7 @@ def loss_along_gradient(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    x, y = _check_batch(x, y)
     if isinstance(step_sizes, (str, bytes)) or not isinstance(step_sizes, Sequence):
         raise TypeError("step_sizes must be a sequence of positive numbers")
     etas = [_check_real(s, "step_sizes") for s in step_sizes]
@@ -450,10 +462,17 @@ def loss_along_gradient(
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run of the chapter: network, task, optimizer and what to record.
+    r"""One training run of the chapter: network, task, optimizer and what to record.
+
+    .. math:: \theta_{t+1} = \theta_t - \text{lr}\cdot\nabla_\theta\mathcal{L}(\theta_t; B_t),
+        \quad t = 0, \dots, \text{steps} - 1,\quad |B_t| = \text{batch\_size}
 
     Small on purpose: the chapter trains fifteen of these, with every measurement, inside
-    its time budget on two CPU cores.
+    its time budget on two CPU cores. ``landscape_at`` and ``ics_at`` are steps in
+    ``[0, steps)``; an empty tuple skips that measurement.
+
+    Shape:
+        scalars, and tuples of step indices; the network is ``depth`` layers of ``width``.
     """
 
     depth: int = 8  # hidden layers: deep enough for effects to compound, fast to train
@@ -737,8 +756,11 @@ def init_profile(
 def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> Axes:
     r"""One unit's 15th / 50th / 85th percentiles over training (Ioffe & Szegedy, Fig. 1).
 
+    .. math:: p_{q}(t) = \text{quantile}_q\big(z_{\ell, j}(\text{probe}; \theta_t)\big),
+        \quad q \in \{0.15, 0.5, 0.85\}
+
     The band spans the 15th to 85th percentile of the unit's pre-activation on the probe
-    batch; the line is the median.
+    batch; the line is the median. The colour is the network's (``record.norm``).
 
     Shape:
         draws ``len(record.percentile_steps)`` points; returns ``ax``.
@@ -772,7 +794,9 @@ def plot_activation_histograms(
 ) -> tuple[Figure, Axes]:
     r"""Histograms of the pre-activations of several layers of a freshly built net.
 
-    The net is a :class:`DeepMLP` with weights ``N(0, scale^2 * 2 / fan_in)``, fed 256
+    .. math:: W_\ell \sim \mathcal{N}\!\left(0, \frac{2\,\text{scale}^2}{\text{fan-in}}\right)
+
+    The net is a :class:`DeepMLP` with these weights and zero biases, fed 256
     points of :func:`make_task`; the layers shown are spread evenly from the first to
     the last. Values outside [-4, 4] are counted in the outermost bins, so a
     distribution that explodes piles up at the edges and one that vanishes collapses
