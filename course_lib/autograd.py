@@ -16,14 +16,15 @@ with its components along the all-ones vector and along ``x_hat`` removed, then 
 by ``1/sigma``: that is why it is orthogonal to both, and why rows with a small spread
 get large gradients.
 
-Speed. The code evaluates exactly these formulas, but in an order that touches memory
-as few times as it can with whole-tensor operations, because on a CPU each operation
-over an ``(N, D)`` tensor costs about the same as reading and writing it once: the
-row means of ``g`` and of ``g * x_hat`` are dot products with ``gamma`` (no ``g`` is
-built), ``dL/dy * x_hat`` is computed once for both ``dL/dgamma`` and the mean of
-``g * x_hat``, and temporaries are updated in place. Forward and backward together
-make 13 passes over ``(N, D)`` data where a line-by-line transcription of the formulas
-makes 18; ``make bench`` counts the passes and times them against torch's fused kernel.
+Speed. The code evaluates exactly these formulas, in an order that touches memory as
+few times as whole-tensor operations allow, because on a CPU each operation over an
+``(N, D)`` tensor costs about as much as reading and writing it once: the row means of
+``g`` and of ``g * x_hat`` are dot products with ``gamma``; ``dL/dy * x_hat`` is
+computed once, for ``dL/dgamma`` and for the mean of ``g * x_hat``, and its memory then
+receives the input gradient; the other updates are in place. Forward and backward
+together make 13 passes over ``(N, D)`` data, where a line-by-line transcription of the
+formulas makes 18; ``make bench`` counts the passes and times them against torch's
+fused kernel.
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def layer_norm_forward(
     centered = x - mean  # subtract the mean first (never E[x^2] - E[x]^2)
     # var = mean(centered ** 2) = |centered|^2 / D: the norm reads `centered` once,
     # where squaring would write a squared copy and read it back.
-    var = torch.linalg.vector_norm(centered, dim=dims, keepdim=True).square_() / n
+    var = torch.linalg.vector_norm(centered, dim=dims, keepdim=True).square() / n
     rstd = torch.rsqrt(var + eps)
-    x_hat = centered.mul_(rstd)  # in place: `centered` is not needed again
+    # In place when autograd is not recording (as inside LayerNormFunction.forward):
+    # `centered` is not needed again. Out of place otherwise, so that this function stays
+    # differentiable for a reader who wants to compare autograd with the hand formula.
+    x_hat = centered * rstd if centered.requires_grad else centered.mul_(rstd)
     return x_hat, rstd
 
 
@@ -72,6 +76,7 @@ def _row_dot(a: torch.Tensor, v: torch.Tensor, k: int) -> torch.Tensor:
     return torch.tensordot(a, v, dims=k).reshape(a.shape[:-k] + (1,) * k)
 
 
+@torch.no_grad()
 def layer_norm_backward(
     grad_output: torch.Tensor,
     x_hat: torch.Tensor,
@@ -86,7 +91,8 @@ def layer_norm_backward(
         \quad g = \gamma\odot\frac{\partial L}{\partial y}
 
     Returns ``(grad_input, grad_weight, grad_bias)``; the last two are None when
-    ``weight`` is None (no affine parameters to differentiate).
+    ``weight`` is None (no affine parameters to differentiate). Like any backward pass it
+    runs without autograd: its results do not require grad.
 
     Shape:
         grad_output, x_hat ``(*, *normalized_shape)``; rstd ``(*, 1, ..., 1)``;
@@ -97,19 +103,18 @@ def layer_norm_backward(
     n = math.prod(x_hat.shape[-k:])  # D, the number of normalized features
     gamma = weight if weight is not None else x_hat.new_ones(x_hat.shape[-k:])
     # g = gamma * dL/dy is the gradient arriving at x_hat. Its two row means are dot
-    # products with gamma, so g itself is never built:
-    dy_xhat = grad_output * x_hat  # summed over the rows, this is dL/dgamma
+    # products with gamma, so they need no g:
+    buf = grad_output * x_hat  # dL/dy * x_hat: summed over the rows, it is dL/dgamma
     g_mean = _row_dot(grad_output, gamma, k) / n  # mean(g): along the all-ones vector
-    gx_mean = _row_dot(dy_xhat, gamma, k) / n  # mean(g * x_hat): along x_hat
+    gx_mean = _row_dot(buf, gamma, k) / n  # mean(g * x_hat): along x_hat
     if weight is None:
         grad_weight = grad_bias = None
     else:
-        grad_weight = dy_xhat.sum(dim=lead) if lead else dy_xhat
+        grad_weight = buf.sum(dim=lead) if lead else buf.clone()
         grad_bias = grad_output.sum(dim=lead) if lead else grad_output.clone()
-    del dy_xhat  # grad_input below can take over its memory
-    # grad_input = r * (g - mean(g) - x_hat * mean(g * x_hat)), in one new tensor:
-    grad_input = torch.addcmul(-g_mean, x_hat, gx_mean, value=-1)  # -mean(g) - x_hat * ...
-    grad_input.addcmul_(grad_output, gamma).mul_(rstd)  # + g, then * r
+    # grad_input = r * (g - mean(g) - x_hat * mean(g * x_hat)), written over buf:
+    grad_input = torch.addcmul(-g_mean, grad_output, gamma, out=buf)  # g - mean(g)
+    grad_input.addcmul_(x_hat, gx_mean, value=-1).mul_(rstd)  # - x_hat * ..., then * r
     return grad_input, grad_weight, grad_bias
 
 
