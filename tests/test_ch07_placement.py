@@ -1,0 +1,380 @@
+"""Chapter 7 (PreNorm vs PostNorm): the experiments module and the chapter's claims.
+
+The claim tests run the chapter's own experiments with the chapter's seeds and settings
+(checked against the notebook's source below) and assert each claim the chapter makes,
+as an inequality with a margin.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib.experiments import placement as pl
+from course_lib.modules import TransformerBlock
+from course_lib.notebook import setup
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "book" / "07_prenorm_vs_postnorm.ipynb"
+
+# The chapter's settings; test_settings_match_the_notebook keeps them in step.
+SEEDS = (0, 1, 2)
+DEPTHS = (2, 4, 8, 16)
+N_LAYERS, LR, STEPS, WARMUP = 2, 0.06, 150, 50
+BETAS = (0.9, 0.98)
+RUNS = {
+    "Post-LN, no warmup": (False, 0),
+    "Post-LN, warmup": (False, WARMUP),
+    "Pre-LN, no warmup": (True, 0),
+}
+TASK = pl.TaskConfig()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    setup()  # one thread, deterministic kernels: the same floats as the notebook
+
+
+def test_settings_match_the_notebook():
+    source = "\n".join(
+        "".join(c["source"])
+        for c in json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "code"
+    )
+    assert f"SEEDS = {SEEDS}" in source
+    assert f"DEPTHS = {DEPTHS}" in source
+    assert f"N_LAYERS, LR, STEPS, WARMUP = {N_LAYERS}, {LR}, {STEPS}, {WARMUP}" in source
+    assert f"BETAS = {BETAS}" in source
+    assert "task = pl.TaskConfig()" in source
+    for name, (norm_first, warmup) in RUNS.items():
+        assert f'"{name}": ({norm_first}, {"WARMUP" if warmup else 0})' in source, name
+
+
+# --------------------------------------------------------------------------------------
+# The Markov source and its loss floor
+# --------------------------------------------------------------------------------------
+
+
+def test_two_state_chain_by_hand():
+    p = torch.tensor([[0.9, 0.1], [0.5, 0.5]], dtype=torch.float64)
+    pi = pl.stationary_distribution(p)
+    assert torch.allclose(pi, torch.tensor([5 / 6, 1 / 6], dtype=torch.float64), atol=1e-12)
+
+    def h(q: float) -> float:
+        return -(q * math.log(q) + (1 - q) * math.log(1 - q))
+
+    assert pl.entropy_rate(p) == pytest.approx(5 / 6 * h(0.1) + 1 / 6 * h(0.5), abs=1e-12)
+
+
+def test_entropy_rate_limits():
+    v = 5
+    uniform = torch.full((v, v), 1 / v, dtype=torch.float64)
+    assert pl.entropy_rate(uniform) == pytest.approx(math.log(v), abs=1e-12)
+    cycle = torch.roll(torch.eye(v, dtype=torch.float64), 1, dims=1)  # i -> i + 1
+    assert pl.entropy_rate(cycle) == pytest.approx(0.0, abs=1e-12)
+    assert torch.allclose(pl.stationary_distribution(cycle), torch.full((v,), 1 / v).double())
+
+
+def test_random_source_is_a_stationary_chain():
+    source = pl.MarkovSource.random(16, 0.3, seed=0)
+    p, pi = source.transition, source.stationary
+    assert p.shape == (16, 16) and p.dtype == torch.float64
+    assert torch.allclose(p.sum(1), torch.ones(16, dtype=torch.float64))
+    assert torch.allclose(pi @ p, pi, atol=1e-12)
+    assert 0 < source.entropy_rate < source.unigram_entropy <= math.log(16) + 1e-12
+    again = pl.MarkovSource.random(16, 0.3, seed=0)
+    assert torch.equal(again.transition, p)
+    assert not torch.equal(pl.MarkovSource.random(16, 0.3, seed=1).transition, p)
+
+
+def test_sampled_loss_of_the_true_model_is_the_entropy_rate():
+    source = TASK.source()
+    tokens = source.sample(4096, TASK.seq_len, torch.Generator().manual_seed(1))
+    assert tokens.shape == (4096, TASK.seq_len) and tokens.dtype == torch.long
+    assert int(tokens.min()) >= 0 and int(tokens.max()) < TASK.vocab_size
+    assert abs(source.cross_entropy(tokens) - source.entropy_rate) < 0.02
+
+
+def test_samples_follow_the_transition_matrix():
+    source = pl.MarkovSource.random(4, 1.0, seed=3)
+    tokens = source.sample(2000, 20, torch.Generator().manual_seed(0))
+    counts = torch.zeros(4, 4, dtype=torch.float64)
+    counts.index_put_(
+        (tokens[:, :-1].reshape(-1), tokens[:, 1:].reshape(-1)),
+        torch.ones(tokens[:, 1:].numel(), dtype=torch.float64),
+        accumulate=True,
+    )
+    freq = counts / counts.sum(1, keepdim=True)
+    assert (freq - source.transition).abs().max() < 0.03
+
+
+# --------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_block_equals_torch_encoder_layer_with_a_causal_mask(norm_first):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(
+        32, 2, 128, dropout=0.0, batch_first=True, norm_first=norm_first, dtype=torch.float64
+    )
+    block = TransformerBlock.from_torch(layer)
+    x = torch.randn(4, 10, 32, dtype=torch.float64)
+    allowed = pl.causal_mask(10)
+    assert torch.allclose(block(x, attn_mask=allowed), layer(x, src_mask=~allowed), atol=1e-12)
+
+
+def test_causal_mask():
+    m = pl.causal_mask(4)
+    assert m.dtype == torch.bool and m.shape == (4, 4)
+    assert torch.equal(m, torch.tril(torch.ones(4, 4, dtype=torch.bool)))
+
+
+def test_tiny_lm_is_causal():
+    model = pl.make_model(TASK, 2, True, seed=0)
+    tokens = TASK.source().sample(2, 12, torch.Generator().manual_seed(0))
+    changed = tokens.clone()
+    changed[:, 8:] = (changed[:, 8:] + 1) % TASK.vocab_size
+    with torch.no_grad():
+        a, b = model(tokens), model(changed)
+    assert a.shape == (2, 12, TASK.vocab_size)
+    assert torch.equal(a[:, :8], b[:, :8])  # earlier positions cannot see later tokens
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
+def test_same_seed_same_weights_for_both_placements():
+    post = pl.make_model(TASK, 3, False, seed=5).state_dict()
+    pre = pl.make_model(TASK, 3, True, seed=5).state_dict()
+    assert set(pre) - set(post) == {"stack.final_norm.weight", "stack.final_norm.bias"}
+    assert all(torch.equal(post[k], pre[k]) for k in post)
+    other = pl.make_model(TASK, 3, False, seed=6).state_dict()
+    assert not torch.equal(post["embedding.weight"], other["embedding.weight"])
+
+
+def test_make_model_leaves_the_global_rng_alone():
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    pl.make_model(TASK, 2, False, seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_warmup_linear_decay_factors():
+    param = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = pl.warmup_linear_decay(opt, 4, 10)
+    seen = []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [min(1.0, (s + 1) / 4) * (1 - s / 10) for s in range(10)]
+    assert seen == pytest.approx(expected)
+    opt2 = torch.optim.SGD([param], lr=1.0)
+    pl.warmup_linear_decay(opt2, 0, 10)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(1.0)
+
+
+def test_loglog_slope_recovers_a_power_law():
+    x = [2.0, 4.0, 8.0, 16.0]
+    assert pl.loglog_slope(x, [3.0 * v**-0.5 for v in x]) == pytest.approx(-0.5)
+    assert pl.loglog_slope(x, [1.0, 1.0, 1.0, 1.0]) == pytest.approx(0.0)
+
+
+def test_hidden_rms_of_a_layernorm_output_is_one():
+    y = nn.functional.layer_norm(torch.randn(3, 5, 32) * 7 + 2, (32,))
+    assert pl.hidden_rms([y]).item() == pytest.approx(1.0, abs=1e-4)
+
+
+# --------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"),
+    [
+        (lambda: pl.causal_mask(0), ValueError, "length"),
+        (lambda: pl.causal_mask(2.0), TypeError, "length"),
+        (lambda: pl.entropy_rate(torch.ones(2, 3)), ValueError, "transition"),
+        (lambda: pl.entropy_rate(torch.ones(2, 2)), ValueError, "transition"),
+        (lambda: pl.entropy_rate(torch.eye(2, dtype=torch.long)), TypeError, "transition"),
+        (lambda: pl.entropy_rate([[1.0]]), TypeError, "transition"),
+        (lambda: pl.MarkovSource.random(0, 0.3, 0), ValueError, "vocab_size"),
+        (lambda: pl.MarkovSource.random(4, -1.0, 0), ValueError, "concentration"),
+        (lambda: pl.MarkovSource.random(4, 0.3, "0"), TypeError, "seed"),
+        (lambda: TASK.source().sample(2, 0, torch.Generator()), ValueError, "length"),
+        (lambda: TASK.source().sample(2, 3, 0), TypeError, "generator"),
+        (lambda: pl.TaskConfig(vocab_size=0), ValueError, "vocab_size"),
+        (lambda: pl.TaskConfig(seq_len=1), ValueError, "seq_len"),
+        (lambda: pl.make_model("task", 2, True, 0), TypeError, "task"),
+        (lambda: pl.make_model(TASK, 0, True, 0), ValueError, "n_layers"),
+        (lambda: pl.init_statistics(TASK, 2, True, []), ValueError, "seeds"),
+        (lambda: pl.init_statistics(TASK, 2, True, "01"), TypeError, "seeds"),
+        (lambda: pl.init_statistics(TASK, 2, True, [0], parameter="W9"), ValueError, "parameter"),
+        (lambda: pl.depth_sweep(TASK, [], True, [0]), TypeError, "depths"),
+        (lambda: pl.depth_sweep(TASK, [0], True, [0]), ValueError, "depths"),
+        (lambda: pl.loglog_slope([1.0], [1.0]), ValueError, "x and y"),
+        (lambda: pl.loglog_slope([1.0, 2.0], [0.0, 1.0]), ValueError, "positive"),
+        (lambda: pl.warmup_linear_decay(_sgd(), -1, 10), ValueError, "warmup_steps"),
+        (lambda: pl.warmup_linear_decay(_sgd(), 11, 10), ValueError, "warmup_steps"),
+        (lambda: pl.train_lm(TASK, 2, True, 0, lr=0.0, warmup_steps=0, steps=1), ValueError, "lr"),
+        (lambda: pl.next_token_loss(torch.zeros(2, 3), torch.zeros(2)), ValueError, "logits"),
+        (lambda: pl.make_model(TASK, 1, True, 0)(torch.zeros(1, 3)), TypeError, "tokens"),
+        (lambda: pl.heldout_loss(nn.Linear(2, 2), TASK), TypeError, "model"),
+    ],
+)
+def test_bad_input_is_named(call, error, name):
+    with pytest.raises(error, match=name):
+        call()
+
+
+def _sgd() -> torch.optim.Optimizer:
+    return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+
+
+# --------------------------------------------------------------------------------------
+# The chapter's claims, with the chapter's seeds
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def init_stats():
+    return {
+        (name, depth): pl.init_statistics(TASK, depth, norm_first, SEEDS)
+        for name, norm_first in pl.PLACEMENTS.items()
+        for depth in DEPTHS
+    }
+
+
+def _last(stats, name: str, field: str) -> torch.Tensor:
+    """Mean over seeds of the last layer's value of ``field``, per depth."""
+    return torch.stack(
+        [getattr(stats[(name, d)], field)[:, -1].mean() for d in DEPTHS]
+    )  # (len(DEPTHS),)
+
+
+def test_claim_post_ln_last_layer_gradient_does_not_fall_with_depth(init_stats):
+    g = _last(init_stats, "Post-LN", "grad_norms")
+    assert abs(pl.loglog_slope(DEPTHS, g)) < 0.1
+    assert g[DEPTHS.index(16)] / g[DEPTHS.index(4)] > 0.85
+
+
+def test_claim_pre_ln_last_layer_gradient_falls_with_depth(init_stats):
+    g = _last(init_stats, "Pre-LN", "grad_norms")
+    assert bool((g.diff() < 0).all())  # falls at every step in depth
+    slope = pl.loglog_slope(DEPTHS, g)
+    assert -0.5 < slope < -0.2  # falls, but more slowly than 1/sqrt(L) at these depths
+    assert g[DEPTHS.index(16)] / g[DEPTHS.index(4)] < 0.8
+
+
+def test_claim_pre_ln_gradient_tracks_one_over_stream_size(init_stats):
+    g = _last(init_stats, "Pre-LN", "grad_norms")
+    r = _last(init_stats, "Pre-LN", "hidden_rms")
+    product = g * r
+    assert (product.max() / product.min()) < 1.3 < (g.max() / g.min())
+    depths = torch.tensor(DEPTHS, dtype=torch.float64)
+    c = ((r.double() ** 2 - 1) * depths).sum() / (depths**2).sum()
+    assert 0.05 < c < 0.25  # rms(x_L)^2 ~ 1 + cL with a small c
+    assert torch.allclose(torch.sqrt(1 + c * depths), r.double(), rtol=0.03)
+
+
+def test_claim_per_layer_profile_at_sixteen_layers(init_stats):
+    post = init_stats[("Post-LN", 16)].grad_norms.mean(0)
+    pre = init_stats[("Pre-LN", 16)].grad_norms.mean(0)
+    assert 0.75 < post[-1] / post[0] <= 1.0  # Post-LN: not larger near the output
+    assert pre[-1] / pre[0] < 0.8  # Pre-LN falls from the first layer to the last
+
+
+def test_claim_pre_ln_residual_stream_grows_post_ln_stays_at_one(init_stats):
+    pre, post = init_stats[("Pre-LN", 16)], init_stats[("Post-LN", 16)]
+    assert bool((pre.hidden_rms.mean(0).diff() > 0).all())  # grows after every block
+    assert bool((pre.hidden_rms[:, -1] / pre.hidden_rms[:, 0] > 1.4).all())  # every seed
+    assert bool(((post.hidden_rms[:, 1:] - 1).abs() < 1e-4).all())
+    ratio = pre.update_ratio.mean(0)
+    assert ratio[-1] < 0.8 * ratio[0]  # deeper blocks change the stream relatively less
+    absolute = (pre.update_ratio * pre.hidden_rms[:, :-1]).mean(0)
+    assert absolute.max() / absolute.min() < 1.3  # by about the same absolute amount
+
+
+def test_claim_final_layernorm_fixes_the_logit_scale():
+    batch = TASK.source().sample(TASK.batch_size, TASK.seq_len, torch.Generator().manual_seed(7))
+    spread = {}
+    for with_final in (True, False):
+        scale = []
+        for d in DEPTHS:
+            rms = []
+            for seed in SEEDS:
+                model = pl.make_model(TASK, d, True, seed, final_norm=with_final)
+                with torch.no_grad():
+                    rms.append(model(batch[:, :-1]).pow(2).mean().sqrt().item())
+            scale.append(sum(rms) / len(rms))
+        spread[with_final] = max(scale) / min(scale)
+    assert spread[True] < 1.15
+    assert spread[False] > 1.3
+
+
+def test_claim_without_final_norm_the_pre_ln_gradient_does_not_fall():
+    g, _ = pl.depth_sweep(TASK, DEPTHS, True, SEEDS, final_norm=False)
+    assert pl.loglog_slope(DEPTHS, g.mean(0)) > -0.1
+
+
+def test_claim_rmsnorm_gives_the_same_depth_trend():
+    slopes = {}
+    for name, norm_first in pl.PLACEMENTS.items():
+        g, _ = pl.depth_sweep(TASK, DEPTHS, norm_first, SEEDS, norm="rms")
+        slopes[name] = pl.loglog_slope(DEPTHS, g.mean(0))
+    assert abs(slopes["Post-LN"]) < 0.1
+    assert slopes["Pre-LN"] < -0.2
+
+
+@pytest.fixture(scope="module")
+def warmup_result():
+    result = pl.warmup_experiment(
+        TASK, RUNS, SEEDS, n_layers=N_LAYERS, lr=LR, steps=STEPS, betas=BETAS
+    )
+    heldout = {
+        name: torch.tensor([pl.heldout_loss(m, TASK) for m in models])
+        for name, models in result.models.items()
+    }
+    share = {
+        name: (result.unigram - h) / (result.unigram - result.floor) for name, h in heldout.items()
+    }
+    return result, share
+
+
+def test_claim_warmup_three_way_comparison_holds_on_every_seed(warmup_result):
+    result, share = warmup_result
+    assert result.floor == pytest.approx(TASK.source().entropy_rate)
+    assert bool((share["Post-LN, no warmup"] < 0.3).all())  # stalls near the unigram level
+    assert bool((share["Post-LN, warmup"] > 0.85).all())  # trains
+    assert bool((share["Pre-LN, no warmup"] > 0.85).all())  # trains without warmup
+    # the training curves agree with the held-out scores
+    final = {name: result.final(name) for name in RUNS}
+    gap = result.unigram - result.floor
+    assert bool((final["Post-LN, no warmup"] > result.floor + 0.5 * gap).all())
+    assert bool((final["Post-LN, warmup"] < result.floor + 0.15 * gap).all())
+    assert bool((final["Pre-LN, no warmup"] < result.floor + 0.15 * gap).all())
+
+
+def test_claim_post_ln_trains_without_warmup_at_a_quarter_of_the_rate():
+    source = TASK.source()
+    _, model = pl.train_lm(
+        TASK, N_LAYERS, False, 0, lr=LR / 4, warmup_steps=0, steps=STEPS, betas=BETAS
+    )
+    share = (source.unigram_entropy - pl.heldout_loss(model, TASK)) / (
+        source.unigram_entropy - source.entropy_rate
+    )
+    assert share > 0.85
+
+
+def test_training_is_deterministic():
+    a, _ = pl.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
+    b, _ = pl.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
+    assert a == b and len(a) == 5
