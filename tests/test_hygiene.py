@@ -131,3 +131,37 @@ def test_binder_pins_the_same_versions_as_requirements():
 
 def test_jupyter_book_is_version_1():
     assert _pins(ROOT / "requirements.txt")["jupyter-book"].startswith("1.")
+
+
+_DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_decimal_in_the_prose_is_computed_or_typed_in_code(path):
+    """A decimal number in a markdown cell must appear in a code cell or an output.
+
+    Results are printed by cells; numbers quoted from the notes or chosen as parameters
+    are typed in code. A number found in neither was typed into the prose by hand, and
+    nothing would notice if the code changed and it went stale.
+    """
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    computed = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        computed.append("".join(cell["source"]))
+        for out in cell.get("outputs", []):
+            computed.append("".join(out.get("text", "")))
+            for key in ("text/plain", "text/html", "text/markdown"):
+                computed.append("".join(out.get("data", {}).get(key, "")))
+    haystack = "\n".join(computed)
+    missing = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        for match in _DECIMAL.finditer("".join(cell["source"])):
+            number = match.group(0).lstrip("-")
+            forms = {number, number.rstrip("0").rstrip("."), f"{float(number):g}"}
+            if not any(re.search(rf"(?<![\d.]){re.escape(f)}(?!\d)", haystack) for f in forms):
+                missing.append(f"cell {i}: {number}")
+    assert not missing, f"numbers in the prose that no cell computes or types: {missing}"
