@@ -1,0 +1,159 @@
+"""``make bench`` and the fast LayerNorm reference it times.
+
+The timings themselves are not tested (they belong to the machine, and ``make bench``
+reports them); what is tested is what the table's other columns and the README claim:
+the pass counts, that the notes' module it times computes LayerNorm, and that the
+faster ``course_lib.autograd`` keeps its contract (no input modified, the forward still
+differentiable, every affine and shape case still equal to torch).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.autograd import LayerNormFunction, layer_norm_backward, layer_norm_forward
+
+ROOT = Path(__file__).resolve().parent.parent
+f64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench", None)
+
+
+@pytest.mark.parametrize(
+    ("name", "fwd", "fwd_bwd"),
+    [("course", 5, 13), ("native", 1, 2), ("notes", 6, 24)],
+)
+def test_pass_counts(bench, name, fwd, fwd_bwd):
+    """The counts quoted in course_lib/autograd.py's docstring and in the README."""
+    shape = (4, 8, 16)
+    forward, with_backward = bench.layernorm_calls(shape)
+    numel = 4 * 8 * 16
+    assert bench.count_passes(forward[name], numel) == fwd
+    assert bench.count_passes(with_backward[name], numel) == fwd_bwd
+
+
+def test_pass_count_ignores_views_and_small_tensors(bench):
+    x = torch.randn(6, 5)
+    assert bench.count_passes(lambda: x.view(30).reshape(5, 6).t(), x.numel()) == 0
+    assert bench.count_passes(lambda: x.mean(-1, keepdim=True) + 1.0, x.numel()) == 1
+    assert bench.count_passes(lambda: (x * 2).sum(), x.numel()) == 2
+
+
+@pytest.mark.parametrize("var_as_mean_of_squares", [False, True])
+def test_the_notes_module_computes_layer_norm(bench, var_as_mean_of_squares):
+    """The bench compares like with like: the notes' module is LayerNorm (gamma=1, beta=0)."""
+    g = torch.Generator().manual_seed(0)
+    module = bench.notes_layer_norm_module(16, var_as_mean_of_squares=var_as_mean_of_squares)
+    x = (3 * torch.randn(4, 8, 16, generator=g) + 1).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    up = torch.randn(4, 8, 16, generator=g)
+    y = module(x)
+    y2 = F.layer_norm(x2, (16,), eps=1e-5)
+    torch.testing.assert_close(y, y2, atol=1e-5, rtol=1e-5)
+    (y * up).sum().backward()
+    (y2 * up).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_floor_runs_exactly_the_chapters_imports(bench):
+    chapters = bench.chapters()
+    imports = bench.chapter_imports(chapters)
+    if chapters:
+        assert any("course_lib" in line for line in imports)
+    source = bench.floor_notebook(imports).cells[0].source
+    statements = ast.parse(source).body
+    *head, last = statements
+    assert all(isinstance(s, ast.Import | ast.ImportFrom) for s in head)
+    assert ast.unparse(last) == "setup()"
+
+
+def test_table_aligns_its_columns(bench, capsys):
+    bench.print_table(
+        [bench.Row("a", 1.25, 3, "1.00x floor"), bench.Row("longer name", 0.0042, 15, passes="13")]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and set(lines[1]) <= {"-", " "}
+    assert "1.2 s" in lines[2] and "4.2 ms" in lines[3]
+    assert lines[2].index("3") == lines[3].index("15") + 1  # runs right-aligned
+
+
+# --- the fast reference keeps its contract -------------------------------------------------
+
+
+def _case(shape, normalized_shape, seed=0, dtype=f64):
+    g = torch.Generator().manual_seed(seed)
+    x = 2 * torch.randn(shape, generator=g, dtype=dtype) + 0.5
+    w = torch.randn(normalized_shape, generator=g, dtype=dtype)
+    b = torch.randn(normalized_shape, generator=g, dtype=dtype)
+    up = torch.randn(shape, generator=g, dtype=dtype)
+    return x, w, b, up
+
+
+def test_backward_modifies_none_of_its_inputs():
+    x, w, _, up = _case((3, 4, 8), (8,))
+    x_hat, rstd = layer_norm_forward(x, (-1,), 1e-5)
+    before = [t.clone() for t in (up, x_hat, rstd, w)]
+    grads = layer_norm_backward(up, x_hat, rstd, w, (-1,))
+    for t, saved in zip((up, x_hat, rstd, w), before, strict=True):
+        assert torch.equal(t, saved)
+    assert not any(g.requires_grad for g in grads)
+
+
+def test_forward_does_not_modify_its_input():
+    x, *_ = _case((3, 4, 8), (8,))
+    saved = x.clone()
+    layer_norm_forward(x, (-1,), 1e-5)
+    assert torch.equal(x, saved)
+
+
+def test_forward_is_differentiable_and_the_same_with_or_without_autograd():
+    x, *_ = _case((3, 5), (5,), seed=1)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: layer_norm_forward(t, (-1,), 1e-5), (x,))
+    with_grad = layer_norm_forward(x, (-1,), 1e-5)
+    without = layer_norm_forward(x.detach(), (-1,), 1e-5)
+    for a, b in zip(with_grad, without, strict=True):
+        torch.testing.assert_close(a.detach(), b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "normalized_shape"),
+    [((8,), (8,)), ((3, 4), (3, 4)), ((2, 3, 4), (3, 4)), ((2, 3, 8), (8,))],
+)
+@pytest.mark.parametrize("affine", ["weight and bias", "weight", "bias", "none"])
+def test_every_case_matches_torch(shape, normalized_shape, affine):
+    """Including input with no leading dims, where dL/dgamma is not a sum over rows."""
+    x, w, b, up = _case(shape, normalized_shape, seed=2)
+    w = w if "weight" in affine else None
+    b = b if affine in ("weight and bias", "bias") else None
+    params = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    ours = torch.autograd.grad(
+        (LayerNormFunction.apply(x, normalized_shape, w, b, 1e-5) * up).sum(), params
+    )
+    ref = torch.autograd.grad((F.layer_norm(x, normalized_shape, w, b, 1e-5) * up).sum(), params)
+    for a, r in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, r, atol=1e-10, rtol=1e-10)
+
+
+def test_float32_at_a_training_shape_matches_torch():
+    x, w, b, up = _case((4, 32, 64), (64,), seed=3, dtype=torch.float32)
+    params = [t.requires_grad_() for t in (x, w, b)]
+    ours = torch.autograd.grad((LayerNormFunction.apply(x, (64,), w, b, 1e-5) * up).sum(), params)
+    ref = torch.autograd.grad((F.layer_norm(x, (64,), w, b, 1e-5) * up).sum(), params)
+    for a, r in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, r, atol=2e-5, rtol=1e-4)
