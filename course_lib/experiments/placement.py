@@ -784,7 +784,7 @@ def plot_loss_curves(ax: Axes, result: WarmupResult, *, smooth: int = 10) -> tup
     ax.axhline(result.floor, ls="--", color="0.3", label="loss floor (entropy rate)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(f"training loss, nats ({smooth}-step mean)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.42, 0.28))
     return ax.figure, ax
 
 
