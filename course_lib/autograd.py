@@ -13,8 +13,10 @@ and output :math:`y = \gamma \odot \hat x + \beta`, write :math:`g = \gamma \odo
 
 where a bar is the mean over the normalized dimensions. The input gradient is ``g``
 with its components along the all-ones vector and along ``x_hat`` removed, then scaled
-by ``1/sigma``: that is why it is orthogonal to both, and why rows with a small spread
-get large gradients.
+by ``r``: that is why rows with a small spread get large gradients, and why the
+gradient is orthogonal to the all-ones vector exactly and to ``x_hat`` up to a term
+proportional to ``eps`` (``x_hat`` has squared norm ``D * sigma^2 / (sigma^2 + eps)``,
+not exactly ``D``; chapter 4 computes the term).
 
 Speed. The code evaluates exactly these formulas, in an order that touches memory as
 few times as whole-tensor operations allow, because on a CPU each operation over an

@@ -95,7 +95,8 @@ class Table:
         if isinstance(value, float):
             if abs(value) <= self.zero_below:
                 return "0"  # never print "-0"; round-off below zero_below prints as 0
-            return f"{value:#.{self.digits}g}"
+            text = f"{value:#.{self.digits}g}"  # '#' keeps trailing zeros: 2.000
+            return text[:-1] if text.endswith(".") else text  # but not a bare point: 231
         return str(value)
 
     def _cells(self) -> list[list[str]]:

@@ -51,3 +51,9 @@ def test_check_prints_pass_or_fail(capsys):
     check("one", True)
     check("two", False)
     assert capsys.readouterr().out == "PASS: one\nFAIL: two\n"
+
+
+def test_table_never_prints_a_bare_trailing_point():
+    text = repr(Table([[231.0, 1031.0, 2.0]], ["a", "b", "c"], digits=3))
+    assert "231 " in text + " " and "1.03e+03" in text and "2.00" in text
+    assert "231." not in text
