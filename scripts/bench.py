@@ -439,8 +439,19 @@ def count_passes(fn: Callable[[], object], numel: int) -> int:
     """
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        fn()
+    # The profiler's C++ side prints "profiler_start/stop" lines on stderr; keep the
+    # table clean by pointing file descriptor 2 at /dev/null while it runs.
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            fn()
+    finally:
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        os.close(devnull)
 
     def touches_data(event) -> bool:
         if not event.name.startswith("aten::") or event.name in NO_DATA_OPS:
