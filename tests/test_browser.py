@@ -43,6 +43,7 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 import pytest
 import yaml
+from book_toc import toc_entries
 
 pytestmark = pytest.mark.browser
 
@@ -86,22 +87,8 @@ def _unavailable(reason: str) -> None:
 
 
 def _toc_entries() -> list[str]:
-    """Every page of the book, in the order of ``_toc.yml`` (root first)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    entries = [toc["root"]]
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                entries.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc.get("parts", toc.get("chapters", [])))
-    return [e.removesuffix(".ipynb").removesuffix(".md") for e in entries]
+    """Every page of the book, in the order of ``_toc.yml`` (root first), without suffix."""
+    return [e.removesuffix(".ipynb").removesuffix(".md") for e in toc_entries()]
 
 
 PAGES = _toc_entries()
