@@ -20,6 +20,7 @@ __all__ = [
     "check_mask",
     "check_param",
     "check_probability",
+    "check_query_key",
 ]
 
 
@@ -119,3 +120,23 @@ def check_mask(mask: object, name: str, shape: tuple[int, ...]) -> torch.Tensor:
     if tuple(mask.shape) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(mask.shape)}")
     return mask
+
+
+def check_query_key(query: object, key: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``query`` and ``key``: float tensors with the same d_k, dtype and batch dims."""
+    q = check_float_tensor(query, "query", min_dim=2)
+    k = check_float_tensor(key, "key", min_dim=2)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"query and key must have the same last dimension (d_k), got {q.shape[-1]} "
+            f"and {k.shape[-1]}"
+        )
+    if q.dtype != k.dtype:
+        raise TypeError(f"query and key must have the same dtype, got {q.dtype} and {k.dtype}")
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"query and key batch dimensions do not match: {tuple(q.shape)} vs {tuple(k.shape)}"
+        ) from exc
+    return q, k

@@ -25,6 +25,7 @@ from ._checks import (
     check_mask,
     check_param,
     check_probability,
+    check_query_key,
 )
 
 __all__ = [
@@ -199,25 +200,6 @@ def batch_norm(
     return y
 
 
-def _check_qk(query: object, key: object) -> tuple[torch.Tensor, torch.Tensor]:
-    q = check_float_tensor(query, "query", min_dim=2)
-    k = check_float_tensor(key, "key", min_dim=2)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"query and key must have the same last dimension (d_k), got {q.shape[-1]} "
-            f"and {k.shape[-1]}"
-        )
-    if q.dtype != k.dtype:
-        raise TypeError(f"query and key must have the same dtype, got {q.dtype} and {k.dtype}")
-    try:
-        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
-    except RuntimeError as exc:
-        raise ValueError(
-            f"query and key batch dimensions do not match: {tuple(q.shape)} vs {tuple(k.shape)}"
-        ) from exc
-    return q, k
-
-
 def attention_weights(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -239,7 +221,7 @@ def attention_weights(
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``, attn_mask
         ``(*, L_q or 1, L_k)`` bool; output ``(*, L_q, L_k)``, rows summing to 1 (or 0).
     """
-    q, k = _check_qk(query, key)
+    q, k = check_query_key(query, key)
     d_k = q.shape[-1]
     if scale is None:
         scale = 1.0 / math.sqrt(d_k)

@@ -33,7 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import functional as CF
-from .._checks import check_eps, check_float_tensor
+from .._checks import check_eps, check_float_tensor, check_query_key
 from ..modules import TransformerBlock
 from ..plotting import color, new_figure
 
@@ -245,16 +245,8 @@ def attention_logits(
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``; output ``(*, L_q, L_k)``.
     """
     scaling = _check_scaling(scaling)
-    q = check_float_tensor(query, "query", min_dim=2)
-    k = check_float_tensor(key, "key", min_dim=2)
+    q, k = check_query_key(query, key)
     eps = check_eps(eps)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"query and key must have the same last dimension (d_k), got {q.shape[-1]} "
-            f"and {k.shape[-1]}"
-        )
-    if q.dtype != k.dtype:
-        raise TypeError(f"query and key must have the same dtype, got {q.dtype} and {k.dtype}")
     d_k = q.shape[-1]
     if scaling == "qk_norm":
         q = CF.layer_norm(q, d_k, eps=eps)

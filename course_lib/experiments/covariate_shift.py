@@ -698,6 +698,24 @@ def train_run(norm: Norm, seed: int, config: RunConfig | None = None) -> RunReco
 # --------------------------------------------------------------------------- initialization
 
 
+def _fresh_net(
+    depth: int, norm: Norm, scale: float, width: int, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, DeepMLP]:
+    """``n`` task points and a :class:`DeepMLP` at initialization, weights of std
+    ``scale * sqrt(2 / fan_in)`` (He et al. 2015 at ``scale = 1``)."""
+    x, y = make_task(n=n, seed=1000 + _check_seed(seed))
+    model = DeepMLP(
+        x.shape[1],
+        width,
+        depth,
+        int(y.max()) + 1,
+        norm=norm,  # type: ignore[arg-type]
+        gain=scale * math.sqrt(2.0),
+        seed=seed,
+    )
+    return x, y, model
+
+
 def init_profile(
     depth: int,
     norm: Norm = "none",
@@ -733,16 +751,7 @@ def init_profile(
     scale = _check_real(scale, "scale")
     width = _check_int(width, "width", 2)
     batch_size = _check_int(batch_size, "batch_size", 2)
-    x, y = make_task(n=batch_size, seed=1000 + _check_seed(seed))
-    model = DeepMLP(
-        x.shape[1],
-        width,
-        depth,
-        int(y.max()) + 1,
-        norm=norm,  # type: ignore[arg-type]
-        gain=scale * math.sqrt(2.0),
-        seed=seed,
-    )
+    x, y, model = _fresh_net(depth, norm, scale, width, batch_size, seed)
     logits, preacts = model(x, return_preacts=True)
     nn.functional.cross_entropy(logits, y).backward()
     act = torch.stack([torch.relu(z.detach()).pow(2).mean().sqrt() for z in preacts])
@@ -811,16 +820,7 @@ def plot_activation_histograms(
     n_layers_shown = _check_int(n_layers_shown, "n_layers_shown")
     if ax is not None and not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
-    x, y = make_task(n=256, seed=1000 + _check_seed(seed))
-    model = DeepMLP(
-        x.shape[1],
-        width,
-        depth,
-        int(y.max()) + 1,
-        norm=norm,  # type: ignore[arg-type]
-        gain=scale * math.sqrt(2.0),
-        seed=seed,
-    )
+    x, y, model = _fresh_net(depth, norm, scale, width, 256, seed)
     with torch.no_grad():
         _, preacts = model(x, return_preacts=True)
     k = min(n_layers_shown, depth)
