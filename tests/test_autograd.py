@@ -58,7 +58,7 @@ def test_backward_is_the_hand_formula_not_autograd():
     x, w, b = _inputs((5,), seed=4)
     up = torch.randn(x.shape, dtype=torch.float64)
     LayerNormFunction.apply(x, (5,), w, b, 1e-5).backward(up)
-    x_hat, rstd = layer_norm_forward(x.detach(), (-1,), 1e-5)
+    x_hat, _, rstd = layer_norm_forward(x.detach(), (-1,), 1e-5)
     gx, gw, gb = layer_norm_backward(up, x_hat, rstd, w.detach(), (-1,))
     assert torch.equal(x.grad, gx) and torch.equal(w.grad, gw) and torch.equal(b.grad, gb)
 
@@ -69,7 +69,7 @@ def test_input_gradient_is_orthogonal_to_ones_and_x_hat():
     up = torch.randn(x.shape, dtype=torch.float64)
     eps = 1e-12
     LayerNormFunction.apply(x, (16,), w, b, eps).backward(up)
-    x_hat, _ = layer_norm_forward(x.detach(), (-1,), eps)
+    x_hat, _, _ = layer_norm_forward(x.detach(), (-1,), eps)
     scale = x.grad.norm(dim=-1) * x_hat.norm(dim=-1)
     assert (x.grad.sum(-1).abs() / scale).max() < 1e-12
     assert ((x.grad * x_hat).sum(-1).abs() / scale).max() < 1e-10

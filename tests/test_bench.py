@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from course_lib import autograd
 from course_lib.autograd import LayerNormFunction, layer_norm_backward, layer_norm_forward
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,29 +30,53 @@ def bench():
     spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench"] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "scripts"))  # as when run: it imports scripts/numerics.py
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
     yield module
     sys.modules.pop("bench", None)
 
 
+@pytest.fixture
+def as_in_the_bench():
+    """The bench times without deterministic mode, in which torch fills every
+    ``empty_like`` with NaN (one more pass per fresh tensor); count passes as it runs."""
+    torch.use_deterministic_algorithms(False)
+    yield
+    torch.use_deterministic_algorithms(True)
+
+
+@pytest.mark.usefixtures("as_in_the_bench")
 @pytest.mark.parametrize(
     ("name", "fwd", "fwd_bwd"),
-    [("course", 5, 13), ("native", 1, 2), ("notes", 6, 24)],
+    [("course", 5, 15), ("native", 1, 2), ("notes", 6, 24)],
 )
 def test_pass_counts(bench, name, fwd, fwd_bwd):
     """The counts quoted in course_lib/autograd.py's docstring and in the README."""
-    shape = (4, 8, 16)
-    forward, with_backward = bench.layernorm_calls(shape)
-    numel = 4 * 8 * 16
-    assert bench.count_passes(forward[name], numel) == fwd
-    assert bench.count_passes(with_backward[name], numel) == fwd_bwd
+    forward, with_backward = bench.layernorm_calls((4, 8, 16))  # N = 32 rows, D = 16
+    assert bench.count_passes(forward[name], 32, 16) == fwd
+    assert bench.count_passes(with_backward[name], 32, 16) == fwd_bwd
+
+
+@pytest.mark.usefixtures("as_in_the_bench")
+@pytest.mark.parametrize("block_numel", [64, 100, 512])
+def test_blocks_of_rows_count_the_same_passes(bench, monkeypatch, block_numel):
+    """Through the rows in 8, 6 or 1 blocks, course_lib still makes 5 and 15 passes."""
+    monkeypatch.setattr(autograd, "ROW_BLOCK_NUMEL", block_numel)
+    forward, with_backward = bench.layernorm_calls((4, 8, 16))
+    assert bench.count_passes(forward["course"], 32, 16) == 5
+    assert bench.count_passes(with_backward["course"], 32, 16) == 15
 
 
 def test_pass_count_ignores_views_and_small_tensors(bench):
     x = torch.randn(6, 5)
-    assert bench.count_passes(lambda: x.view(30).reshape(5, 6).t(), x.numel()) == 0
-    assert bench.count_passes(lambda: x.mean(-1, keepdim=True) + 1.0, x.numel()) == 1
-    assert bench.count_passes(lambda: (x * 2).sum(), x.numel()) == 2
+    assert bench.count_passes(lambda: x.view(30).reshape(5, 6).t(), 6, 5) == 0
+    assert bench.count_passes(lambda: x.mean(-1, keepdim=True) + 1.0, 6, 5) == 1
+    assert bench.count_passes(lambda: (x * 2).sum(), 6, 5) == 2
+    assert bench.count_passes(lambda: x[:3] * 2, 6, 5) == 0.5  # half the rows
+    assert bench.count_passes(lambda: [t * 2 for t in x.chunk(3)], 6, 5) == 1
 
 
 @pytest.mark.parametrize("var_as_mean_of_squares", [False, True])
@@ -106,7 +131,7 @@ def _case(shape, normalized_shape, seed=0, dtype=f64):
 
 def test_backward_modifies_none_of_its_inputs():
     x, w, _, up = _case((3, 4, 8), (8,))
-    x_hat, rstd = layer_norm_forward(x, (-1,), 1e-5)
+    x_hat, _, rstd = layer_norm_forward(x, (-1,), 1e-5)
     before = [t.clone() for t in (up, x_hat, rstd, w)]
     grads = layer_norm_backward(up, x_hat, rstd, w, (-1,))
     for t, saved in zip((up, x_hat, rstd, w), before, strict=True):
@@ -157,3 +182,45 @@ def test_float32_at_a_training_shape_matches_torch():
     ref = torch.autograd.grad((F.layer_norm(x, (64,), w, b, 1e-5) * up).sum(), params)
     for a, r in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, r, atol=2e-5, rtol=1e-4)
+
+
+# --- blocks of rows ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_numel", [1, 24, 40, 10**6])
+@pytest.mark.parametrize("affine", ["weight and bias", "weight", "bias", "none"])
+def test_blocks_of_rows_change_nothing(monkeypatch, block_numel, affine):
+    """One row per block, uneven blocks (40 numbers: 5 rows of 8 in blocks of 5, 5, 2)
+    and a single block all give torch's values: the blocks' sums over rows add up."""
+    monkeypatch.setattr(autograd, "ROW_BLOCK_NUMEL", block_numel)
+    x, w, b, up = _case((3, 4, 8), (8,), seed=4)
+    w = w if "weight" in affine else None
+    b = b if affine in ("weight and bias", "bias") else None
+    params = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    ours = torch.autograd.grad((LayerNormFunction.apply(x, (8,), w, b, 1e-5) * up).sum(), params)
+    ref = torch.autograd.grad((F.layer_norm(x, (8,), w, b, 1e-5) * up).sum(), params)
+    for a, r in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, r, atol=1e-10, rtol=1e-10)
+    if w is not None:  # and layer_norm_backward, on the same blocks, is the same code
+        x_hat, _, rstd = layer_norm_forward(x.detach(), (-1,), 1e-5)
+        lib = layer_norm_backward(up, x_hat, rstd, w.detach(), (-1,))
+        for a, r in zip(ours, lib[: len(ours)], strict=True):
+            assert torch.equal(a, r)
+
+
+def test_row_blocks_cut_every_tensor_at_the_same_rows(monkeypatch):
+    monkeypatch.setattr(autograd, "ROW_BLOCK_NUMEL", 30)  # 3 rows of 10 per block
+    rows, stats = torch.zeros(10, 10), torch.zeros(10, 1)
+    sizes = [(a.shape[0], s.shape[0]) for a, s in autograd.row_blocks(rows, stats)]
+    assert sizes == [(3, 3), (3, 3), (3, 3), (1, 1)]
+    one_row = [a.shape for (a,) in autograd.row_blocks(torch.zeros(2, 100))]
+    assert one_row == [torch.Size([1, 100])] * 2  # a block holds at least one row
+
+
+def test_function_saves_the_input_not_a_new_x_hat():
+    """As F.layer_norm: the saved (N, D) tensor is the input's own memory."""
+    x, w, b, _ = _case((3, 4, 8), (8,))
+    x.requires_grad_()
+    y = LayerNormFunction.apply(x, (8,), w, b, 1e-5)
+    big = [t for t in y.grad_fn.saved_tensors if t is not None and t.numel() == x.numel()]
+    assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()
