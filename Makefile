@@ -11,6 +11,9 @@ JOBS   ?= 2
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# The same arithmetic on every x86-64 machine with AVX2 (see numerics.env).
+include numerics.env
+export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' numerics.env)
 
 NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb))
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=120 \

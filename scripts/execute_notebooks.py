@@ -10,12 +10,14 @@ stored: the HTML book shows a "launch to interact" note instead of dead controls
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from numerics import numerics_env  # scripts/numerics.py
 
 CELL_TIMEOUT_S = 120
 START_TIMEOUT_S = 60
@@ -29,14 +31,19 @@ def execute(path: Path) -> float:
         startup_timeout=START_TIMEOUT_S,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        store_widget_state=True,  # False trips an nbclient KeyError on Output widgets; dropped below
+        # False trips an nbclient KeyError on Output widgets; the state is dropped below
+        store_widget_state=True,
         record_timing=False,
     )
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
     nb.metadata.pop("widgets", None)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": "python3",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     for cell in nb.cells:
         cell.get("metadata", {}).pop("execution", None)
@@ -48,6 +55,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
+    for key, value in numerics_env().items():  # kernels inherit them (see numerics.env)
+        os.environ.setdefault(key, value)
     for path in args.notebooks:
         if not path.is_file():
             print(f"no such notebook: {path}", file=sys.stderr)
