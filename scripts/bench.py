@@ -35,7 +35,7 @@ Rows, from top to bottom:
   (``torch.autograd.grad`` for the input, the weight and the bias; nothing accumulates
   in ``.grad``). Each implementation at each shape runs in a fresh process (a training
   script uses one LayerNorm at one shape, and one implementation's freed tensors must
-  not decide where another's land), ``--repeat`` times, the processes taking turns so
+  not decide where another's land), ``--processes`` times, the processes taking turns so
   that a change of machine load hits all of them alike.
 
   Twice over: with the C library's malloc as it comes, and with glibc told through
@@ -704,6 +704,12 @@ def main(argv: Sequence[str]) -> int:
         "--rounds", type=int, default=15, help="timed rounds per LayerNorm figure (15)"
     )
     parser.add_argument("--inner", type=int, default=3, help="calls per LayerNorm round (3)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=5,
+        help="fresh processes per LayerNorm, shape and malloc setting (5)",
+    )
     # internal: time one LayerNorm at one shape in this process, print JSON lines
     parser.add_argument("--layernorm-child", choices=sorted(LN_LABELS), help=argparse.SUPPRESS)
     parser.add_argument("--shape", default="", help=argparse.SUPPRESS)
@@ -715,8 +721,8 @@ def main(argv: Sequence[str]) -> int:
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         parser.error(f"--only: unknown section(s) {unknown}; choose from {list(SECTIONS)}")
-    if min(args.repeat, args.rounds, args.inner) < 1:
-        parser.error("--repeat, --rounds and --inner must be >= 1")
+    if min(args.repeat, args.rounds, args.inner, args.processes) < 1:
+        parser.error("--repeat, --rounds, --inner and --processes must be >= 1")
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if args.layernorm_child:
@@ -731,7 +737,7 @@ def main(argv: Sequence[str]) -> int:
     notes: list[str] = []
     results: dict[str, list[Row]] = {}
     if "layernorm" in only:  # first: it is the most sensitive to what ran before it
-        results["layernorm"] = bench_layernorm(args.repeat, args.rounds, args.inner, notes)
+        results["layernorm"] = bench_layernorm(args.processes, args.rounds, args.inner, notes)
     if "chapters" in only:
         results["chapters"] = bench_notebooks(args.repeat, notes)
     if "nbval" in only:
@@ -747,7 +753,7 @@ def main(argv: Sequence[str]) -> int:
     )
     print(
         f"# median of {args.repeat} runs per notebook, nbval run and build; LayerNorm: median "
-        f"of {args.repeat} fresh processes per implementation, each the median of "
+        f"of {args.processes} fresh processes per implementation, each the median of "
         f"{args.rounds} rounds of {args.inner} calls, float32; faults: page faults per call"
     )
     print_table(rows)

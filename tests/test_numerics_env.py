@@ -36,27 +36,26 @@ def test_the_file_pins_torch_mkl_onednn_and_numpy():
     }
 
 
-def test_make_exports_every_variable():
+def _env_of(cmd: list[str]) -> dict[str, str]:
+    """The numerics.env variables that ``cmd`` sees, started without any of them."""
     out = subprocess.run(
-        ["make", "-s", "--no-print-directory", "--eval", "print-env: ; @env", "print-env"],
+        cmd,
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k not in EXPECTED},
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert _env_lines(out) == EXPECTED
+    return _env_lines(out)
+
+
+def test_make_exports_every_variable():
+    make = ["make", "-s", "--no-print-directory", "--eval", "print-env: ; @env", "print-env"]
+    assert _env_of(make) == EXPECTED
 
 
 def test_binder_start_sets_every_variable_then_runs_its_command():
-    out = subprocess.run(
-        ["bash", str(ROOT / "binder" / "start"), "env"],
-        env={k: v for k, v in os.environ.items() if k not in EXPECTED},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert _env_lines(out) == EXPECTED
+    assert _env_of(["bash", str(ROOT / "binder" / "start"), "env"]) == EXPECTED
 
 
 def test_this_test_process_runs_with_them():
