@@ -6,9 +6,8 @@ hand computes (and its notebook kernels print) exactly what ``make test`` does."
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-for line in (Path(__file__).parent / "numerics.env").read_text(encoding="utf-8").splitlines():
-    key, sep, value = line.partition("=")
-    if sep and not line.lstrip().startswith("#"):
-        os.environ.setdefault(key.strip(), value.strip())
+from scripts.numerics import numerics_env
+
+for key, value in numerics_env().items():
+    os.environ.setdefault(key, value)

@@ -268,11 +268,9 @@ class LayerNormFunction(torch.autograd.Function):
         gamma, mean_of, ones, grad_input, grad_weight, grad_bias = _gradient_buffers(
             x, w, grad_weight=w is not None, grad_bias=ctx.has_bias
         )
-        blocks = row_blocks(x, dy, ones, grad_input)
-        x_hat = None  # one block's x_hat, recomputed into the same memory for every block
+        blocks = list(row_blocks(x, dy, ones, grad_input))
+        x_hat = torch.empty_like(blocks[0][0])  # the first block is the largest; reused
         for (x_b, dy_b, ones_b, grad_b), (mean, rstd) in zip(blocks, ctx.stats, strict=True):
-            if x_hat is None:
-                x_hat = torch.empty_like(x_b)
             x_hat_b = torch.sub(x_b, mean, out=x_hat[: len(x_b)]).mul_(rstd)  # as forward
             _backward_block(
                 dy_b, x_hat_b, rstd, gamma, mean_of, ones_b, grad_b, grad_weight, grad_bias

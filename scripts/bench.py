@@ -619,8 +619,8 @@ def run_layernorm_child(
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-def bench_layernorm(repeat: int, rounds: int, inner: int, notes: list[str]) -> list[Row]:
-    """Each LayerNorm at each shape in ``repeat`` fresh processes, taking turns.
+def bench_layernorm(processes: int, rounds: int, inner: int, notes: list[str]) -> list[Row]:
+    """Each LayerNorm at each shape in ``processes`` fresh processes, taking turns.
 
     A fresh process per implementation and shape keeps one measurement's freed tensors
     from deciding where the next one's land (a training script uses one LayerNorm at one
@@ -631,7 +631,7 @@ def bench_layernorm(repeat: int, rounds: int, inner: int, notes: list[str]) -> l
     torch.set_num_threads(1)
     seconds: dict[tuple, list[float]] = {}
     faults: dict[tuple, list[float]] = {}
-    for _ in range(repeat):
+    for _ in range(processes):
         for shape in LN_SHAPES:
             for mode in MALLOC_MODES:
                 for name in LN_LABELS:

@@ -224,3 +224,7 @@ def test_function_saves_the_input_not_a_new_x_hat():
     y = LayerNormFunction.apply(x, (8,), w, b, 1e-5)
     big = [t for t in y.grad_fn.saved_tensors if t is not None and t.numel() == x.numel()]
     assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()
+    # ... and two numbers per row, the mean and rstd of chapter 4's "as much in another form"
+    stats = y.grad_fn.stats
+    assert sum(m.shape[0] for m, _ in stats) == 12
+    assert all(m.shape == r.shape == (m.shape[0], 1) for m, r in stats)
