@@ -11,19 +11,17 @@ JOBS   ?= 2
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-# The same arithmetic on every x86-64 machine with AVX2 (see numerics.env).
-include numerics.env
-export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' numerics.env)
 
 NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb))
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=120 \
          --nbval-kernel-startup-timeout=90 --timeout=600
 
-.PHONY: help venv book test lint unit nbval build browser execute serve bench clean
+.PHONY: help venv book test lint unit nbval portability build browser execute serve bench clean
 
 help:
 	@echo "make book     build the HTML book into $(BUILD)/html"
-	@echo "make test     lint, unit and claim tests, strict nbval, strict build, browser tests"
+	@echo "make test     lint, unit and claim tests, strict nbval, portability, strict build, browser tests"
+	@echo "make portability  strict nbval under every arithmetic setting of portability/settings.ini"
 	@echo "make execute  re-run every chapter notebook in place (refresh stored outputs)"
 	@echo "make serve    serve $(BUILD)/html on http://localhost:8000"
 	@echo "make bench    time the chapters, the test run, the build and three LayerNorms"
@@ -44,8 +42,8 @@ build: $(STAMP)
 	$(BIN)/jupyter-book build . -n -W --keep-going
 
 lint: $(STAMP)
-	$(BIN)/ruff check course_lib tests book
-	$(BIN)/ruff format --check course_lib tests
+	$(BIN)/ruff check course_lib tests book scripts
+	$(BIN)/ruff format --check course_lib tests scripts
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15 --timeout=600
@@ -53,10 +51,17 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	$(BIN)/pytest $(NBVAL) book -n $(JOBS) --dist loadscope --durations=10
 
+# Strict nbval once per arithmetic setting that emulates another processor (torch's kernel
+# width, MKL's code path, oneDNN's ISA, NumPy's dispatch): the stored outputs must be what
+# any x86-64 machine prints. See portability/settings.ini.
+portability: $(STAMP)
+	$(BIN)/python scripts/portability.py -- $(NBVAL) book -n $(JOBS) --dist loadscope -q \
+	    -p no:cacheprovider
+
 browser: $(STAMP)
 	$(BIN)/pytest tests -m browser -p no:xdist
 
-test: lint unit nbval build browser
+test: lint unit nbval portability build browser
 
 execute: $(STAMP)
 	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)

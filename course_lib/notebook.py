@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["Table", "check", "setup"]
+__all__ = ["Table", "below", "check", "setup"]
 
 
 def _use_deterministic_algorithms() -> None:
@@ -128,3 +128,27 @@ class Table:
 def check(label: str, passed: bool) -> None:
     """Print one self-check line, ``PASS: ...`` or ``FAIL: ...``, instead of raising."""
     print(f"{'PASS' if passed else 'FAIL'}: {label}")
+
+
+def below(value: float | torch.Tensor, bound: float) -> str:
+    """``"< 1e-12"``: the claim that ``|value|`` is under ``bound``, never the value itself.
+
+    Round-off (the difference between two ways of computing the same number) depends on
+    the order in which a processor's kernels add, so its digits differ from machine to
+    machine; the bound it stays under does not. A value at or above the bound prints as
+    ``"1.2e-09 (NOT below 1e-12)"``, so a broken claim is visible in the output.
+
+    Shape:
+        ``value`` a float or a one-element tensor; returns a str.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"value must be a single number, got shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"value must be a real number, got {type(value).__name__}")
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+        raise ValueError(f"bound must be a positive number, got {bound!r}")
+    if abs(value) < bound:
+        return f"< {bound:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    return f"{value:.1e} (NOT below {bound:.0e})"

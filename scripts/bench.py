@@ -86,8 +86,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from numerics import numerics_env  # scripts/numerics.py
-
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the .venv's bin: jupyter-book sits beside python
 CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
@@ -112,7 +110,6 @@ ENV_DEFAULTS = {
     "MKL_NUM_THREADS": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
-ENV_DEFAULTS.update(numerics_env())  # the same arithmetic as the Makefile and CI
 
 
 # --- the table ----------------------------------------------------------------------------

@@ -10,14 +10,12 @@ stored: the HTML book shows a "launch to interact" note instead of dead controls
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from numerics import numerics_env  # scripts/numerics.py
 
 CELL_TIMEOUT_S = 120
 START_TIMEOUT_S = 60
@@ -55,8 +53,6 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    for key, value in numerics_env().items():  # kernels inherit them (see numerics.env)
-        os.environ.setdefault(key, value)
     for path in args.notebooks:
         if not path.is_file():
             print(f"no such notebook: {path}", file=sys.stderr)

@@ -30,11 +30,7 @@ def bench():
     spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench"] = module  # dataclasses look their module up while it executes
-    sys.path.insert(0, str(ROOT / "scripts"))  # as when run: it imports scripts/numerics.py
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    spec.loader.exec_module(module)
     yield module
     sys.modules.pop("bench", None)
 

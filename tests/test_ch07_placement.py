@@ -288,7 +288,7 @@ def test_claim_pre_ln_gradient_tracks_one_over_stream_size(init_stats):
 def test_claim_per_layer_profile_at_sixteen_layers(init_stats):
     post = init_stats[("Post-LN", 16)].grad_norms.mean(0)
     pre = init_stats[("Pre-LN", 16)].grad_norms.mean(0)
-    assert 0.75 < post[-1] / post[0] <= 1.0  # Post-LN: not larger near the output
+    assert 0.75 < post[-1] / post[0] < 1.25  # Post-LN: nearly flat, within a quarter
     assert pre[-1] / pre[0] < 0.8  # Pre-LN falls from the first layer to the last
 
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..modules import BatchNorm, LayerNorm
 from ..plotting import color, new_figure
-from .common import train
+from .common import default_dtype, train
 
 __all__ = [
     "NORMS",
@@ -129,16 +129,18 @@ def make_task(
     the inputs, so a deep network has something to learn and a linear one cannot fit it.
 
     Shape:
-        returns ``x`` ``(n, d_in)`` float32 and ``y`` ``(n,)`` int64 in
-        ``[0, n_classes)``.
+        returns ``x`` ``(n, d_in)`` float64 and ``y`` ``(n,)`` int64 in
+        ``[0, n_classes)``. Drawn in float64, so that the training runs of the chapter
+        compute in float64: see :class:`DeepMLP`.
     """
     n = _check_int(n, "n", 2)
     d_in = _check_int(d_in, "d_in")
     n_classes = _check_int(n_classes, "n_classes", 2)
     g = torch.Generator().manual_seed(_check_seed(seed))
-    x = torch.randn(n, d_in, generator=g)
-    w1 = torch.randn(d_in, 32, generator=g) / math.sqrt(d_in)
-    w2 = torch.randn(32, n_classes, generator=g) / math.sqrt(32)
+    f64 = torch.float64  # drawn in float64: the same numbers on every processor
+    x = torch.randn(n, d_in, generator=g, dtype=f64)
+    w1 = torch.randn(d_in, 32, generator=g, dtype=f64) / math.sqrt(d_in)
+    w2 = torch.randn(32, n_classes, generator=g, dtype=f64) / math.sqrt(32)
     y = (torch.tanh(2.0 * x @ w1) @ w2).argmax(dim=1)
     return x, y
 
@@ -178,7 +180,8 @@ class ShiftScaleNoise(nn.Module):
         if self.level == 0.0:
             return
         log_range = math.log1p(self.level)
-        u = torch.rand(2, self.num_features, generator=generator) * 2.0 - 1.0  # U(-1, 1)
+        u = torch.rand(2, self.num_features, generator=generator, dtype=self.scale.dtype)
+        u = u * 2.0 - 1.0  # (2, C), U(-1, 1)
         self.scale = torch.exp(u[0] * log_range)
         self.shift = u[1] * self.level
 
@@ -206,6 +209,12 @@ class DeepMLP(nn.Module):
     (2015) initialization for ReLU, under which the scale of ``h_l`` neither grows nor
     shrinks on average from layer to layer.
 
+    The weights are drawn and kept in ``dtype``, float64 by default: a training run
+    amplifies round-off from step to step, and in float32 that reaches the printed
+    digits (they then differ between processors whose kernels add in another order); in
+    float64 it stays many digits below them (see also
+    :func:`course_lib.experiments.common.default_dtype`).
+
     Shape:
         x ``(N, d_in)``; output ``(N, d_out)``; with ``return_preacts=True`` also the list
         of ``depth`` pre-activations, each ``(N, width)``.
@@ -222,8 +231,11 @@ class DeepMLP(nn.Module):
         gain: float = math.sqrt(2.0),
         noise: float = 0.0,
         seed: int = 0,
+        dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__()
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         d_in = _check_int(d_in, "d_in")
         self.width = _check_int(width, "width", 2)
         self.depth = _check_int(depth, "depth")
@@ -231,6 +243,12 @@ class DeepMLP(nn.Module):
         self.norm = _check_norm(norm)
         gain = _check_real(gain, "gain")
         g = torch.Generator().manual_seed(_check_seed(seed))
+        with default_dtype(dtype):
+            self._build(d_in, norm, gain, noise, d_out, g)
+
+    def _build(
+        self, d_in: int, norm: str, gain: float, noise: float, d_out: int, g: torch.Generator
+    ) -> None:
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.noises = nn.ModuleList()
@@ -347,7 +365,7 @@ def distribution_drift(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     shift = (mean[1:] - mean[:-1]).abs() / std[:-1]
     rescale = (std[1:] / std[:-1]).log().abs()
     if not (torch.isfinite(shift).all() and torch.isfinite(rescale).all()):
-        nan = torch.full((stats.shape[1],), math.nan)
+        nan = torch.full((stats.shape[1],), math.nan, dtype=torch.float64)
         return nan, nan.clone()
     return shift.mean(dim=(0, 2)), rescale.mean(dim=(0, 2))
 
@@ -409,7 +427,11 @@ def gradient_shift(
         with torch.no_grad():
             for p, p0 in zip(params, saved, strict=True):
                 p.copy_(p0)
-    return torch.tensor(l2), torch.tensor(cos), torch.tensor(norm)
+    return (
+        torch.tensor(l2, dtype=torch.float64),
+        torch.tensor(cos, dtype=torch.float64),
+        torch.tensor(norm, dtype=torch.float64),
+    )
 
 
 def loss_along_gradient(
@@ -454,7 +476,7 @@ def loss_along_gradient(
         with torch.no_grad():
             for p, p0 in zip(params, saved, strict=True):
                 p.copy_(p0)
-    return torch.tensor(out)
+    return torch.tensor(out, dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------- training runs
@@ -677,12 +699,12 @@ def train_run(norm: Norm, seed: int, config: RunConfig | None = None) -> RunReco
     if n_done < config.steps:  # diverged: train stopped early; pad so shapes stay fixed
         pad = torch.full_like(moments[-1], math.nan)
         moments[n_done:] = [pad] * (config.steps + 1 - n_done)
-    empty = torch.empty(0, config.depth)
+    empty = torch.empty(0, config.depth, dtype=torch.float64)
     return RunRecord(
         norm=norm,
         seed=seed,
         config=config,
-        losses=torch.tensor(losses),
+        losses=torch.tensor(losses, dtype=torch.float64),
         moments=torch.stack(moments),
         percentile_steps=percentile_steps,
         percentiles=torch.stack(percentiles),
@@ -691,7 +713,9 @@ def train_run(norm: Norm, seed: int, config: RunConfig | None = None) -> RunReco
         ics_cos=torch.stack(ics_cos) if ics_cos else empty.clone(),
         grad_norm=torch.stack(grad_norm) if grad_norm else empty.clone(),
         landscape_steps=landscape_steps,
-        landscape=torch.stack(landscape) if landscape else torch.empty(0, len(etas)),
+        landscape=torch.stack(landscape)
+        if landscape
+        else torch.empty(0, len(etas), dtype=torch.float64),
     )
 
 

@@ -39,7 +39,7 @@ from .. import functional as CF
 from .._checks import check_float_tensor
 from ..modules import LayerNorm
 from ..plotting import PALETTE, new_figure
-from .common import train
+from .common import default_dtype, train
 
 __all__ = [
     "NORM_KINDS",
@@ -65,6 +65,11 @@ NormKind = Literal["learnable", "fixed", "none"]
 #: The three ways the chapter's models normalize: LayerNorm with learnable gamma and beta,
 #: LayerNorm with gamma = 1 and beta = 0 frozen (``elementwise_affine=False``), or nothing.
 NORM_KINDS: tuple[str, ...] = ("learnable", "fixed", "none")
+# The tasks and the training runs compute in float64. A run amplifies round-off from
+# step to step; in float32 it reaches the printed digits, which then differ between
+# processors whose kernels add in another order. In float64 it stays far below them, and
+# the random draws are the same on every processor (see common.default_dtype).
+DTYPE = torch.float64
 
 
 def _check_positive_int(value: object, name: str) -> int:
@@ -281,10 +286,12 @@ def affine_task(
     n_train = _check_positive_int(n_train, "n_train")
     n_test = _check_positive_int(n_test, "n_test")
     g = torch.Generator().manual_seed(_check_seed(seed))
-    mixing = torch.randn(d, d, generator=g) / math.sqrt(d)
-    scale = torch.logspace(math.log10(0.25), math.log10(4.0), d)[torch.randperm(d, generator=g)]
-    shift = torch.linspace(-2.0, 2.0, d)[torch.randperm(d, generator=g)]
-    x = torch.randn(n_train + n_test, d, generator=g)
+    # Drawn, computed and stored in float64 (see :data:`DTYPE`).
+    mixing = torch.randn(d, d, generator=g, dtype=DTYPE) / math.sqrt(d)
+    scale = torch.logspace(math.log10(0.25), math.log10(4.0), d, dtype=DTYPE)
+    scale = scale[torch.randperm(d, generator=g)]
+    shift = torch.linspace(-2.0, 2.0, d, dtype=DTYPE)[torch.randperm(d, generator=g)]
+    x = torch.randn(n_train + n_test, d, generator=g, dtype=DTYPE)
     y = scale * CF.layer_norm(x @ mixing, (d,)) + shift
     return AffineTask(x[:n_train], y[:n_train], x[n_train:], y[n_train:], scale, shift)
 
@@ -324,8 +331,8 @@ def magnitude_task(
     n_test = _check_positive_int(n_test, "n_test")
     g = torch.Generator().manual_seed(_check_seed(seed))
     n = n_train + n_test
-    z = torch.randn(n, d, generator=g)
-    s = 10.0 ** (2.0 * torch.rand(n, 1, generator=g) - 1.0)  # (n, 1)
+    z = torch.randn(n, d, generator=g, dtype=DTYPE)  # drawn in float64 (see DTYPE)
+    s = 10.0 ** (2.0 * torch.rand(n, 1, generator=g, dtype=DTYPE) - 1.0)  # (n, 1)
     x = s * z
     labels = (x.pow(2).mean(dim=-1).sqrt() > 1.0).to(x.dtype)  # (n,)
     return MagnitudeTask(x[:n_train], labels[:n_train], x[n_train:], labels[n_train:])
@@ -361,6 +368,33 @@ class FitResult:
             if not math.isfinite(value):
                 return step
         return None
+
+    def blow_up_step(self, limit: float = 1e6) -> int | None:
+        r"""The first step at which the run has blown up, or None.
+
+        A run has blown up at step t when its loss at t is not finite or, with a tracked
+        ``history``, when some parameter's norm before step t exceeds ``limit``:
+
+        .. math:: t^\ast = \min\{t : \mathcal{L}_t \notin \mathbb{R}
+            \ \text{or}\ \max_p \lVert\theta_{p,t}\rVert > \text{limit}\}
+
+        A norm threshold, not only a non-finite loss, because in float64 a runaway run
+        can grow by a hundred orders of magnitude without overflowing.
+
+        Shape:
+            returns an int in ``[0, steps]`` or None.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+            raise ValueError(f"limit must be a positive number, got {limit!r}")
+        stops = [] if self.diverged_at is None else [self.diverged_at]
+        for name, norms in self.history.items():
+            if name.endswith(".grad"):
+                continue
+            for step, value in enumerate(norms):
+                if not (math.isfinite(value) and value <= limit):
+                    stops.append(step)
+                    break
+        return min(stops) if stops else None
 
 
 def _optimizer(
@@ -470,7 +504,8 @@ def fit_affine(
     seed = _check_seed(seed)
     torch.manual_seed(seed)
     d = task.x_train.shape[1]
-    model = NormNet(d, d, norm, depth=depth, head=head)
+    with default_dtype(DTYPE):
+        model = NormNet(d, d, norm, depth=depth, head=head)
     losses, history = _fit(
         model,
         task.x_train,
@@ -528,7 +563,8 @@ def fit_magnitude(
         raise TypeError(f"task must be a MagnitudeTask, got {type(task).__name__}")
     seed = _check_seed(seed)
     torch.manual_seed(seed)
-    model = _MagnitudeClassifier(task.x_train.shape[1], _check_kind(norm))
+    with default_dtype(DTYPE):
+        model = _MagnitudeClassifier(task.x_train.shape[1], _check_kind(norm))
     losses, history = _fit(
         model,
         task.x_train,

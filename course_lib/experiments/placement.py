@@ -32,7 +32,7 @@ from torch import nn
 
 from ..modules import BlockConfig, TransformerStack
 from ..plotting import color
-from .common import train
+from .common import default_dtype, train
 
 __all__ = [
     "PLACEMENTS",
@@ -277,6 +277,10 @@ class TaskConfig:
     d_ff: int = 128  # 4 x d_model, as in the original Transformer
     seq_len: int = 16  # symbols per training sequence (predicting 15 next symbols)
     batch_size: int = 16  # sequences per step (240 next-symbol predictions)
+    # Every run trains in float64: a training run amplifies round-off from step to step,
+    # and in float32 it reaches the printed digits, which then differ between processors
+    # whose kernels add in another order. In float64 it stays far below them.
+    dtype: torch.dtype = torch.float64
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "d_ff", "batch_size"):
@@ -376,7 +380,8 @@ def make_model(
     config = task.block(norm_first, norm)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TinyLM(config, n_layers, task.vocab_size, final_norm=final_norm)
+        with default_dtype(task.dtype):  # weights drawn in task.dtype (see default_dtype)
+            return TinyLM(config, n_layers, task.vocab_size, final_norm=final_norm)
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
