@@ -378,3 +378,89 @@ def test_training_is_deterministic():
     a, _ = pl.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
     b, _ = pl.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
     assert a == b and len(a) == 5
+
+
+# --- training a sweep as one stacked model -----------------------------------------------
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_stacked_tinylm_computes_each_models_own_output(norm_first):
+    task = pl.TaskConfig()
+    models = [pl.make_model(task, 2, norm_first, seed) for seed in (0, 1, 2)]
+    stacked = pl.StackedTinyLM(models)
+    tokens = torch.stack(
+        [task.source().sample(4, 16, torch.Generator().manual_seed(s)) for s in range(3)]
+    )  # (M, B, T)
+    with torch.no_grad():
+        each = torch.stack([m(tokens[i]) for i, m in enumerate(models)])
+        torch.testing.assert_close(stacked(tokens), each, rtol=0, atol=1e-13)
+    losses = pl.next_token_losses(stacked(tokens[:, :, :-1]), tokens[:, :, 1:])
+    own = [pl.next_token_loss(m(tokens[i, :, :-1]), tokens[i, :, 1:]) for i, m in enumerate(models)]
+    torch.testing.assert_close(losses, torch.stack(own).detach(), rtol=0, atol=1e-13)
+
+
+def test_train_stacked_ends_where_each_separate_adam_run_ends():
+    from course_lib.experiments.common import train_stacked
+
+    task, steps = pl.TaskConfig(), 40
+    runs = [(False, 0, 0), (False, 10, 1), (True, 0, 2)]  # (norm_first, warmup, seed)
+    for norm_first in (False, True):
+        chosen = [(w, s) for nf, w, s in runs if nf == norm_first]
+        starts = [pl.make_model(task, 2, norm_first, s) for _, s in chosen]
+        data = torch.stack([pl._training_batches(task, s, steps) for _, s in chosen])
+        rates = torch.stack([0.01 * pl._schedule(w, steps) for w, _ in chosen])
+        stacked = pl.StackedTinyLM(starts)
+        curves = train_stacked(
+            stacked,
+            lambda t, d=data: (d[:, t, :, :-1], d[:, t, :, 1:]),
+            pl.next_token_losses,
+            rates,
+            betas=(0.9, 0.98),
+        )
+        for i, (w, s) in enumerate(chosen):
+            curve, alone = pl.train_lm(task, 2, norm_first, s, lr=0.01, warmup_steps=w, steps=steps)
+            torch.testing.assert_close(
+                curves[i], torch.tensor(curve, dtype=torch.float64), rtol=1e-9, atol=1e-9
+            )
+            for (name, a), b in zip(
+                alone.named_parameters(), stacked.unstack(starts)[i].parameters(), strict=True
+            ):
+                torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=name)
+
+
+def test_train_stacked_stops_a_model_whose_loss_is_not_finite():
+    from course_lib.experiments.common import train_stacked
+
+    task, steps = pl.TaskConfig(), 5
+    starts = [pl.make_model(task, 2, True, s) for s in (0, 1)]
+    stacked = pl.StackedTinyLM(starts)
+    with torch.no_grad():  # model 1 starts with a non-finite weight: its loss is nan
+        stacked.head__weight[1, 0, 0] = math.inf
+    before = stacked.embedding__weight[1].clone()
+    data = torch.stack([pl._training_batches(task, s, steps) for s in (0, 1)])
+    curves = train_stacked(
+        stacked,
+        lambda t: (data[:, t, :, :-1], data[:, t, :, 1:]),
+        pl.next_token_losses,
+        torch.full((2, steps), 0.01, dtype=torch.float64),
+    )
+    assert torch.isfinite(curves[0]).all() and torch.isnan(curves[1]).all()
+    assert torch.equal(stacked.embedding__weight[1], before)  # the stopped model never moved
+
+
+def test_stacked_training_rejects_bad_arguments():
+    from course_lib.experiments.common import train_stacked
+
+    task = pl.TaskConfig()
+    post, pre = pl.make_model(task, 2, False, 0), pl.make_model(task, 2, True, 0)
+    with pytest.raises(ValueError, match="one configuration"):
+        pl.StackedTinyLM([post, pre])
+    with pytest.raises(TypeError, match="TinyLM"):
+        pl.StackedTinyLM([nn.Linear(2, 2)])
+    stacked = pl.StackedTinyLM([post, post])
+    with pytest.raises(ValueError, match="shape"):
+        stacked(torch.zeros(3, 2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="leading model dimension of 3"):
+        train_stacked(stacked, lambda t: None, pl.next_token_losses, torch.ones(3, 4))
+    with pytest.raises(ValueError, match="lr"):
+        train_stacked(stacked, lambda t: None, pl.next_token_losses, -torch.ones(2, 4))

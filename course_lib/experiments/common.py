@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["default_dtype", "train"]
+__all__ = ["default_dtype", "train", "train_stacked"]
 
 
 @contextmanager
@@ -72,4 +72,89 @@ def train(
         if scheduler is not None:
             scheduler.step()
         losses.append(value)
+    return losses
+
+
+def train_stacked(
+    model: nn.Module,
+    batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    lr: torch.Tensor,
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    r"""Train ``M`` models at once: one module whose every parameter is ``M`` models' stacked.
+
+    ``model`` holds the parameters of ``M`` independent models stacked on a leading
+    dimension (for example :class:`~course_lib.experiments.placement.StackedTinyLM`), and
+    ``loss_fn(model(inputs), targets)`` returns the ``M`` losses, one per model. Their sum
+    is differentiated once: since model ``i``'s loss depends only on its own parameters,
+    the gradient of the sum at row ``i`` is model ``i``'s own gradient. For models this
+    small a step costs mostly per-operation overhead, which the ``M`` models then share.
+
+    Each model takes its own Adam step (Kingma & Ba 2015, in PyTorch's arrangement) with
+    its own learning rate at every step, ``lr[i, t]``:
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
+        \theta_t = \theta_{t-1} - \frac{\eta_{i,t}}{1-\beta_1^t}\,
+        \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+
+    so each model ends where its own run with ``torch.optim.Adam`` ends, up to round-off
+    (the tests check it). As in :func:`train`, a model whose loss is not finite stops
+    there: its remaining losses are ``nan`` and its parameters keep their values.
+
+    Shape:
+        ``lr`` ``(M, steps)``; ``batch(step)`` returns ``(inputs, targets)``, each with the
+        leading model dimension ``M``; returns the losses ``(M, steps)``. ``model`` is
+        trained in place.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model must have parameters to train")
+    if not isinstance(lr, torch.Tensor) or lr.dim() != 2:
+        raise ValueError("lr must be a tensor of shape (M, steps), one row per model")
+    n, steps = lr.shape
+    if any(p.dim() == 0 or p.shape[0] != n for p in params):
+        raise ValueError(f"every parameter must have a leading model dimension of {n}")
+    if not bool(torch.isfinite(lr).all()) or bool((lr < 0).any()):
+        raise ValueError("lr must hold finite learning rates >= 0")
+    beta1, beta2 = betas
+    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
+
+    exp_avg = [torch.zeros_like(p) for p in params]
+    exp_avg_sq = [torch.zeros_like(p) for p in params]
+    alive = torch.ones(n, dtype=torch.bool)
+    losses = torch.full((n, steps), math.nan, dtype=torch.float64)
+    model.train()
+    for step in range(steps):
+        inputs, targets = batch(step)
+        for p in params:
+            p.grad = None
+        per_model = loss_fn(model(inputs), targets)  # (M,)
+        if per_model.shape != (n,):
+            raise ValueError(f"loss_fn must return ({n},) losses, got {tuple(per_model.shape)}")
+        values = per_model.detach().to(torch.float64)
+        alive &= torch.isfinite(values)
+        if not bool(alive.any()):
+            break
+        losses[alive, step] = values[alive]
+        per_model.sum().backward()
+        t = step + 1
+        bias1, bias2 = 1.0 - beta1**t, 1.0 - beta2**t
+        rate = torch.where(alive, lr[:, step], 0.0)  # (M,): a stopped model does not move
+        with torch.no_grad():
+            for p, m, v in zip(params, exp_avg, exp_avg_sq, strict=True):
+                shape = (n,) + (1,) * (p.dim() - 1)
+                live = alive.view(shape)
+                g = torch.where(live, p.grad, 0.0)
+                m.copy_(torch.where(live, m * beta1 + g * (1.0 - beta1), m))
+                v.copy_(torch.where(live, v * beta2 + g * g * (1.0 - beta2), v))
+                denom = v.sqrt() / math.sqrt(bias2) + eps
+                p.sub_((rate / bias1).view(shape).to(p.dtype) * m / denom)
     return losses
