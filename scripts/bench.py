@@ -1,11 +1,11 @@
 r"""Time what a learner and a maintainer wait for, and three LayerNorms side by side.
 
-    make bench                                   # what the README quotes
+    make bench                                   # what docs/DEVELOPMENT.md quotes
     .venv/bin/python scripts/bench.py --repeat 5 --only chapters,layernorm
 
 Prints one table to stdout; every figure is the median of several runs (the ``runs``
 column says how many). It is a command, not a test: it exits 0 whatever the timings, and
-the ``budget`` column only reports whether each budget of the README's "Development:
+the ``budget`` column only reports whether each budget of docs/DEVELOPMENT.md's "Development:
 speed budgets" section is held. Nothing in the repository is modified: notebooks are
 executed from an in-memory copy, and the book is built into a temporary folder.
 

@@ -1,7 +1,7 @@
 """``make bench`` and the fast LayerNorm reference it times.
 
 The timings themselves are not tested (they belong to the machine, and ``make bench``
-reports them); what is tested is what the table's other columns and the README claim:
+reports them); what is tested is what the table's other columns and docs/DEVELOPMENT.md claim:
 the pass counts, that the notes' module it times computes LayerNorm, and that the
 faster ``course_lib.autograd`` keeps its contract (no input modified, the forward still
 differentiable, every affine and shape case still equal to torch).
@@ -50,7 +50,7 @@ def as_in_the_bench():
     [("course", 5, 15), ("native", 1, 2), ("notes", 6, 24)],
 )
 def test_pass_counts(bench, name, fwd, fwd_bwd):
-    """The counts quoted in course_lib/autograd.py's docstring and in the README."""
+    """The counts quoted in course_lib/autograd.py's docstring and in docs/DEVELOPMENT.md."""
     forward, with_backward = bench.layernorm_calls((4, 8, 16))  # N = 32 rows, D = 16
     assert bench.count_passes(forward[name], 32, 16) == fwd
     assert bench.count_passes(with_backward[name], 32, 16) == fwd_bwd
