@@ -449,3 +449,18 @@ def test_plot_affine_draws_two_panels():
 def test_bad_inputs_raise_naming_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_blow_up_step_is_the_first_non_finite_loss_or_norm_past_the_limit():
+    model = nn.Linear(2, 2)
+    quiet = gb.FitResult([1.0, 0.5, 0.4], 0.1, model, {"w": [1.0, 2.0, 3.0, 4.0]})
+    assert quiet.blow_up_step() is None
+    assert quiet.blow_up_step(limit=2.5) == 2  # the norm before step 2 is 3.0
+    grows = gb.FitResult([1.0, 0.5, 0.4], 0.1, model, {"w": [1.0, 1e7, 1e9, 1e9]})
+    assert grows.blow_up_step() == 1 and grows.diverged_at is None
+    nan_loss = gb.FitResult([1.0, float("nan"), float("nan")], 0.1, model, {})
+    assert nan_loss.blow_up_step() == 1 == nan_loss.diverged_at
+    grads_ignored = gb.FitResult([1.0], 0.1, model, {"w.grad": [1e9]})
+    assert grads_ignored.blow_up_step() is None
+    with pytest.raises(ValueError, match="limit"):
+        quiet.blow_up_step(limit=0)

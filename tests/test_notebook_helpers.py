@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.notebook import Table, check, setup
+from course_lib.notebook import Table, below, check, setup
 
 
 def test_setup_makes_runs_repeatable_and_single_threaded():
@@ -57,3 +57,50 @@ def test_table_never_prints_a_bare_trailing_point():
     text = repr(Table([[231.0, 1031.0, 2.0]], ["a", "b", "c"], digits=3))
     assert "231 " in text + " " and "1.03e+03" in text and "2.00" in text
     assert "231." not in text
+
+
+def test_below_prints_the_bound_never_the_round_off():
+    assert below(2.2e-16, 1e-12) == "< 1e-12"
+    assert below(-3e-17, 1e-12) == "< 1e-12"  # the size of the value is bounded
+    assert below(torch.tensor(4e-3, dtype=torch.float64), 1e-2) == "< 1e-2"
+    assert below(0.0, 1e5) == "< 1e5"
+    # a broken claim is visible: the value and the bound it passes
+    assert below(2e-9, 1e-12) == "2.0e-09 (NOT below 1e-12)"
+    assert below(1e-12, 1e-12) == "1.0e-12 (NOT below 1e-12)"
+
+
+@pytest.mark.parametrize(
+    ("value", "bound", "error", "match"),
+    [
+        ("0.1", 1e-12, TypeError, "value"),
+        (True, 1e-12, TypeError, "value"),
+        (torch.zeros(2), 1e-12, ValueError, "single number"),
+        (1e-16, 0.0, ValueError, "bound"),
+        (1e-16, -1.0, ValueError, "bound"),
+        (1e-16, "1e-12", ValueError, "bound"),
+    ],
+)
+def test_below_rejects_bad_arguments(value, bound, error, match):
+    with pytest.raises(error, match=match):
+        below(value, bound)
+
+
+def test_setup_does_not_fill_new_tensors_with_nan():
+    setup(0)
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+
+
+def test_default_dtype_applies_inside_the_block_and_restores_after():
+    from course_lib.experiments.common import default_dtype
+
+    before = torch.get_default_dtype()
+    with default_dtype(torch.float64):
+        assert torch.nn.Linear(2, 2).weight.dtype == torch.float64
+        assert torch.randn(3).dtype == torch.float64
+    assert torch.get_default_dtype() == before
+    with pytest.raises(RuntimeError), default_dtype(torch.float64):
+        raise RuntimeError("restored even when the block raises")
+    assert torch.get_default_dtype() == before
+    with pytest.raises(TypeError, match="dtype"):
+        with default_dtype(torch.int64):
+            pass
