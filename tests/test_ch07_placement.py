@@ -407,8 +407,8 @@ def test_train_stacked_ends_where_each_separate_adam_run_ends():
     for norm_first in (False, True):
         chosen = [(w, s) for nf, w, s in runs if nf == norm_first]
         starts = [pl.make_model(task, 2, norm_first, s) for _, s in chosen]
-        data = torch.stack([pl._training_batches(task, s, steps) for _, s in chosen])
-        rates = torch.stack([0.01 * pl._schedule(w, steps) for w, _ in chosen])
+        data = torch.stack([pl.training_batches(task, s, steps) for _, s in chosen])
+        rates = torch.stack([0.01 * pl.schedule_factors(w, steps) for w, _ in chosen])
         stacked = pl.StackedTinyLM(starts)
         curves = train_stacked(
             stacked,
@@ -437,7 +437,7 @@ def test_train_stacked_stops_a_model_whose_loss_is_not_finite():
     with torch.no_grad():  # model 1 starts with a non-finite weight: its loss is nan
         stacked.head__weight[1, 0, 0] = math.inf
     before = stacked.embedding__weight[1].clone()
-    data = torch.stack([pl._training_batches(task, s, steps) for s in (0, 1)])
+    data = torch.stack([pl.training_batches(task, s, steps) for s in (0, 1)])
     curves = train_stacked(
         stacked,
         lambda t: (data[:, t, :, :-1], data[:, t, :, 1:]),
@@ -464,3 +464,28 @@ def test_stacked_training_rejects_bad_arguments():
         train_stacked(stacked, lambda t: None, pl.next_token_losses, torch.ones(3, 4))
     with pytest.raises(ValueError, match="lr"):
         train_stacked(stacked, lambda t: None, pl.next_token_losses, -torch.ones(2, 4))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: pl.training_batches("task", 0, 5), TypeError, "task"),
+        (lambda: pl.training_batches(pl.TaskConfig(), 0.5, 5), TypeError, "seed"),
+        (lambda: pl.training_batches(pl.TaskConfig(), 0, 0), ValueError, "steps"),
+        (lambda: pl.schedule_factors(-1, 5), ValueError, "warmup_steps"),
+        (lambda: pl.schedule_factors(6, 5), ValueError, "warmup_steps"),
+    ],
+)
+def test_sweep_helpers_reject_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_schedule_factors_are_the_schedulers_rates():
+    factors = pl.schedule_factors(4, 10)
+    assert factors.dtype == torch.float64 and factors.shape == (10,)
+    expected = [min(1.0, (s + 1) / 4) * (1 - s / 10) for s in range(10)]
+    torch.testing.assert_close(factors, torch.tensor(expected, dtype=torch.float64))
+    batches = pl.training_batches(pl.TaskConfig(), 3, 4)
+    assert batches.shape == (4, 16, 16) and batches.dtype == torch.long
+    assert torch.equal(batches, pl.training_batches(pl.TaskConfig(), 3, 4))

@@ -58,8 +58,10 @@ __all__ = [
     "plot_layer_gradients",
     "plot_loss_curves",
     "plot_residual_rms",
+    "schedule_factors",
     "stationary_distribution",
     "train_lm",
+    "training_batches",
     "warmup_experiment",
     "warmup_linear_decay",
 ]
@@ -671,8 +673,19 @@ def loglog_slope(x: Sequence[float] | torch.Tensor, y: Sequence[float] | torch.T
 # --------------------------------------------------------------------------------------
 
 
-def _schedule(warmup_steps: int, total_steps: int) -> torch.Tensor:
-    """The factors :func:`warmup_linear_decay` applies, one per step: ``(total_steps,)``."""
+def schedule_factors(warmup_steps: int, total_steps: int) -> torch.Tensor:
+    r"""The factors by which :func:`warmup_linear_decay` multiplies the peak rate, per step.
+
+    .. math::
+        f_s = \min\!\left(1, \frac{s + 1}{s_w}\right)
+        \left(1 - \frac{s}{s_{\text{total}}}\right)
+
+    Read off the scheduler itself, so they are exactly the rates a :func:`train_lm` run
+    uses at each step (divided by its peak rate).
+
+    Shape:
+        output ``(total_steps,)`` float64.
+    """
     optimizer = torch.optim.SGD([torch.zeros(1)], lr=1.0)
     scheduler = warmup_linear_decay(optimizer, warmup_steps, total_steps)
     factors = []
@@ -683,8 +696,17 @@ def _schedule(warmup_steps: int, total_steps: int) -> torch.Tensor:
     return torch.tensor(factors, dtype=torch.float64)
 
 
-def _training_batches(task: TaskConfig, seed: int, steps: int) -> torch.Tensor:
-    """Seed ``seed``'s training sequences, the same for every run: ``(steps, B, T)``."""
+def training_batches(task: TaskConfig, seed: int, steps: int) -> torch.Tensor:
+    """The training sequences of every run with seed ``seed``, one batch per step.
+
+    Shape:
+        output ``(steps, batch_size, seq_len)`` int64.
+    """
+    if not isinstance(task, TaskConfig):
+        raise TypeError(f"task must be a TaskConfig, got {type(task).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    _positive_int(steps, "steps")
     return (
         task.source()
         .sample(steps * task.batch_size, task.seq_len, torch.Generator().manual_seed(10_000 + seed))
@@ -748,7 +770,7 @@ def train_lm(
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     model = make_model(task, n_layers, norm_first, seed)
-    data = _training_batches(task, seed, steps)  # (steps, B, T)
+    data = training_batches(task, seed, steps)  # (steps, B, T)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=True)
     scheduler = warmup_linear_decay(optimizer, warmup_steps, steps)
 
@@ -837,7 +859,7 @@ def warmup_experiment(
     _positive_int(steps, "steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    data = torch.stack([_training_batches(task, seed, steps) for seed in seeds])  # (S, ...)
+    data = torch.stack([training_batches(task, seed, steps) for seed in seeds])  # (S, ...)
     losses: dict[str, torch.Tensor] = {}
     models: dict[str, list[TinyLM]] = {}
     # The runs of one placement share an architecture: they train as one stacked model,
@@ -846,7 +868,7 @@ def warmup_experiment(
         names = [name for name, (nf, _) in runs.items() if nf == norm_first]
         starts = [make_model(task, n_layers, norm_first, seed) for _ in names for seed in seeds]
         rates = torch.stack(
-            [lr * _schedule(runs[name][1], steps) for name in names for _ in seeds]
+            [lr * schedule_factors(runs[name][1], steps) for name in names for _ in seeds]
         )  # (runs * S, steps)
         batches = data.repeat(len(names), 1, 1, 1)  # (runs * S, steps, B, T)
         stacked = StackedTinyLM(starts)
