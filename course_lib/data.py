@@ -22,7 +22,6 @@ __all__ = [
     "batchnorm_inputs",
     "batchnorm_table",
     "contextual_batch",
-    "padded_embeddings",
     "scale_pair",
 ]
 
@@ -67,25 +66,10 @@ PADDED_TOKENS: tuple[tuple[str, ...], ...] = (
 #: Real lengths of the two sentences.
 PADDED_LENGTHS: tuple[int, ...] = (2, 4)
 
-_EMBED = [
-    [[5.0, 1.0, 8.0], [3.0, 7.0, 2.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
-    [[4.0, 2.0, 6.0], [1.0, 8.0, 3.0], [7.0, 5.0, 9.0], [2.0, 4.0, 1.0]],
-]
 _CONTEXT = [
     [[6.5, 2.1, 8.3], [4.2, 7.8, 3.1], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
     [[5.7, 9.2, 1.8], [3.4, 6.1, 7.5], [8.9, 4.3, 2.6], [1.2, 5.8, 9.4]],
 ]
-
-
-def padded_embeddings(dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Word embeddings of "Hi Nitish <pad> <pad>" and "How are you today".
-
-    PAD rows are all zeros, as in the notes.
-
-    Shape:
-        ``(2, 4, 3)``: (sentence, position, embedding dim).
-    """
-    return torch.tensor(_EMBED, dtype=dtype)
 
 
 def contextual_batch(dtype: torch.dtype = torch.float64) -> torch.Tensor:

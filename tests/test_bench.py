@@ -50,7 +50,7 @@ def as_in_the_bench():
     [("course", 5, 15), ("native", 1, 2), ("notes", 6, 24)],
 )
 def test_pass_counts(bench, name, fwd, fwd_bwd):
-    """The counts quoted in course_lib/autograd.py's docstring and in docs/DEVELOPMENT.md."""
+    """The pass counts docs/DEVELOPMENT.md quotes."""
     forward, with_backward = bench.layernorm_calls((4, 8, 16))  # N = 32 rows, D = 16
     assert bench.count_passes(forward[name], 32, 16) == fwd
     assert bench.count_passes(with_backward[name], 32, 16) == fwd_bwd

@@ -223,7 +223,7 @@ def test_block_logit_stats_matches_the_attention_module():
     torch.manual_seed(0)
     block = TransformerBlock(BlockConfig(norm_first=True)).double()
     x = torch.randn(2, 6, 64, dtype=torch.float64)
-    q, k = A._block_qk(block, x, True)
+    q, k = A.block_queries_keys(block, x, True)
     expected = CF.attention_weights(q, k)  # (B, H, T, T)
     with torch.no_grad():
         _, weights = block.self_attn(block.norm1(x), return_weights=True)

@@ -151,3 +151,20 @@ def test_every_decimal_in_the_prose_is_computed_or_typed_in_code(path):
             if not any(re.search(rf"(?<![\d.]){re.escape(f)}(?!\d)", haystack) for f in forms):
                 missing.append(f"cell {i}: {number}")
     assert not missing, f"numbers in the prose that no cell computes or types: {missing}"
+
+
+def test_contributing_module_map_matches_the_tree():
+    """CONTRIBUTING.md's module map lists every Python file of course_lib, scripts, tests."""
+    import re
+
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    section = text[text.index("## Module map") :]
+    section = section[: section.index("\n## ", 1)]
+    listed = set(re.findall(r"^\| `([^`]+\.py)` \|", section, flags=re.M))
+    tree = {
+        str(p.relative_to(ROOT))
+        for folder in ("course_lib", "scripts", "tests")
+        for p in (ROOT / folder).rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert listed == tree, (sorted(tree - listed), sorted(listed - tree))

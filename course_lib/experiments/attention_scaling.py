@@ -46,6 +46,7 @@ __all__ = [
     "attention_example",
     "attention_logits",
     "block_logit_stats",
+    "block_queries_keys",
     "dot_product_variance",
     "layernorm_logit_ceiling",
     "matched_query_weight",
@@ -467,9 +468,17 @@ class BlockLogitStats:
     dot_var_over_dk: float  # Var(q_t . k_s) / d_head over pairs of distinct positions
 
 
-def _block_qk(
+def block_queries_keys(
     block: TransformerBlock, x: torch.Tensor, input_norm: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The queries and keys ``block.self_attn`` computes from ``x``, split into heads.
+
+    .. math:: [Q\ K\ V] = h\, W_{\text{in}}^\top + b_{\text{in}},\qquad
+        h = \mathrm{norm1}(x) \text{ if input\_norm else } x
+
+    Shape:
+        x ``(B, T, d_model)``, ``T >= 2``; returns q and k, each ``(B, H, T, d_head)``.
+    """
     if not isinstance(block, TransformerBlock):
         raise TypeError(f"block must be a TransformerBlock, got {type(block).__name__}")
     if not isinstance(input_norm, bool):
@@ -510,7 +519,7 @@ def block_logit_stats(
         x ``(B, T, d_model)`` with ``T >= 2``; output three floats.
     """
     with torch.no_grad():
-        q, k = _block_qk(block, x, input_norm)
+        q, k = block_queries_keys(block, x, input_norm)
         d_head = q.shape[-1]
         dots = torch.matmul(q, k.transpose(-2, -1))  # (B, H, T, T)
         t = dots.shape[-1]
@@ -557,7 +566,7 @@ def max_logit_under_weight_growth(
         raise TypeError(f"qk_norm must be a bool, got {type(qk_norm).__name__}")
     eps = check_eps(eps)
     with torch.no_grad():
-        q, k = _block_qk(block, x, True)
+        q, k = block_queries_keys(block, x, True)
         q, k = growth * q, growth * k  # the bias is zero at initialization
         logits = attention_logits(q, k, "qk_norm" if qk_norm else "sqrt_dk", eps=eps)
         return float(logits.abs().max())

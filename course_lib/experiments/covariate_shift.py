@@ -786,7 +786,7 @@ def init_profile(
 # --------------------------------------------------------------------------- figures
 
 
-def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> Axes:
+def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> tuple[Figure, Axes]:
     r"""One unit's 15th / 50th / 85th percentiles over training (Ioffe & Szegedy, Fig. 1).
 
     .. math:: p_{q}(t) = \text{quantile}_q\big(z_{\ell, j}(\text{probe}; \theta_t)\big),
@@ -796,7 +796,7 @@ def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> 
     batch; the line is the median. The colour is the network's (``record.norm``).
 
     Shape:
-        draws ``len(record.percentile_steps)`` points; returns ``ax``.
+        draws ``len(record.percentile_steps)`` points; returns ``(fig, ax)``.
     """
     if not isinstance(record, RunRecord):
         raise TypeError(f"record must be a RunRecord, got {type(record).__name__}")
@@ -812,7 +812,7 @@ def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> 
     ax.plot(steps, q[:, 1], color=c, linewidth=1.5)
     ax.plot(steps, q[:, 0], color=c, linewidth=0.8)
     ax.plot(steps, q[:, 2], color=c, linewidth=0.8)
-    return ax
+    return ax.figure, ax
 
 
 def plot_activation_histograms(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
@@ -61,7 +60,6 @@ __all__ = [
     "scale_invariance",
 ]
 
-NormKind = Literal["learnable", "fixed", "none"]
 #: The three ways the chapter's models normalize: LayerNorm with learnable gamma and beta,
 #: LayerNorm with gamma = 1 and beta = 0 frozen (``elementwise_affine=False``), or nothing.
 NORM_KINDS: tuple[str, ...] = ("learnable", "fixed", "none")
