@@ -92,12 +92,12 @@ def test_a_setting_the_processor_lacks_is_skipped_with_a_line(portability, monke
 _RUNS = r"""
 from course_lib.notebook import setup
 setup()
-from course_lib.experiments import covariate_shift as cs, placement as pl
-config = cs.RunConfig(steps=40, landscape_at=(), ics_at=())
-print(repr(cs.train_run("layer", 2, config).final_loss()))
-task = pl.TaskConfig()
-_, model = pl.train_lm(task, 2, True, 2, lr=0.06, warmup_steps=0, steps=60)
-print(repr(pl.heldout_loss(model, task)))
+from course_lib.experiments import ch01_internal_covariate_shift as ch01, ch07_prenorm_vs_postnorm as ch07
+config = ch01.RunConfig(steps=40, landscape_at=(), ics_at=())
+print(repr(ch01.train_run("layer", 2, config).final_loss()))
+task = ch07.TaskConfig()
+_, model = ch07.train_lm(task, 2, True, 2, lr=0.06, warmup_steps=0, steps=60)
+print(repr(ch07.heldout_loss(model, task)))
 """
 
 

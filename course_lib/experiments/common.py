@@ -87,7 +87,8 @@ def train_stacked(
     r"""Train ``M`` models at once: one module whose every parameter is ``M`` models' stacked.
 
     ``model`` holds the parameters of ``M`` independent models stacked on a leading
-    dimension (for example :class:`~course_lib.experiments.placement.StackedTinyLM`), and
+    dimension (for example chapter 7's
+    :class:`~course_lib.experiments.ch07_prenorm_vs_postnorm.StackedTinyLM`), and
     ``loss_fn(model(inputs), targets)`` returns the ``M`` losses, one per model. Their sum
     is differentiated once: since model ``i``'s loss depends only on its own parameters,
     the gradient of the sum at row ``i`` is model ``i``'s own gradient. For models this

@@ -14,7 +14,7 @@ import torch
 
 from course_lib import functional as CF
 from course_lib.data import scale_pair
-from course_lib.experiments import attention_scaling as A
+from course_lib.experiments import ch06_layernorm_vs_sqrt_dk as ch06
 from course_lib.modules import BlockConfig, TransformerBlock
 
 SEEDS = (0, 1, 2)
@@ -35,14 +35,14 @@ def _qk(seed: int, d_k: int = 32, l_q: int = 5, l_k: int = N_KEYS):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("d_k", [4, 16, 64, 256, 1024])
 def test_dot_product_variance_within_5_percent_of_d_k(d_k, seed):
-    var = A.dot_product_variance(d_k, 20_000, seed=seed)
+    var = ch06.dot_product_variance(d_k, 20_000, seed=seed)
     assert abs(var / d_k - 1.0) < 0.05, f"Var(q.k) = {var:.2f} for d_k = {d_k}"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_dividing_by_sqrt_dk_gives_unit_variance(seed):
     for d_k in (4, 1024):
-        s = A.sample_dot_products(d_k, 20_000, seed=seed) / math.sqrt(d_k)
+        s = ch06.sample_dot_products(d_k, 20_000, seed=seed) / math.sqrt(d_k)
         assert abs(s.var().item() - 1.0) < 0.05
 
 
@@ -52,13 +52,13 @@ def test_sample_dot_products_is_the_written_out_computation():
     q = torch.randn(1000, 64, generator=gen)
     k = torch.randn(1000, 64, generator=gen)
     torch.testing.assert_close(
-        A.sample_dot_products(64, 1000, seed=7), (q * k).sum(-1).double(), rtol=0, atol=0
+        ch06.sample_dot_products(64, 1000, seed=7), (q * k).sum(-1).double(), rtol=0, atol=0
     )
 
 
 def test_sample_dot_products_chunks_do_not_change_the_statistics():
     # d_k = 1024 is drawn in chunks of 4096 rows; 10,000 rows span three chunks
-    s = A.sample_dot_products(1024, 10_000, seed=0)
+    s = ch06.sample_dot_products(1024, 10_000, seed=0)
     assert s.shape == (10_000,) and s.dtype == torch.float64
     assert abs(s.var().item() / 1024 - 1.0) < 0.06
 
@@ -68,22 +68,22 @@ def test_sample_dot_products_chunks_do_not_change_the_statistics():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_entropy_decreases_with_d_k_without_scaling(seed):
-    ent = [A.saturation_metrics(d, "none", n_keys=N_KEYS, seed=seed).entropy for d in D_KS]
+    ent = [ch06.saturation_metrics(d, "none", n_keys=N_KEYS, seed=seed).entropy for d in D_KS]
     assert all(a > b for a, b in zip(ent, ent[1:], strict=False)), ent
     assert ent[-1] < 0.15, "unscaled attention at d_k = 1024 should be nearly one-hot"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_entropy_roughly_constant_with_scaling(seed):
-    ent = [A.saturation_metrics(d, "sqrt_dk", n_keys=N_KEYS, seed=seed).entropy for d in D_KS]
+    ent = [ch06.saturation_metrics(d, "sqrt_dk", n_keys=N_KEYS, seed=seed).entropy for d in D_KS]
     assert max(ent) - min(ent) < 0.1, ent
     assert min(ent) > 0.8 * math.log(N_KEYS), "scaled attention should stay far from one-hot"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_jacobian_norm_collapses_without_scaling(seed):
-    none = A.saturation_metrics(1024, "none", seed=seed)
-    scaled = A.saturation_metrics(1024, "sqrt_dk", seed=seed)
+    none = ch06.saturation_metrics(1024, "none", seed=seed)
+    scaled = ch06.saturation_metrics(1024, "sqrt_dk", seed=seed)
     assert none.jacobian_norm < 0.5 * scaled.jacobian_norm
     assert none.max_weight > 0.9 > 0.5 > scaled.max_weight
 
@@ -97,25 +97,25 @@ def test_naive_softmax_overflows_but_library_softmax_does_not():
 
 
 def test_softmax_entropy_limits():
-    assert A.softmax_entropy(torch.full((8,), 1 / 8)).item() == pytest.approx(math.log(8))
-    assert A.softmax_entropy(torch.tensor([0.0, 1.0, 0.0])).item() == 0.0
+    assert ch06.softmax_entropy(torch.full((8,), 1 / 8)).item() == pytest.approx(math.log(8))
+    assert ch06.softmax_entropy(torch.tensor([0.0, 1.0, 0.0])).item() == 0.0
 
 
 def test_softmax_jacobian_matches_autograd():
     s = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     auto = torch.autograd.functional.jacobian(lambda t: torch.softmax(t, -1), s)
-    torch.testing.assert_close(A.softmax_jacobian(torch.softmax(s, -1)), auto)
+    torch.testing.assert_close(ch06.softmax_jacobian(torch.softmax(s, -1)), auto)
 
 
 def test_softmax_jacobian_norm_range():
     gen = torch.Generator().manual_seed(1)
     scales = 10 ** torch.linspace(-2, 2, 500, dtype=torch.float64)[:, None]
     rows = torch.randn(500, 8, generator=gen, dtype=torch.float64) * scales
-    norms = A.softmax_jacobian_norm(torch.softmax(rows, -1))
+    norms = ch06.softmax_jacobian_norm(torch.softmax(rows, -1))
     assert norms.max().item() <= 0.5
-    uniform = A.softmax_jacobian_norm(torch.full((8,), 1 / 8, dtype=torch.float64))
+    uniform = ch06.softmax_jacobian_norm(torch.full((8,), 1 / 8, dtype=torch.float64))
     assert uniform.item() == pytest.approx(1 / 8)
-    one_hot = A.softmax_jacobian_norm(torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))
+    one_hot = ch06.softmax_jacobian_norm(torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))
     assert one_hot.item() == pytest.approx(0.0, abs=1e-12)
 
 
@@ -138,25 +138,25 @@ def test_notes_pairs_constant_division_vs_layernorm(name):
 @pytest.mark.parametrize("alpha", [0.5, 3.0, 10.0])
 def test_layernorm_logits_same_attention_for_query_and_scaled_copy(alpha, seed):
     q, k = _qk(seed)
-    a = torch.softmax(A.attention_logits(q, k, "layernorm_logits"), -1)
-    b = torch.softmax(A.attention_logits(alpha * q, k, "layernorm_logits"), -1)
+    a = torch.softmax(ch06.attention_logits(q, k, "layernorm_logits"), -1)
+    b = torch.softmax(ch06.attention_logits(alpha * q, k, "layernorm_logits"), -1)
     assert (a - b).abs().max().item() < 1e-4  # what is left is LayerNorm's eps
     # ... and only eps: scaling eps with the variance (by alpha^2) makes them equal
     b_exact = torch.softmax(
-        A.attention_logits(alpha * q, k, "layernorm_logits", eps=1e-5 * alpha**2), -1
+        ch06.attention_logits(alpha * q, k, "layernorm_logits", eps=1e-5 * alpha**2), -1
     )
     torch.testing.assert_close(a, b_exact, atol=1e-12, rtol=0)
     # control: with 1/sqrt(d_k) the scaled copy attends differently
-    p = torch.softmax(A.attention_logits(q, k, "sqrt_dk"), -1)
-    p_alpha = torch.softmax(A.attention_logits(alpha * q, k, "sqrt_dk"), -1)
+    p = torch.softmax(ch06.attention_logits(q, k, "sqrt_dk"), -1)
+    p_alpha = torch.softmax(ch06.attention_logits(alpha * q, k, "sqrt_dk"), -1)
     assert (p - p_alpha).abs().max().item() > 1e-2
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_layernorm_logits_entropy_does_not_depend_on_query_scale(seed):
     alphas = [2.0**e for e in range(-3, 4)]
-    ln = A.query_scale_entropy(alphas, "layernorm_logits", d_k=64, seed=seed)
-    sq = A.query_scale_entropy(alphas, "sqrt_dk", d_k=64, seed=seed)
+    ln = ch06.query_scale_entropy(alphas, "layernorm_logits", d_k=64, seed=seed)
+    sq = ch06.query_scale_entropy(alphas, "sqrt_dk", d_k=64, seed=seed)
     assert max(ln) - min(ln) < 1e-3
     assert all(a > b for a, b in zip(sq, sq[1:], strict=False))
     assert sq[0] - sq[-1] > 1.0
@@ -164,7 +164,7 @@ def test_layernorm_logits_entropy_does_not_depend_on_query_scale(seed):
 
 def test_layernorm_logits_rows_have_mean_zero_and_unit_variance():
     q, k = _qk(0)
-    s = A.attention_logits(100.0 * q, k, "layernorm_logits")
+    s = ch06.attention_logits(100.0 * q, k, "layernorm_logits")
     torch.testing.assert_close(
         s.mean(-1), torch.zeros(s.shape[:-1], dtype=s.dtype), atol=1e-12, rtol=0
     )
@@ -172,30 +172,30 @@ def test_layernorm_logits_rows_have_mean_zero_and_unit_variance():
 
 
 def test_layernorm_logit_ceiling():
-    assert A.layernorm_logit_ceiling(2) == pytest.approx(1 / (1 + math.exp(-2)))
-    assert A.layernorm_logit_ceiling(1) == 1.0
+    assert ch06.layernorm_logit_ceiling(2) == pytest.approx(1 / (1 + math.exp(-2)))
+    assert ch06.layernorm_logit_ceiling(1) == 1.0
     # the extremal row (one logit sqrt(L-1), the rest equal) reaches the ceiling exactly
     L = 16
     extremal = torch.full((L,), -1.0, dtype=torch.float64)
     extremal[0] = L - 1.0
     w = torch.softmax(CF.layer_norm(extremal, L, eps=1e-300), -1)[0].item()
-    assert w == pytest.approx(A.layernorm_logit_ceiling(L), rel=1e-12)
+    assert w == pytest.approx(ch06.layernorm_logit_ceiling(L), rel=1e-12)
     # no random row, however lopsided, exceeds it
     gen = torch.Generator().manual_seed(0)
     rows = torch.randn(5000, L, generator=gen, dtype=torch.float64) ** 3 * 10
     weights = torch.softmax(CF.layer_norm(rows, L), -1)
-    assert weights.max().item() <= A.layernorm_logit_ceiling(L)
+    assert weights.max().item() <= ch06.layernorm_logit_ceiling(L)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_matched_query_weight(seed):
-    ceiling = A.layernorm_logit_ceiling(N_KEYS)
+    ceiling = ch06.layernorm_logit_ceiling(N_KEYS)
     ln = [
-        A.matched_query_weight(64, "layernorm_logits", query_scale=a, seed=seed)
+        ch06.matched_query_weight(64, "layernorm_logits", query_scale=a, seed=seed)
         for a in (0.25, 4.0)
     ]
-    sq = [A.matched_query_weight(64, "sqrt_dk", query_scale=a, seed=seed) for a in (0.25, 4.0)]
-    qk = [A.matched_query_weight(64, "qk_norm", query_scale=a, seed=seed) for a in (0.25, 4.0)]
+    sq = [ch06.matched_query_weight(64, "sqrt_dk", query_scale=a, seed=seed) for a in (0.25, 4.0)]
+    qk = [ch06.matched_query_weight(64, "qk_norm", query_scale=a, seed=seed) for a in (0.25, 4.0)]
     assert max(ln) <= ceiling and abs(ln[0] - ln[1]) < 1e-3
     assert sq[0] < 0.5 < 0.99 < sq[1]
     assert abs(qk[0] - qk[1]) < 1e-3 and qk[0] > max(ln)
@@ -210,8 +210,12 @@ def test_fresh_block_logit_variance_with_and_without_input_layernorm(seed):
     block = TransformerBlock(BlockConfig(norm_first=True))
     z = torch.randn(8, 32, 64, generator=torch.Generator().manual_seed(100 + seed))
     scales = (0.1, 1.0, 10.0, 100.0)
-    with_ln = [A.block_logit_stats(block, s * z, input_norm=True).dot_var_over_dk for s in scales]
-    without = [A.block_logit_stats(block, s * z, input_norm=False).dot_var_over_dk for s in scales]
+    with_ln = [
+        ch06.block_logit_stats(block, s * z, input_norm=True).dot_var_over_dk for s in scales
+    ]
+    without = [
+        ch06.block_logit_stats(block, s * z, input_norm=False).dot_var_over_dk for s in scales
+    ]
     assert max(with_ln) / min(with_ln) < 1.01
     assert all(abs(v / 0.25 - 1.0) < 0.2 for v in with_ln)  # Xavier on the packed in_proj
     for a, b in zip(without, without[1:], strict=False):
@@ -223,7 +227,7 @@ def test_block_logit_stats_matches_the_attention_module():
     torch.manual_seed(0)
     block = TransformerBlock(BlockConfig(norm_first=True)).double()
     x = torch.randn(2, 6, 64, dtype=torch.float64)
-    q, k = A.block_queries_keys(block, x, True)
+    q, k = ch06.block_queries_keys(block, x, True)
     expected = CF.attention_weights(q, k)  # (B, H, T, T)
     with torch.no_grad():
         _, weights = block.self_attn(block.norm1(x), return_weights=True)
@@ -238,20 +242,20 @@ def test_qk_norm_logits_within_cauchy_schwarz_bound(d_k):
     gen = torch.Generator().manual_seed(d_k)
     q = 1e4 * torch.randn(64, 1, d_k, generator=gen, dtype=torch.float64)
     k = 1e4 * torch.randn(64, 16, d_k, generator=gen, dtype=torch.float64)
-    bound = A.qk_norm_logit_bound(d_k)
+    bound = ch06.qk_norm_logit_bound(d_k)
     assert bound == pytest.approx(math.sqrt(d_k))
-    assert A.attention_logits(q, k, "qk_norm").abs().max().item() <= bound
-    assert A.attention_logits(q, k, "sqrt_dk").abs().max().item() > 1e3 * bound  # control
-    own = A.attention_logits(k[:, :1], k[:, :1], "qk_norm")  # q = k reaches the bound
+    assert ch06.attention_logits(q, k, "qk_norm").abs().max().item() <= bound
+    assert ch06.attention_logits(q, k, "sqrt_dk").abs().max().item() > 1e3 * bound  # control
+    own = ch06.attention_logits(k[:, :1], k[:, :1], "qk_norm")  # q = k reaches the bound
     assert own.min().item() == pytest.approx(bound, rel=1e-6)
 
 
 def test_qk_norm_weight_ceiling_is_reached_by_extreme_logits():
     d_k, L = 16, 256
-    b = A.qk_norm_logit_bound(d_k)
+    b = ch06.qk_norm_logit_bound(d_k)
     logits = torch.full((L,), -b, dtype=torch.float64)
     logits[0] = b
-    assert torch.softmax(logits, -1)[0].item() == pytest.approx(A.qk_norm_weight_ceiling(d_k, L))
+    assert torch.softmax(logits, -1)[0].item() == pytest.approx(ch06.qk_norm_weight_ceiling(d_k, L))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -261,11 +265,11 @@ def test_weight_growth_grows_plain_logits_but_not_qk_norm_logits(seed):
     before = {n: p.clone() for n, p in block.state_dict().items()}
     z = torch.randn(4, 16, 64, generator=torch.Generator().manual_seed(seed))
     growth = (1.0, 4.0, 16.0)
-    plain = [A.max_logit_under_weight_growth(block, z, g, qk_norm=False) for g in growth]
-    qkn = [A.max_logit_under_weight_growth(block, z, g, qk_norm=True) for g in growth]
+    plain = [ch06.max_logit_under_weight_growth(block, z, g, qk_norm=False) for g in growth]
+    qkn = [ch06.max_logit_under_weight_growth(block, z, g, qk_norm=True) for g in growth]
     for p, g in zip(plain, growth, strict=True):
         assert p / plain[0] == pytest.approx(g**2, rel=1e-4)
-    assert max(qkn) <= A.qk_norm_logit_bound(16)
+    assert max(qkn) <= ch06.qk_norm_logit_bound(16)
     assert max(qkn) - min(qkn) < 1e-3
     for n, p in block.state_dict().items():
         assert torch.equal(p, before[n]), f"{n} was modified"
@@ -274,83 +278,84 @@ def test_weight_growth_grows_plain_logits_but_not_qk_norm_logits(seed):
 def test_attention_logits_agree_with_course_lib_and_torch():
     q, k = _qk(3)
     torch.testing.assert_close(
-        torch.softmax(A.attention_logits(q, k, "sqrt_dk"), -1), CF.attention_weights(q, k)
+        torch.softmax(ch06.attention_logits(q, k, "sqrt_dk"), -1), CF.attention_weights(q, k)
     )
     torch.testing.assert_close(
-        torch.softmax(A.attention_logits(q, k, "none"), -1), CF.attention_weights(q, k, scale=1.0)
+        torch.softmax(ch06.attention_logits(q, k, "none"), -1),
+        CF.attention_weights(q, k, scale=1.0),
     )
     d = q.shape[-1]
     qn = torch.nn.functional.layer_norm(q, (d,))
     kn = torch.nn.functional.layer_norm(k, (d,))
     torch.testing.assert_close(
-        A.attention_logits(q, k, "qk_norm"), qn @ kn.transpose(-2, -1) / math.sqrt(d)
+        ch06.attention_logits(q, k, "qk_norm"), qn @ kn.transpose(-2, -1) / math.sqrt(d)
     )
 
 
 # ------------------------------------------------------------------ bad input
 
 BAD = [
-    ("d_k zero", lambda: A.dot_product_variance(0), ValueError, "d_k"),
-    ("d_k float", lambda: A.dot_product_variance(4.0), TypeError, "d_k"),
-    ("n_samples one", lambda: A.dot_product_variance(4, 1), ValueError, "n_samples"),
-    ("seed float", lambda: A.sample_dot_products(4, 10, seed=1.5), TypeError, "seed"),
-    ("scaling unknown", lambda: A.saturation_metrics(4, "layernorm"), ValueError, "scaling"),
-    ("scaling not str", lambda: A.attention_logits(*_qk(0), scaling=1), TypeError, "scaling"),
+    ("d_k zero", lambda: ch06.dot_product_variance(0), ValueError, "d_k"),
+    ("d_k float", lambda: ch06.dot_product_variance(4.0), TypeError, "d_k"),
+    ("n_samples one", lambda: ch06.dot_product_variance(4, 1), ValueError, "n_samples"),
+    ("seed float", lambda: ch06.sample_dot_products(4, 10, seed=1.5), TypeError, "seed"),
+    ("scaling unknown", lambda: ch06.saturation_metrics(4, "layernorm"), ValueError, "scaling"),
+    ("scaling not str", lambda: ch06.attention_logits(*_qk(0), scaling=1), TypeError, "scaling"),
     (
         "query_scale negative",
-        lambda: A.saturation_metrics(4, query_scale=-1.0),
+        lambda: ch06.saturation_metrics(4, query_scale=-1.0),
         ValueError,
         "query_scale",
     ),
-    ("query list", lambda: A.attention_logits([[1.0]], torch.ones(2, 1)), TypeError, "query"),
+    ("query list", lambda: ch06.attention_logits([[1.0]], torch.ones(2, 1)), TypeError, "query"),
     (
         "d_k mismatch",
-        lambda: A.attention_logits(torch.ones(2, 3), torch.ones(2, 4)),
+        lambda: ch06.attention_logits(torch.ones(2, 3), torch.ones(2, 4)),
         ValueError,
         "d_k",
     ),
     (
         "dtype mismatch",
-        lambda: A.attention_logits(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.float64)),
+        lambda: ch06.attention_logits(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.float64)),
         TypeError,
         "dtype",
     ),
-    ("eps zero", lambda: A.attention_logits(*_qk(0), eps=0.0), ValueError, "eps"),
-    ("weights int", lambda: A.softmax_entropy(torch.tensor([1, 0])), TypeError, "weights"),
-    ("weights empty", lambda: A.softmax_jacobian(torch.ones(2, 0)), ValueError, "weights"),
+    ("eps zero", lambda: ch06.attention_logits(*_qk(0), eps=0.0), ValueError, "eps"),
+    ("weights int", lambda: ch06.softmax_entropy(torch.tensor([1, 0])), TypeError, "weights"),
+    ("weights empty", lambda: ch06.softmax_jacobian(torch.ones(2, 0)), ValueError, "weights"),
     (
         "query_scales string",
-        lambda: A.query_scale_entropy("12", "sqrt_dk"),
+        lambda: ch06.query_scale_entropy("12", "sqrt_dk"),
         TypeError,
         "query_scales",
     ),
     (
         "query_scales empty",
-        lambda: A.query_scale_entropy([], "sqrt_dk"),
+        lambda: ch06.query_scale_entropy([], "sqrt_dk"),
         ValueError,
         "query_scales",
     ),
     (
         "block not a block",
-        lambda: A.block_logit_stats(torch.nn.Linear(2, 2), torch.ones(1, 2, 2)),
+        lambda: ch06.block_logit_stats(torch.nn.Linear(2, 2), torch.ones(1, 2, 2)),
         TypeError,
         "block",
     ),
     (
         "x wrong width",
-        lambda: A.block_logit_stats(TransformerBlock(BlockConfig()), torch.ones(1, 4, 8)),
+        lambda: ch06.block_logit_stats(TransformerBlock(BlockConfig()), torch.ones(1, 4, 8)),
         ValueError,
         "x",
     ),
     (
         "x one position",
-        lambda: A.block_logit_stats(TransformerBlock(BlockConfig()), torch.ones(1, 1, 64)),
+        lambda: ch06.block_logit_stats(TransformerBlock(BlockConfig()), torch.ones(1, 1, 64)),
         ValueError,
         "T >= 2",
     ),
     (
         "growth zero",
-        lambda: A.max_logit_under_weight_growth(
+        lambda: ch06.max_logit_under_weight_growth(
             TransformerBlock(BlockConfig()), torch.ones(1, 4, 64), 0.0, qk_norm=True
         ),
         ValueError,
@@ -358,17 +363,17 @@ BAD = [
     ),
     (
         "qk_norm not bool",
-        lambda: A.max_logit_under_weight_growth(
+        lambda: ch06.max_logit_under_weight_growth(
             TransformerBlock(BlockConfig()), torch.ones(1, 4, 64), 2.0, qk_norm=1
         ),
         TypeError,
         "qk_norm",
     ),
-    ("gain negative", lambda: A.qk_norm_logit_bound(16, -1.0), ValueError, "gain"),
-    ("n_keys zero", lambda: A.layernorm_logit_ceiling(0), ValueError, "n_keys"),
+    ("gain negative", lambda: ch06.qk_norm_logit_bound(16, -1.0), ValueError, "gain"),
+    ("n_keys zero", lambda: ch06.layernorm_logit_ceiling(0), ValueError, "n_keys"),
     (
         "metrics wrong length",
-        lambda: A.plot_saturation([4, 8], {"none": []}, n_keys=16),
+        lambda: ch06.plot_saturation([4, 8], {"none": []}, n_keys=16),
         ValueError,
         "metrics",
     ),

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.experiments import covariate_shift as CS
+from course_lib.experiments import ch01_internal_covariate_shift as ch01
 from course_lib.modules import BatchNorm, LayerNorm
 
 SEEDS = (0, 1, 2)  # the chapter's seeds
@@ -38,25 +38,25 @@ def one_thread():
 
 
 def test_make_task_is_deterministic_and_uses_every_class():
-    x, y = CS.make_task()
-    x2, y2 = CS.make_task()
+    x, y = ch01.make_task()
+    x2, y2 = ch01.make_task()
     assert x.shape == (2048, 16) and x.dtype == torch.float64
     assert y.shape == (2048,) and y.dtype == torch.int64
     assert torch.equal(x, x2) and torch.equal(y, y2)
     counts = torch.bincount(y, minlength=4)
     assert (counts > 0.1 * len(y)).all(), counts
-    assert not torch.equal(CS.make_task(seed=1)[1], y)
+    assert not torch.equal(ch01.make_task(seed=1)[1], y)
 
 
 def test_pre_activation_stats_match_torch():
     z = torch.randn(3, 129, 7, generator=torch.Generator().manual_seed(0))
-    s = CS.pre_activation_stats(z)
+    s = ch01.pre_activation_stats(z)
     assert s.shape == (3, 7, 5)
     torch.testing.assert_close(s[..., 0], z.mean(1))
     torch.testing.assert_close(s[..., 1], z.std(1, unbiased=False))
     q = torch.quantile(z, torch.tensor([0.15, 0.5, 0.85]), dim=1).permute(1, 2, 0)
     torch.testing.assert_close(s[..., 2:], q)
-    assert CS.STAT_NAMES == ("mean", "std", "p15", "p50", "p85")
+    assert ch01.STAT_NAMES == ("mean", "std", "p15", "p50", "p85")
 
 
 def test_distribution_drift_measures_scale_free_moves():
@@ -65,38 +65,38 @@ def test_distribution_drift_measures_scale_free_moves():
     stats[1, 0, :, 0] = 1.0  # layer 1 mean moves by 1 (half a std) at record 1 ...
     stats[2, 0, :, 0] = 1.0  # ... and stays
     stats[2, 1, :, 1] = 2.0 * math.e  # layer 2 std grows by a factor e at record 2
-    shift, rescale = CS.distribution_drift(stats)
+    shift, rescale = ch01.distribution_drift(stats)
     torch.testing.assert_close(shift, torch.tensor([0.25, 0.0]))  # (0.5 + 0) / 2 records
     torch.testing.assert_close(rescale, torch.tensor([0.0, 0.5]))
     # multiplying a whole network's activations by 10 changes nothing
     scaled = stats.clone()
     scaled[..., :2] *= 10
-    for a, b in zip(CS.distribution_drift(scaled), (shift, rescale), strict=True):
+    for a, b in zip(ch01.distribution_drift(scaled), (shift, rescale), strict=True):
         torch.testing.assert_close(a, b)
     stats[1, 0, 0, 0] = math.nan
-    assert torch.isnan(CS.distribution_drift(stats)[0]).all()
+    assert torch.isnan(ch01.distribution_drift(stats)[0]).all()
 
 
 def test_shift_scale_noise_ranges_and_reproducibility():
-    noise = CS.ShiftScaleNoise(1000, level=0.5)
+    noise = ch01.ShiftScaleNoise(1000, level=0.5)
     noise.resample(torch.Generator().manual_seed(0))
     assert noise.scale.min() >= 1 / 1.5 - 1e-6 and noise.scale.max() <= 1.5 + 1e-6
     assert noise.shift.abs().max() <= 0.5
     assert noise.scale.min() < 0.75 and noise.scale.max() > 1.4  # it covers the range
     x = torch.randn(8, 1000)
     torch.testing.assert_close(noise(x), x * noise.scale + noise.shift)
-    other = CS.ShiftScaleNoise(1000, level=0.5)
+    other = ch01.ShiftScaleNoise(1000, level=0.5)
     other.resample(torch.Generator().manual_seed(0))
     assert torch.equal(other.scale, noise.scale) and torch.equal(other.shift, noise.shift)
-    off = CS.ShiftScaleNoise(10, level=0.0)
+    off = ch01.ShiftScaleNoise(10, level=0.0)
     off.resample(torch.Generator().manual_seed(0))
     assert torch.equal(off(x[:, :10]), x[:, :10])
 
 
-@pytest.mark.parametrize("norm", CS.NORMS)
+@pytest.mark.parametrize("norm", ch01.NORMS)
 def test_deep_mlp_structure_and_normalization(norm):
-    net = CS.DeepMLP(16, 32, 8, 4, norm=norm, seed=0)
-    x, _ = CS.make_task(n=64)
+    net = ch01.DeepMLP(16, 32, 8, 4, norm=norm, seed=0)
+    x, _ = ch01.make_task(n=64)
     logits, preacts = net(x, return_preacts=True)
     assert logits.shape == (64, 4)
     assert len(preacts) == 8 and all(z.shape == (64, 32) for z in preacts)
@@ -111,26 +111,26 @@ def test_deep_mlp_structure_and_normalization(norm):
         assert z.mean(1).abs().max() < 1e-4
         assert (z.std(1, unbiased=False) - 1).abs().max() < 1e-3
     # the same seed builds the same network; another seed another one
-    same = CS.DeepMLP(16, 32, 8, 4, norm=norm, seed=0)
+    same = ch01.DeepMLP(16, 32, 8, 4, norm=norm, seed=0)
     assert torch.equal(same.linears[3].weight, net.linears[3].weight)
     assert not torch.equal(
-        CS.DeepMLP(16, 32, 8, 4, norm=norm, seed=1).linears[3].weight, net.linears[3].weight
+        ch01.DeepMLP(16, 32, 8, 4, norm=norm, seed=1).linears[3].weight, net.linears[3].weight
     )
 
 
 def test_deep_mlp_weight_scale():
-    net = CS.DeepMLP(16, 512, 3, 4, gain=1.5, seed=0)
+    net = ch01.DeepMLP(16, 512, 3, 4, gain=1.5, seed=0)
     w = net.linears[1].weight
     assert abs(w.std().item() - 1.5 / math.sqrt(512)) < 0.02 * 1.5 / math.sqrt(512)
     assert torch.equal(net.linears[1].bias, torch.zeros(512))
 
 
 def test_gradient_shift_matches_a_hand_computation_and_leaves_the_model_alone():
-    x, y = CS.make_task(n=64)
+    x, y = ch01.make_task(n=64)
     lr = 0.5
-    net = CS.DeepMLP(16, 32, 6, 4, norm="batch", seed=2)
+    net = ch01.DeepMLP(16, 32, 6, 4, norm="batch", seed=2)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    l2, cos, gnorm = CS.gradient_shift(net, x, y, lr)
+    l2, cos, gnorm = ch01.gradient_shift(net, x, y, lr)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert l2.shape == cos.shape == gnorm.shape == (6,)
     # layer 1 has no layers before it: its gradient cannot change
@@ -153,14 +153,14 @@ def test_gradient_shift_matches_a_hand_computation_and_leaves_the_model_alone():
 
 
 def test_loss_along_gradient_matches_a_hand_computation():
-    x, y = CS.make_task(n=64)
-    net = CS.DeepMLP(16, 32, 4, 4, norm="layer", seed=1)
+    x, y = ch01.make_task(n=64)
+    net = ch01.DeepMLP(16, 32, 4, 4, norm="layer", seed=1)
     etas = [0.1, 1.0]
-    got = CS.loss_along_gradient(net, x, y, etas)
+    got = ch01.loss_along_gradient(net, x, y, etas)
     nn.functional.cross_entropy(net(x), y).backward()
     expected = []
     for eta in etas:
-        moved = CS.DeepMLP(16, 32, 4, 4, norm="layer", seed=1)
+        moved = ch01.DeepMLP(16, 32, 4, 4, norm="layer", seed=1)
         with torch.no_grad():
             for pm, p in zip(moved.parameters(), net.parameters(), strict=True):
                 pm -= eta * p.grad
@@ -169,15 +169,15 @@ def test_loss_along_gradient_matches_a_hand_computation():
         got, torch.tensor(expected, dtype=torch.float64), atol=1e-10, rtol=1e-10
     )
     # a tiny step does not change the loss much; the gradient direction lowers it
-    tiny = CS.loss_along_gradient(net, x, y, [1e-3])
+    tiny = ch01.loss_along_gradient(net, x, y, [1e-3])
     base = nn.functional.cross_entropy(net(x), y).item()
     assert tiny.item() < base and base - tiny.item() < 1e-2
 
 
 def test_train_run_shapes_and_determinism():
-    config = CS.RunConfig(steps=12, percentile_every=5, landscape_at=(0, 5, 11), ics_at=(0, 11))
-    a = CS.train_run("batch", 3, config)
-    b = CS.train_run("batch", 3, config)
+    config = ch01.RunConfig(steps=12, percentile_every=5, landscape_at=(0, 5, 11), ics_at=(0, 11))
+    a = ch01.train_run("batch", 3, config)
+    b = ch01.train_run("batch", 3, config)
     assert torch.equal(a.losses, b.losses) and torch.equal(a.moments, b.moments)
     assert a.losses.shape == (12,)
     assert a.moments.shape == (13, config.depth, config.width, 2)
@@ -193,14 +193,14 @@ def test_train_run_shapes_and_determinism():
     torch.testing.assert_close(a.landscape_rise(), expected)
     assert not a.diverged and math.isfinite(a.final_loss(5))
     # the noise changes the run; no measurement leaves empty tensors of the right width
-    noisy = CS.train_run("batch", 3, replace(config, noise=0.5, ics_at=()))
+    noisy = ch01.train_run("batch", 3, replace(config, noise=0.5, ics_at=()))
     assert not torch.equal(noisy.losses, a.losses)
     assert noisy.ics_l2.shape == (0, config.depth) and noisy.landscape.shape == (3, 5)
 
 
 def test_a_diverged_run_is_visible():
-    config = CS.RunConfig(steps=30, lr=50.0, gain=3.0, landscape_at=(), ics_at=())
-    run = CS.train_run("none", 0, config)
+    config = ch01.RunConfig(steps=30, lr=50.0, gain=3.0, landscape_at=(), ics_at=())
+    run = ch01.train_run("none", 0, config)
     assert run.diverged
     assert math.isnan(run.final_loss())
     assert run.moments.shape[0] == 31
@@ -208,14 +208,14 @@ def test_a_diverged_run_is_visible():
 
 
 def test_init_profile_matches_the_product_law_direction():
-    act_small, _ = CS.init_profile(16, "none", scale=0.8)
-    act_big, _ = CS.init_profile(16, "none", scale=1.25)
+    act_small, _ = ch01.init_profile(16, "none", scale=0.8)
+    act_big, _ = ch01.init_profile(16, "none", scale=1.25)
     assert act_small[-1] / act_small[0] < 0.8**15 * 4  # shrinks, within noise of 0.8^15
     assert act_small[-1] / act_small[0] < 0.1
     assert act_big[-1] / act_big[0] > 10
     # BatchNorm's forward pass does not depend on the weight scale at all
-    a1, g1 = CS.init_profile(8, "batch", scale=1.0)
-    a2, g2 = CS.init_profile(8, "batch", scale=2.0)
+    a1, g1 = ch01.init_profile(8, "batch", scale=1.0)
+    a2, g2 = ch01.init_profile(8, "batch", scale=2.0)
     torch.testing.assert_close(a1, a2, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(g1, 2 * g2, atol=1e-3, rtol=1e-3)  # but gradients scale as 1/s
 
@@ -226,61 +226,65 @@ def test_figures_draw():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = CS.plot_activation_histograms(depth=6, scale=0.9, norm="layer", n_layers_shown=3)
+    fig, ax = ch01.plot_activation_histograms(depth=6, scale=0.9, norm="layer", n_layers_shown=3)
     assert len(ax.get_legend().get_texts()) == 3
-    run = CS.train_run("none", 0, CS.RunConfig(steps=10, landscape_at=(), ics_at=()))
+    run = ch01.train_run("none", 0, ch01.RunConfig(steps=10, landscape_at=(), ics_at=()))
     _, ax2 = plt.subplots()
-    CS.plot_percentiles(ax2, run, layer=2, unit=1)
+    ch01.plot_percentiles(ax2, run, layer=2, unit=1)
     plt.close("all")
 
 
 @pytest.mark.parametrize(
     ("call", "exc", "word"),
     [
-        (lambda: CS.DeepMLP(16, 32, 8, 4, norm="group"), ValueError, "norm"),
-        (lambda: CS.DeepMLP(16, 32, 8, 4, norm=1), TypeError, "norm"),
-        (lambda: CS.DeepMLP(16, 32, 0, 4), ValueError, "depth"),
-        (lambda: CS.DeepMLP(16, 32, 8, 4, gain=-1.0), ValueError, "gain"),
-        (lambda: CS.DeepMLP(16, 32, 8, 4, seed=-1), ValueError, "seed"),
-        (lambda: CS.ShiftScaleNoise(4, level=-0.1), ValueError, "level"),
-        (lambda: CS.ShiftScaleNoise(4, 0.5).resample(0), TypeError, "generator"),
-        (lambda: CS.make_task(n=1), ValueError, "n"),
-        (lambda: CS.pre_activation_stats(torch.ones(1, 3)), ValueError, "z"),
-        (lambda: CS.pre_activation_stats(torch.ones(4, 3, dtype=torch.long)), TypeError, "z"),
-        (lambda: CS.distribution_drift(torch.ones(1, 2, 3, 2)), ValueError, "stats"),
-        (lambda: CS.distribution_drift(torch.ones(3, 3, 1)), ValueError, "stats"),
-        (lambda: CS.RunConfig(steps=0), ValueError, "steps"),
-        (lambda: CS.RunConfig(lr=0.0), ValueError, "lr"),
-        (lambda: CS.RunConfig(landscape_at=(80,)), ValueError, "landscape_at"),
-        (lambda: CS.RunConfig(ics_at=[0]), ValueError, "ics_at"),
-        (lambda: CS.RunConfig(step_multiples=()), ValueError, "step_multiples"),
-        (lambda: CS.train_run("batch", 0, config={}), TypeError, "config"),
-        (lambda: CS.train_run("layers", 0), ValueError, "norm"),
-        (lambda: CS.gradient_shift(nn.Linear(2, 2), None, None, 0.1), TypeError, "model"),
+        (lambda: ch01.DeepMLP(16, 32, 8, 4, norm="group"), ValueError, "norm"),
+        (lambda: ch01.DeepMLP(16, 32, 8, 4, norm=1), TypeError, "norm"),
+        (lambda: ch01.DeepMLP(16, 32, 0, 4), ValueError, "depth"),
+        (lambda: ch01.DeepMLP(16, 32, 8, 4, gain=-1.0), ValueError, "gain"),
+        (lambda: ch01.DeepMLP(16, 32, 8, 4, seed=-1), ValueError, "seed"),
+        (lambda: ch01.ShiftScaleNoise(4, level=-0.1), ValueError, "level"),
+        (lambda: ch01.ShiftScaleNoise(4, 0.5).resample(0), TypeError, "generator"),
+        (lambda: ch01.make_task(n=1), ValueError, "n"),
+        (lambda: ch01.pre_activation_stats(torch.ones(1, 3)), ValueError, "z"),
+        (lambda: ch01.pre_activation_stats(torch.ones(4, 3, dtype=torch.long)), TypeError, "z"),
+        (lambda: ch01.distribution_drift(torch.ones(1, 2, 3, 2)), ValueError, "stats"),
+        (lambda: ch01.distribution_drift(torch.ones(3, 3, 1)), ValueError, "stats"),
+        (lambda: ch01.RunConfig(steps=0), ValueError, "steps"),
+        (lambda: ch01.RunConfig(lr=0.0), ValueError, "lr"),
+        (lambda: ch01.RunConfig(landscape_at=(80,)), ValueError, "landscape_at"),
+        (lambda: ch01.RunConfig(ics_at=[0]), ValueError, "ics_at"),
+        (lambda: ch01.RunConfig(step_multiples=()), ValueError, "step_multiples"),
+        (lambda: ch01.train_run("batch", 0, config={}), TypeError, "config"),
+        (lambda: ch01.train_run("layers", 0), ValueError, "norm"),
+        (lambda: ch01.gradient_shift(nn.Linear(2, 2), None, None, 0.1), TypeError, "model"),
         (
-            lambda: CS.gradient_shift(
-                CS.DeepMLP(16, 8, 2, 4), torch.ones(4, 16), torch.ones(4), 0.1
+            lambda: ch01.gradient_shift(
+                ch01.DeepMLP(16, 8, 2, 4), torch.ones(4, 16), torch.ones(4), 0.1
             ),
             TypeError,
             "y must be an int64",
         ),
         (
-            lambda: CS.loss_along_gradient(CS.DeepMLP(16, 8, 2, 4), torch.ones(4), None, [0.1]),
+            lambda: ch01.loss_along_gradient(ch01.DeepMLP(16, 8, 2, 4), torch.ones(4), None, [0.1]),
             TypeError,
             "x must be",
         ),
         (
-            lambda: CS.loss_along_gradient(CS.DeepMLP(16, 8, 2, 4), *CS.make_task(n=8), "0.1"),
+            lambda: ch01.loss_along_gradient(
+                ch01.DeepMLP(16, 8, 2, 4), *ch01.make_task(n=8), "0.1"
+            ),
             TypeError,
             "step_sizes",
         ),
         (
-            lambda: CS.loss_along_gradient(CS.DeepMLP(16, 8, 2, 4), *CS.make_task(n=8), [-1.0]),
+            lambda: ch01.loss_along_gradient(
+                ch01.DeepMLP(16, 8, 2, 4), *ch01.make_task(n=8), [-1.0]
+            ),
             ValueError,
             "step_sizes",
         ),
-        (lambda: CS.init_profile(8, scale=0.0), ValueError, "scale"),
-        (lambda: CS.plot_activation_histograms(depth=0), ValueError, "depth"),
+        (lambda: ch01.init_profile(8, scale=0.0), ValueError, "scale"),
+        (lambda: ch01.plot_activation_histograms(depth=0), ValueError, "depth"),
     ],
 )
 def test_bad_input_is_rejected_with_a_message_naming_the_argument(call, exc, word):
@@ -294,15 +298,15 @@ def test_bad_input_is_rejected_with_a_message_naming_the_argument(call, exc, wor
 @pytest.fixture(scope="module")
 def runs():
     """The chapter's nine training runs: three networks, three seeds, default config."""
-    return {norm: [CS.train_run(norm, seed) for seed in SEEDS] for norm in CS.NORMS}
+    return {norm: [ch01.train_run(norm, seed) for seed in SEEDS] for norm in ch01.NORMS}
 
 
 @pytest.fixture(scope="module")
 def noisy():
     """The chapter's noisy runs: noise after every BatchNorm, and the same noise without."""
-    config = replace(CS.RunConfig(), noise=NOISE, ics_at=())
+    config = replace(ch01.RunConfig(), noise=NOISE, ics_at=())
     return {
-        norm: [CS.train_run(norm, seed, config) for seed in SEEDS] for norm in ("batch", "none")
+        norm: [ch01.train_run(norm, seed, config) for seed in SEEDS] for norm in ("batch", "none")
     }
 
 
@@ -338,7 +342,7 @@ def test_claim_batchnorm_does_not_reduce_santurkar_ics(runs):
     # layer 1 has no earlier layers: its shift is 0 by definition, so it is left out
     rel = {
         n: torch.stack([(r.ics_l2[:, 1:] / r.grad_norm[:, 1:]).mean() for r in runs[n]])
-        for n in CS.NORMS
+        for n in ch01.NORMS
     }
     for r in runs["batch"]:
         assert (r.ics_l2[:, 0] == 0).all() and (r.ics_cos[:, 0] == 1).all()
@@ -359,26 +363,26 @@ def test_claim_noisy_batchnorm(runs, noisy):
 
 
 def test_claim_batchnorm_loss_rises_less_along_the_gradient(runs, noisy):
-    rise = {n: torch.stack([r.landscape_rise().mean() for r in runs[n]]) for n in CS.NORMS}
+    rise = {n: torch.stack([r.landscape_rise().mean() for r in runs[n]]) for n in ch01.NORMS}
     assert (rise["batch"] < rise["none"]).all()
     assert (rise["none"] / rise["batch"] > 2).all()
     # the chapter states no ordering for the noisy network: its rise is below the plain
     # net's in some seeds only (it is measured, and shown, all the same)
-    assert len(noisy["batch"][0].landscape_steps) == len(CS.RunConfig().landscape_at)
+    assert len(noisy["batch"][0].landscape_steps) == len(ch01.RunConfig().landscape_at)
 
 
 def test_claim_batchnorm_gradients_explode_toward_the_input_at_initialization():
     for seed in SEEDS:
-        _, grad = CS.init_profile(DEPTH, "batch", seed=seed)
+        _, grad = ch01.init_profile(DEPTH, "batch", seed=seed)
         assert grad[1] / grad[-1] > 50
-        act, _ = CS.init_profile(DEPTH, "batch", seed=seed)
+        act, _ = ch01.init_profile(DEPTH, "batch", seed=seed)
         assert act.max() / act.min() < 1.1  # while the forward scale is flat
 
 
 def test_claim_product_of_measured_factors_follows_the_weight_scale():
     prod = {}
     for s in (0.95, 1.0, 1.05):
-        act, _ = CS.init_profile(DEPTH, "none", scale=s)
+        act, _ = ch01.init_profile(DEPTH, "none", scale=s)
         factors = act[1:] / act[:-1]
         torch.testing.assert_close(factors.prod(), act[-1] / act[0])  # telescoping
         assert abs(factors.mean().item() - s) < 0.03
@@ -387,8 +391,8 @@ def test_claim_product_of_measured_factors_follows_the_weight_scale():
 
 
 def test_claim_batchnorm_beats_plain_at_smaller_learning_rates(runs):
-    config = replace(CS.RunConfig(), landscape_at=(), ics_at=())
+    config = replace(ch01.RunConfig(), landscape_at=(), ics_at=())
     best_plain = min(
-        CS.train_run("none", 0, replace(config, lr=lr)).final_loss() for lr in (0.1, 0.2, 0.3)
+        ch01.train_run("none", 0, replace(config, lr=lr)).final_loss() for lr in (0.1, 0.2, 0.3)
     )
     assert runs["batch"][0].final_loss() < best_plain

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.experiments import placement as pl
+from course_lib.experiments import ch07_prenorm_vs_postnorm as ch07
 from course_lib.modules import TransformerBlock
 from course_lib.notebook import setup
 
@@ -32,7 +32,7 @@ RUNS = {
     "Post-LN, warmup": (False, WARMUP),
     "Pre-LN, no warmup": (True, 0),
 }
-TASK = pl.TaskConfig()
+TASK = ch07.TaskConfig()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,7 +50,7 @@ def test_settings_match_the_notebook():
     assert f"DEPTHS = {DEPTHS}" in source
     assert f"N_LAYERS, LR, STEPS, WARMUP = {N_LAYERS}, {LR}, {STEPS}, {WARMUP}" in source
     assert f"BETAS = {BETAS}" in source
-    assert "task = pl.TaskConfig()" in source
+    assert "task = ch07.TaskConfig()" in source
     for name, (norm_first, warmup) in RUNS.items():
         assert f'"{name}": ({norm_first}, {"WARMUP" if warmup else 0})' in source, name
 
@@ -62,34 +62,34 @@ def test_settings_match_the_notebook():
 
 def test_two_state_chain_by_hand():
     p = torch.tensor([[0.9, 0.1], [0.5, 0.5]], dtype=torch.float64)
-    pi = pl.stationary_distribution(p)
+    pi = ch07.stationary_distribution(p)
     assert torch.allclose(pi, torch.tensor([5 / 6, 1 / 6], dtype=torch.float64), atol=1e-12)
 
     def h(q: float) -> float:
         return -(q * math.log(q) + (1 - q) * math.log(1 - q))
 
-    assert pl.entropy_rate(p) == pytest.approx(5 / 6 * h(0.1) + 1 / 6 * h(0.5), abs=1e-12)
+    assert ch07.entropy_rate(p) == pytest.approx(5 / 6 * h(0.1) + 1 / 6 * h(0.5), abs=1e-12)
 
 
 def test_entropy_rate_limits():
     v = 5
     uniform = torch.full((v, v), 1 / v, dtype=torch.float64)
-    assert pl.entropy_rate(uniform) == pytest.approx(math.log(v), abs=1e-12)
+    assert ch07.entropy_rate(uniform) == pytest.approx(math.log(v), abs=1e-12)
     cycle = torch.roll(torch.eye(v, dtype=torch.float64), 1, dims=1)  # i -> i + 1
-    assert pl.entropy_rate(cycle) == pytest.approx(0.0, abs=1e-12)
-    assert torch.allclose(pl.stationary_distribution(cycle), torch.full((v,), 1 / v).double())
+    assert ch07.entropy_rate(cycle) == pytest.approx(0.0, abs=1e-12)
+    assert torch.allclose(ch07.stationary_distribution(cycle), torch.full((v,), 1 / v).double())
 
 
 def test_random_source_is_a_stationary_chain():
-    source = pl.MarkovSource.random(16, 0.3, seed=0)
+    source = ch07.MarkovSource.random(16, 0.3, seed=0)
     p, pi = source.transition, source.stationary
     assert p.shape == (16, 16) and p.dtype == torch.float64
     assert torch.allclose(p.sum(1), torch.ones(16, dtype=torch.float64))
     assert torch.allclose(pi @ p, pi, atol=1e-12)
     assert 0 < source.entropy_rate < source.unigram_entropy <= math.log(16) + 1e-12
-    again = pl.MarkovSource.random(16, 0.3, seed=0)
+    again = ch07.MarkovSource.random(16, 0.3, seed=0)
     assert torch.equal(again.transition, p)
-    assert not torch.equal(pl.MarkovSource.random(16, 0.3, seed=1).transition, p)
+    assert not torch.equal(ch07.MarkovSource.random(16, 0.3, seed=1).transition, p)
 
 
 def test_sampled_loss_of_the_true_model_is_the_entropy_rate():
@@ -101,7 +101,7 @@ def test_sampled_loss_of_the_true_model_is_the_entropy_rate():
 
 
 def test_samples_follow_the_transition_matrix():
-    source = pl.MarkovSource.random(4, 1.0, seed=3)
+    source = ch07.MarkovSource.random(4, 1.0, seed=3)
     tokens = source.sample(2000, 20, torch.Generator().manual_seed(0))
     counts = torch.zeros(4, 4, dtype=torch.float64)
     counts.index_put_(
@@ -126,18 +126,18 @@ def test_block_equals_torch_encoder_layer_with_a_causal_mask(norm_first):
     )
     block = TransformerBlock.from_torch(layer)
     x = torch.randn(4, 10, 32, dtype=torch.float64)
-    allowed = pl.causal_mask(10)
+    allowed = ch07.causal_mask(10)
     assert torch.allclose(block(x, attn_mask=allowed), layer(x, src_mask=~allowed), atol=1e-12)
 
 
 def test_causal_mask():
-    m = pl.causal_mask(4)
+    m = ch07.causal_mask(4)
     assert m.dtype == torch.bool and m.shape == (4, 4)
     assert torch.equal(m, torch.tril(torch.ones(4, 4, dtype=torch.bool)))
 
 
 def test_tiny_lm_is_causal():
-    model = pl.make_model(TASK, 2, True, seed=0)
+    model = ch07.make_model(TASK, 2, True, seed=0)
     tokens = TASK.source().sample(2, 12, torch.Generator().manual_seed(0))
     changed = tokens.clone()
     changed[:, 8:] = (changed[:, 8:] + 1) % TASK.vocab_size
@@ -149,11 +149,11 @@ def test_tiny_lm_is_causal():
 
 
 def test_same_seed_same_weights_for_both_placements():
-    post = pl.make_model(TASK, 3, False, seed=5).state_dict()
-    pre = pl.make_model(TASK, 3, True, seed=5).state_dict()
+    post = ch07.make_model(TASK, 3, False, seed=5).state_dict()
+    pre = ch07.make_model(TASK, 3, True, seed=5).state_dict()
     assert set(pre) - set(post) == {"stack.final_norm.weight", "stack.final_norm.bias"}
     assert all(torch.equal(post[k], pre[k]) for k in post)
-    other = pl.make_model(TASK, 3, False, seed=6).state_dict()
+    other = ch07.make_model(TASK, 3, False, seed=6).state_dict()
     assert not torch.equal(post["embedding.weight"], other["embedding.weight"])
 
 
@@ -161,14 +161,14 @@ def test_make_model_leaves_the_global_rng_alone():
     torch.manual_seed(11)
     expected = torch.rand(3)
     torch.manual_seed(11)
-    pl.make_model(TASK, 2, False, seed=0)
+    ch07.make_model(TASK, 2, False, seed=0)
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_warmup_linear_decay_factors():
     param = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=1.0)
-    sched = pl.warmup_linear_decay(opt, 4, 10)
+    sched = ch07.warmup_linear_decay(opt, 4, 10)
     seen = []
     for _ in range(10):
         seen.append(opt.param_groups[0]["lr"])
@@ -177,19 +177,19 @@ def test_warmup_linear_decay_factors():
     expected = [min(1.0, (s + 1) / 4) * (1 - s / 10) for s in range(10)]
     assert seen == pytest.approx(expected)
     opt2 = torch.optim.SGD([param], lr=1.0)
-    pl.warmup_linear_decay(opt2, 0, 10)
+    ch07.warmup_linear_decay(opt2, 0, 10)
     assert opt2.param_groups[0]["lr"] == pytest.approx(1.0)
 
 
 def test_loglog_slope_recovers_a_power_law():
     x = [2.0, 4.0, 8.0, 16.0]
-    assert pl.loglog_slope(x, [3.0 * v**-0.5 for v in x]) == pytest.approx(-0.5)
-    assert pl.loglog_slope(x, [1.0, 1.0, 1.0, 1.0]) == pytest.approx(0.0)
+    assert ch07.loglog_slope(x, [3.0 * v**-0.5 for v in x]) == pytest.approx(-0.5)
+    assert ch07.loglog_slope(x, [1.0, 1.0, 1.0, 1.0]) == pytest.approx(0.0)
 
 
 def test_hidden_rms_of_a_layernorm_output_is_one():
     y = nn.functional.layer_norm(torch.randn(3, 5, 32) * 7 + 2, (32,))
-    assert pl.hidden_rms([y]).item() == pytest.approx(1.0, abs=1e-4)
+    assert ch07.hidden_rms([y]).item() == pytest.approx(1.0, abs=1e-4)
 
 
 # --------------------------------------------------------------------------------------
@@ -200,34 +200,38 @@ def test_hidden_rms_of_a_layernorm_output_is_one():
 @pytest.mark.parametrize(
     ("call", "error", "name"),
     [
-        (lambda: pl.causal_mask(0), ValueError, "length"),
-        (lambda: pl.causal_mask(2.0), TypeError, "length"),
-        (lambda: pl.entropy_rate(torch.ones(2, 3)), ValueError, "transition"),
-        (lambda: pl.entropy_rate(torch.ones(2, 2)), ValueError, "transition"),
-        (lambda: pl.entropy_rate(torch.eye(2, dtype=torch.long)), TypeError, "transition"),
-        (lambda: pl.entropy_rate([[1.0]]), TypeError, "transition"),
-        (lambda: pl.MarkovSource.random(0, 0.3, 0), ValueError, "vocab_size"),
-        (lambda: pl.MarkovSource.random(4, -1.0, 0), ValueError, "concentration"),
-        (lambda: pl.MarkovSource.random(4, 0.3, "0"), TypeError, "seed"),
+        (lambda: ch07.causal_mask(0), ValueError, "length"),
+        (lambda: ch07.causal_mask(2.0), TypeError, "length"),
+        (lambda: ch07.entropy_rate(torch.ones(2, 3)), ValueError, "transition"),
+        (lambda: ch07.entropy_rate(torch.ones(2, 2)), ValueError, "transition"),
+        (lambda: ch07.entropy_rate(torch.eye(2, dtype=torch.long)), TypeError, "transition"),
+        (lambda: ch07.entropy_rate([[1.0]]), TypeError, "transition"),
+        (lambda: ch07.MarkovSource.random(0, 0.3, 0), ValueError, "vocab_size"),
+        (lambda: ch07.MarkovSource.random(4, -1.0, 0), ValueError, "concentration"),
+        (lambda: ch07.MarkovSource.random(4, 0.3, "0"), TypeError, "seed"),
         (lambda: TASK.source().sample(2, 0, torch.Generator()), ValueError, "length"),
         (lambda: TASK.source().sample(2, 3, 0), TypeError, "generator"),
-        (lambda: pl.TaskConfig(vocab_size=0), ValueError, "vocab_size"),
-        (lambda: pl.TaskConfig(seq_len=1), ValueError, "seq_len"),
-        (lambda: pl.make_model("task", 2, True, 0), TypeError, "task"),
-        (lambda: pl.make_model(TASK, 0, True, 0), ValueError, "n_layers"),
-        (lambda: pl.init_statistics(TASK, 2, True, []), ValueError, "seeds"),
-        (lambda: pl.init_statistics(TASK, 2, True, "01"), TypeError, "seeds"),
-        (lambda: pl.init_statistics(TASK, 2, True, [0], parameter="W9"), ValueError, "parameter"),
-        (lambda: pl.depth_sweep(TASK, [], True, [0]), TypeError, "depths"),
-        (lambda: pl.depth_sweep(TASK, [0], True, [0]), ValueError, "depths"),
-        (lambda: pl.loglog_slope([1.0], [1.0]), ValueError, "x and y"),
-        (lambda: pl.loglog_slope([1.0, 2.0], [0.0, 1.0]), ValueError, "positive"),
-        (lambda: pl.warmup_linear_decay(_sgd(), -1, 10), ValueError, "warmup_steps"),
-        (lambda: pl.warmup_linear_decay(_sgd(), 11, 10), ValueError, "warmup_steps"),
-        (lambda: pl.train_lm(TASK, 2, True, 0, lr=0.0, warmup_steps=0, steps=1), ValueError, "lr"),
-        (lambda: pl.next_token_loss(torch.zeros(2, 3), torch.zeros(2)), ValueError, "logits"),
-        (lambda: pl.make_model(TASK, 1, True, 0)(torch.zeros(1, 3)), TypeError, "tokens"),
-        (lambda: pl.heldout_loss(nn.Linear(2, 2), TASK), TypeError, "model"),
+        (lambda: ch07.TaskConfig(vocab_size=0), ValueError, "vocab_size"),
+        (lambda: ch07.TaskConfig(seq_len=1), ValueError, "seq_len"),
+        (lambda: ch07.make_model("task", 2, True, 0), TypeError, "task"),
+        (lambda: ch07.make_model(TASK, 0, True, 0), ValueError, "n_layers"),
+        (lambda: ch07.init_statistics(TASK, 2, True, []), ValueError, "seeds"),
+        (lambda: ch07.init_statistics(TASK, 2, True, "01"), TypeError, "seeds"),
+        (lambda: ch07.init_statistics(TASK, 2, True, [0], parameter="W9"), ValueError, "parameter"),
+        (lambda: ch07.depth_sweep(TASK, [], True, [0]), TypeError, "depths"),
+        (lambda: ch07.depth_sweep(TASK, [0], True, [0]), ValueError, "depths"),
+        (lambda: ch07.loglog_slope([1.0], [1.0]), ValueError, "x and y"),
+        (lambda: ch07.loglog_slope([1.0, 2.0], [0.0, 1.0]), ValueError, "positive"),
+        (lambda: ch07.warmup_linear_decay(_sgd(), -1, 10), ValueError, "warmup_steps"),
+        (lambda: ch07.warmup_linear_decay(_sgd(), 11, 10), ValueError, "warmup_steps"),
+        (
+            lambda: ch07.train_lm(TASK, 2, True, 0, lr=0.0, warmup_steps=0, steps=1),
+            ValueError,
+            "lr",
+        ),
+        (lambda: ch07.next_token_loss(torch.zeros(2, 3), torch.zeros(2)), ValueError, "logits"),
+        (lambda: ch07.make_model(TASK, 1, True, 0)(torch.zeros(1, 3)), TypeError, "tokens"),
+        (lambda: ch07.heldout_loss(nn.Linear(2, 2), TASK), TypeError, "model"),
     ],
 )
 def test_bad_input_is_named(call, error, name):
@@ -247,8 +251,8 @@ def _sgd() -> torch.optim.Optimizer:
 @pytest.fixture(scope="module")
 def init_stats():
     return {
-        (name, depth): pl.init_statistics(TASK, depth, norm_first, SEEDS)
-        for name, norm_first in pl.PLACEMENTS.items()
+        (name, depth): ch07.init_statistics(TASK, depth, norm_first, SEEDS)
+        for name, norm_first in ch07.PLACEMENTS.items()
         for depth in DEPTHS
     }
 
@@ -262,14 +266,14 @@ def _last(stats, name: str, field: str) -> torch.Tensor:
 
 def test_claim_post_ln_last_layer_gradient_does_not_fall_with_depth(init_stats):
     g = _last(init_stats, "Post-LN", "grad_norms")
-    assert abs(pl.loglog_slope(DEPTHS, g)) < 0.1
+    assert abs(ch07.loglog_slope(DEPTHS, g)) < 0.1
     assert g[DEPTHS.index(16)] / g[DEPTHS.index(4)] > 0.85
 
 
 def test_claim_pre_ln_last_layer_gradient_falls_with_depth(init_stats):
     g = _last(init_stats, "Pre-LN", "grad_norms")
     assert bool((g.diff() < 0).all())  # falls at every step in depth
-    slope = pl.loglog_slope(DEPTHS, g)
+    slope = ch07.loglog_slope(DEPTHS, g)
     assert -0.5 < slope < -0.2  # falls, but more slowly than 1/sqrt(L) at these depths
     assert g[DEPTHS.index(16)] / g[DEPTHS.index(4)] < 0.8
 
@@ -311,7 +315,7 @@ def test_claim_final_layernorm_fixes_the_logit_scale():
         for d in DEPTHS:
             rms = []
             for seed in SEEDS:
-                model = pl.make_model(TASK, d, True, seed, final_norm=with_final)
+                model = ch07.make_model(TASK, d, True, seed, final_norm=with_final)
                 with torch.no_grad():
                     rms.append(model(batch[:, :-1]).pow(2).mean().sqrt().item())
             scale.append(sum(rms) / len(rms))
@@ -321,26 +325,26 @@ def test_claim_final_layernorm_fixes_the_logit_scale():
 
 
 def test_claim_without_final_norm_the_pre_ln_gradient_does_not_fall():
-    g, _ = pl.depth_sweep(TASK, DEPTHS, True, SEEDS, final_norm=False)
-    assert pl.loglog_slope(DEPTHS, g.mean(0)) > -0.1
+    g, _ = ch07.depth_sweep(TASK, DEPTHS, True, SEEDS, final_norm=False)
+    assert ch07.loglog_slope(DEPTHS, g.mean(0)) > -0.1
 
 
 def test_claim_rmsnorm_gives_the_same_depth_trend():
     slopes = {}
-    for name, norm_first in pl.PLACEMENTS.items():
-        g, _ = pl.depth_sweep(TASK, DEPTHS, norm_first, SEEDS, norm="rms")
-        slopes[name] = pl.loglog_slope(DEPTHS, g.mean(0))
+    for name, norm_first in ch07.PLACEMENTS.items():
+        g, _ = ch07.depth_sweep(TASK, DEPTHS, norm_first, SEEDS, norm="rms")
+        slopes[name] = ch07.loglog_slope(DEPTHS, g.mean(0))
     assert abs(slopes["Post-LN"]) < 0.1
     assert slopes["Pre-LN"] < -0.2
 
 
 @pytest.fixture(scope="module")
 def warmup_result():
-    result = pl.warmup_experiment(
+    result = ch07.warmup_experiment(
         TASK, RUNS, SEEDS, n_layers=N_LAYERS, lr=LR, steps=STEPS, betas=BETAS
     )
     heldout = {
-        name: torch.tensor([pl.heldout_loss(m, TASK) for m in models])
+        name: torch.tensor([ch07.heldout_loss(m, TASK) for m in models])
         for name, models in result.models.items()
     }
     share = {
@@ -365,18 +369,18 @@ def test_claim_warmup_three_way_comparison_holds_on_every_seed(warmup_result):
 
 def test_claim_post_ln_trains_without_warmup_at_a_quarter_of_the_rate():
     source = TASK.source()
-    _, model = pl.train_lm(
+    _, model = ch07.train_lm(
         TASK, N_LAYERS, False, 0, lr=LR / 4, warmup_steps=0, steps=STEPS, betas=BETAS
     )
-    share = (source.unigram_entropy - pl.heldout_loss(model, TASK)) / (
+    share = (source.unigram_entropy - ch07.heldout_loss(model, TASK)) / (
         source.unigram_entropy - source.entropy_rate
     )
     assert share > 0.85
 
 
 def test_training_is_deterministic():
-    a, _ = pl.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
-    b, _ = pl.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
+    a, _ = ch07.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
+    b, _ = ch07.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
     assert a == b and len(a) == 5
 
 
@@ -385,40 +389,44 @@ def test_training_is_deterministic():
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_stacked_tinylm_computes_each_models_own_output(norm_first):
-    task = pl.TaskConfig()
-    models = [pl.make_model(task, 2, norm_first, seed) for seed in (0, 1, 2)]
-    stacked = pl.StackedTinyLM(models)
+    task = ch07.TaskConfig()
+    models = [ch07.make_model(task, 2, norm_first, seed) for seed in (0, 1, 2)]
+    stacked = ch07.StackedTinyLM(models)
     tokens = torch.stack(
         [task.source().sample(4, 16, torch.Generator().manual_seed(s)) for s in range(3)]
     )  # (M, B, T)
     with torch.no_grad():
         each = torch.stack([m(tokens[i]) for i, m in enumerate(models)])
         torch.testing.assert_close(stacked(tokens), each, rtol=0, atol=1e-13)
-    losses = pl.next_token_losses(stacked(tokens[:, :, :-1]), tokens[:, :, 1:])
-    own = [pl.next_token_loss(m(tokens[i, :, :-1]), tokens[i, :, 1:]) for i, m in enumerate(models)]
+    losses = ch07.next_token_losses(stacked(tokens[:, :, :-1]), tokens[:, :, 1:])
+    own = [
+        ch07.next_token_loss(m(tokens[i, :, :-1]), tokens[i, :, 1:]) for i, m in enumerate(models)
+    ]
     torch.testing.assert_close(losses, torch.stack(own).detach(), rtol=0, atol=1e-13)
 
 
 def test_train_stacked_ends_where_each_separate_adam_run_ends():
     from course_lib.experiments.common import train_stacked
 
-    task, steps = pl.TaskConfig(), 40
+    task, steps = ch07.TaskConfig(), 40
     runs = [(False, 0, 0), (False, 10, 1), (True, 0, 2)]  # (norm_first, warmup, seed)
     for norm_first in (False, True):
         chosen = [(w, s) for nf, w, s in runs if nf == norm_first]
-        starts = [pl.make_model(task, 2, norm_first, s) for _, s in chosen]
-        data = torch.stack([pl.training_batches(task, s, steps) for _, s in chosen])
-        rates = torch.stack([0.01 * pl.schedule_factors(w, steps) for w, _ in chosen])
-        stacked = pl.StackedTinyLM(starts)
+        starts = [ch07.make_model(task, 2, norm_first, s) for _, s in chosen]
+        data = torch.stack([ch07.training_batches(task, s, steps) for _, s in chosen])
+        rates = torch.stack([0.01 * ch07.schedule_factors(w, steps) for w, _ in chosen])
+        stacked = ch07.StackedTinyLM(starts)
         curves = train_stacked(
             stacked,
             lambda t, d=data: (d[:, t, :, :-1], d[:, t, :, 1:]),
-            pl.next_token_losses,
+            ch07.next_token_losses,
             rates,
             betas=(0.9, 0.98),
         )
         for i, (w, s) in enumerate(chosen):
-            curve, alone = pl.train_lm(task, 2, norm_first, s, lr=0.01, warmup_steps=w, steps=steps)
+            curve, alone = ch07.train_lm(
+                task, 2, norm_first, s, lr=0.01, warmup_steps=w, steps=steps
+            )
             torch.testing.assert_close(
                 curves[i], torch.tensor(curve, dtype=torch.float64), rtol=1e-9, atol=1e-9
             )
@@ -431,17 +439,17 @@ def test_train_stacked_ends_where_each_separate_adam_run_ends():
 def test_train_stacked_stops_a_model_whose_loss_is_not_finite():
     from course_lib.experiments.common import train_stacked
 
-    task, steps = pl.TaskConfig(), 5
-    starts = [pl.make_model(task, 2, True, s) for s in (0, 1)]
-    stacked = pl.StackedTinyLM(starts)
+    task, steps = ch07.TaskConfig(), 5
+    starts = [ch07.make_model(task, 2, True, s) for s in (0, 1)]
+    stacked = ch07.StackedTinyLM(starts)
     with torch.no_grad():  # model 1 starts with a non-finite weight: its loss is nan
         stacked.head__weight[1, 0, 0] = math.inf
     before = stacked.embedding__weight[1].clone()
-    data = torch.stack([pl.training_batches(task, s, steps) for s in (0, 1)])
+    data = torch.stack([ch07.training_batches(task, s, steps) for s in (0, 1)])
     curves = train_stacked(
         stacked,
         lambda t: (data[:, t, :, :-1], data[:, t, :, 1:]),
-        pl.next_token_losses,
+        ch07.next_token_losses,
         torch.full((2, steps), 0.01, dtype=torch.float64),
     )
     assert torch.isfinite(curves[0]).all() and torch.isnan(curves[1]).all()
@@ -451,29 +459,29 @@ def test_train_stacked_stops_a_model_whose_loss_is_not_finite():
 def test_stacked_training_rejects_bad_arguments():
     from course_lib.experiments.common import train_stacked
 
-    task = pl.TaskConfig()
-    post, pre = pl.make_model(task, 2, False, 0), pl.make_model(task, 2, True, 0)
+    task = ch07.TaskConfig()
+    post, pre = ch07.make_model(task, 2, False, 0), ch07.make_model(task, 2, True, 0)
     with pytest.raises(ValueError, match="one configuration"):
-        pl.StackedTinyLM([post, pre])
+        ch07.StackedTinyLM([post, pre])
     with pytest.raises(TypeError, match="TinyLM"):
-        pl.StackedTinyLM([nn.Linear(2, 2)])
-    stacked = pl.StackedTinyLM([post, post])
+        ch07.StackedTinyLM([nn.Linear(2, 2)])
+    stacked = ch07.StackedTinyLM([post, post])
     with pytest.raises(ValueError, match="shape"):
         stacked(torch.zeros(3, 2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="leading model dimension of 3"):
-        train_stacked(stacked, lambda t: None, pl.next_token_losses, torch.ones(3, 4))
+        train_stacked(stacked, lambda t: None, ch07.next_token_losses, torch.ones(3, 4))
     with pytest.raises(ValueError, match="lr"):
-        train_stacked(stacked, lambda t: None, pl.next_token_losses, -torch.ones(2, 4))
+        train_stacked(stacked, lambda t: None, ch07.next_token_losses, -torch.ones(2, 4))
 
 
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: pl.training_batches("task", 0, 5), TypeError, "task"),
-        (lambda: pl.training_batches(pl.TaskConfig(), 0.5, 5), TypeError, "seed"),
-        (lambda: pl.training_batches(pl.TaskConfig(), 0, 0), ValueError, "steps"),
-        (lambda: pl.schedule_factors(-1, 5), ValueError, "warmup_steps"),
-        (lambda: pl.schedule_factors(6, 5), ValueError, "warmup_steps"),
+        (lambda: ch07.training_batches("task", 0, 5), TypeError, "task"),
+        (lambda: ch07.training_batches(ch07.TaskConfig(), 0.5, 5), TypeError, "seed"),
+        (lambda: ch07.training_batches(ch07.TaskConfig(), 0, 0), ValueError, "steps"),
+        (lambda: ch07.schedule_factors(-1, 5), ValueError, "warmup_steps"),
+        (lambda: ch07.schedule_factors(6, 5), ValueError, "warmup_steps"),
     ],
 )
 def test_sweep_helpers_reject_bad_arguments(call, error, match):
@@ -482,10 +490,10 @@ def test_sweep_helpers_reject_bad_arguments(call, error, match):
 
 
 def test_schedule_factors_are_the_schedulers_rates():
-    factors = pl.schedule_factors(4, 10)
+    factors = ch07.schedule_factors(4, 10)
     assert factors.dtype == torch.float64 and factors.shape == (10,)
     expected = [min(1.0, (s + 1) / 4) * (1 - s / 10) for s in range(10)]
     torch.testing.assert_close(factors, torch.tensor(expected, dtype=torch.float64))
-    batches = pl.training_batches(pl.TaskConfig(), 3, 4)
+    batches = ch07.training_batches(ch07.TaskConfig(), 3, 4)
     assert batches.shape == (4, 16, 16) and batches.dtype == torch.long
-    assert torch.equal(batches, pl.training_batches(pl.TaskConfig(), 3, 4))
+    assert torch.equal(batches, ch07.training_batches(ch07.TaskConfig(), 3, 4))

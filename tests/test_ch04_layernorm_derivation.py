@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from course_lib.autograd import LayerNormFunction, layer_norm_backward
 from course_lib.data import batchnorm_table, contextual_batch, scale_pair
-from course_lib.experiments.layernorm_math import (
+from course_lib.experiments.ch04_layernorm_derivation import (
     EXPECTED_INVARIANCE,
     INVARIANCE_NORMS,
     INVARIANCE_TRANSFORMS,
@@ -342,7 +342,7 @@ def test_plot_row_steps_draws_four_panels_and_checks_inputs():
 def test_plot_normalized_geometry_and_its_checks():
     import matplotlib.pyplot as plt
 
-    from course_lib.experiments.layernorm_math import plot_normalized_geometry
+    from course_lib.experiments.ch04_layernorm_derivation import plot_normalized_geometry
 
     fig, axes = plot_normalized_geometry({"Hi": contextual_batch()[0, 0]}, n_random=20)
     assert len(axes) == 2

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from course_lib import functional as CF
 from course_lib import modules as M
 from course_lib.data import PADDED_LENGTHS, PRODUCTION_BATCH, contextual_batch
-from course_lib.experiments import padding as P
+from course_lib.experiments import ch03_padding_corruption as ch03
 
 F64 = torch.float64
 
@@ -44,10 +44,10 @@ def _padded_batch(
 @pytest.mark.parametrize("p", [0.0, 0.05, 0.25, 0.5, 0.7, 0.9, 0.99])
 def test_padding_law_equals_numeric_batch_statistics(p, seed):
     rows, is_real = _padded_batch(seed, 1000, 5, p)
-    mean_real, var_real = P.feature_moments(rows, is_real)
-    mean_pad, var_pad = P.feature_moments(rows)
+    mean_real, var_real = ch03.feature_moments(rows, is_real)
+    mean_pad, var_pad = ch03.feature_moments(rows)
     exact_p = 1 - is_real.sum().item() / is_real.numel()
-    law_mean, law_var = P.padding_law(mean_real, var_real, exact_p)
+    law_mean, law_var = ch03.padding_law(mean_real, var_real, exact_p)
     torch.testing.assert_close(law_mean, mean_pad, rtol=1e-12, atol=0)
     torch.testing.assert_close(law_var, var_pad, rtol=1e-12, atol=0)
     # and batch_norm really normalizes with these statistics
@@ -61,8 +61,8 @@ def test_padding_law_equals_numeric_batch_statistics(p, seed):
 def test_padding_law_on_the_notes_batch():
     x = contextual_batch()
     mask = CF.padding_mask(PADDED_LENGTHS, x.shape[1])
-    law_mean, law_var = P.padding_law(*P.feature_moments(x, mask), 0.25)
-    mean8, var8 = P.feature_moments(x)
+    law_mean, law_var = ch03.padding_law(*ch03.feature_moments(x, mask), 0.25)
+    mean8, var8 = ch03.feature_moments(x)
     torch.testing.assert_close(law_mean, mean8, rtol=1e-12, atol=0)
     torch.testing.assert_close(law_var, var8, rtol=1e-12, atol=0)
     # the notes' two versions of feature 1's variance: 72.85 / 8 is right, 34.12 / 8 is not
@@ -74,13 +74,13 @@ def test_padding_law_on_the_notes_batch():
 def test_production_batch_mean_is_three_tenths_and_variance_follows_the_law(seed):
     prod = PRODUCTION_BATCH
     g = torch.Generator().manual_seed(seed)
-    lengths = P.lengths_with_total(prod.batch_size, prod.max_len, prod.real, g)
+    lengths = ch03.lengths_with_total(prod.batch_size, prod.max_len, prod.real, g)
     mask = CF.padding_mask(lengths, prod.max_len)
     feats = 5.0 + 2.0 * torch.randn(prod.batch_size, prod.max_len, 3, generator=g, dtype=F64)
     feats = feats * mask[..., None]
     assert prod.pad_fraction == pytest.approx(0.7, abs=1e-15)
-    mean_r, var_r = P.feature_moments(feats, mask)
-    mean_p, var_p = P.feature_moments(feats)
+    mean_r, var_r = ch03.feature_moments(feats, mask)
+    mean_p, var_p = ch03.feature_moments(feats)
     torch.testing.assert_close(
         mean_p / mean_r, torch.full((3,), 0.3, dtype=F64), rtol=1e-12, atol=0
     )
@@ -96,7 +96,7 @@ def test_variance_grows_exactly_above_the_threshold():
     for factor, grows in [(0.99, False), (1.01, True)]:
         real = factor * threshold + z
         padded = torch.cat([real, torch.zeros(n - real.shape[0], 1, dtype=F64)])
-        assert (P.feature_moments(padded)[1] > P.feature_moments(real)[1]).item() is grows
+        assert (ch03.feature_moments(padded)[1] > ch03.feature_moments(real)[1]).item() is grows
 
 
 # --- LayerNorm vs BatchNorm under padding ----------------------------------------------
@@ -115,7 +115,7 @@ def test_layer_norm_is_bit_identical_under_any_padding(d, pad_content):
     with torch.no_grad():
         alone_module = [module(s) for s in sentences]
     for max_len in (7, 8, 20, 64):
-        batch, mask = P.pad_sequences(sentences, max_len)
+        batch, mask = ch03.pad_sequences(sentences, max_len)
         if pad_content == "junk":
             junk = 1e3 * torch.randn(batch.shape, generator=g, dtype=F64)
             batch = torch.where(mask[..., None], batch, junk)
@@ -136,7 +136,7 @@ def test_masked_batch_norm_equals_batch_norm_on_the_unpadded_rows(dtype, seed):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 12, (6,), generator=g).tolist()
     sentences = [torch.randn(n, 4, generator=g, dtype=dtype) * 2 + 3 for n in lengths]
-    batch, mask = P.pad_sequences(sentences, max(lengths) + 5)
+    batch, mask = ch03.pad_sequences(sentences, max(lengths) + 5)
     batch = torch.where(mask[..., None], batch, torch.full_like(batch, 7.0))  # non-zero PAD
     packed = torch.cat(sentences)  # (sum of lengths, 4): no PAD rows at all
     masked_bn, packed_bn = M.BatchNorm(4).to(dtype), M.BatchNorm(4).to(dtype)
@@ -159,12 +159,12 @@ def test_masked_batch_norm_equals_batch_norm_on_the_unpadded_rows(dtype, seed):
 def test_unmasked_batch_norm_drifts_with_padding_as_the_law_predicts():
     x = contextual_batch()
     mask = CF.padding_mask(PADDED_LENGTHS, 4)
-    mean_r, var_r = P.feature_moments(x, mask)
+    mean_r, var_r = ch03.feature_moments(x, mask)
     you = x[1, 2]
     previous = None
     for max_len in range(4, 41):
-        out = P.token_outputs(len_other=2, max_len=max_len, token=2)
-        law_m, law_v = P.padding_law(mean_r, var_r, out["p"])
+        out = ch03.token_outputs(len_other=2, max_len=max_len, token=2)
+        law_m, law_v = ch03.padding_law(mean_r, var_r, out["p"])
         torch.testing.assert_close(
             out["batchnorm"], (you - law_m) / torch.sqrt(law_v + 1e-5), rtol=0, atol=1e-12
         )
@@ -178,7 +178,7 @@ def test_unmasked_batch_norm_drifts_with_padding_as_the_law_predicts():
 def test_token_outputs_at_the_notes_setting():
     x = contextual_batch()
     mask = CF.padding_mask(PADDED_LENGTHS, 4)
-    out = P.token_outputs()
+    out = ch03.token_outputs()
     assert out["p"] == 0.25
     assert torch.equal(out["batchnorm"], CF.batch_norm(x, None, None, training=True)[1, 2])
     assert torch.equal(
@@ -195,7 +195,7 @@ def test_masked_batch_norm_still_depends_on_batch_mates():
     tracked = x[1]
     outs = []
     for mate in (x[0, :2], torch.tensor([[1.0, 9.0, 2.0]], dtype=F64), x[0, :1] * 2):
-        batch, mask = P.pad_sequences([tracked, mate])
+        batch, mask = ch03.pad_sequences([tracked, mate])
         outs.append(CF.batch_norm(batch, None, None, training=True, mask=mask)[0])
         assert torch.equal(CF.layer_norm(batch, 3)[0], CF.layer_norm(tracked, 3))
     assert not torch.allclose(outs[0], outs[1])
@@ -257,7 +257,7 @@ def test_block_outputs_of_real_tokens_unchanged_by_pad_positions(norm_first):
         alone_block = [block(s[None])[0] for s in sentences]
         alone_attn = [attn(s[None])[0] for s in sentences]
         for max_len in (6, 9, 40):
-            batch, mask = P.pad_sequences(sentences, max_len)
+            batch, mask = ch03.pad_sequences(sentences, max_len)
             junk = 50 * torch.randn(batch.shape, generator=g, dtype=F64)
             batch = torch.where(mask[..., None], batch, junk)
             out_block = block(batch, mask=mask)
@@ -306,23 +306,25 @@ def test_masked_loss_equals_the_unpadded_loss_and_sends_no_gradient_to_pad():
     [(32, 100, 960, 0), (32, 100, 960, 1), (5, 10, 14, 0), (5, 10, 50, 0), (1, 7, 7, 0)],
 )
 def test_lengths_with_total(batch_size, max_len, total, seed):
-    lengths = P.lengths_with_total(batch_size, max_len, total, torch.Generator().manual_seed(seed))
+    lengths = ch03.lengths_with_total(
+        batch_size, max_len, total, torch.Generator().manual_seed(seed)
+    )
     assert len(lengths) == batch_size
     assert sum(lengths) == total
     assert max(lengths) == max_len == lengths[0]
     assert min(lengths) >= 1
-    again = P.lengths_with_total(batch_size, max_len, total, torch.Generator().manual_seed(seed))
+    again = ch03.lengths_with_total(batch_size, max_len, total, torch.Generator().manual_seed(seed))
     assert again == lengths
 
 
 def test_pad_sequences_and_sinusoidal_positions():
     a, b = torch.ones(2, 3, dtype=F64), torch.full((4, 3), 2.0, dtype=F64)
-    batch, mask = P.pad_sequences([a, b])
+    batch, mask = ch03.pad_sequences([a, b])
     assert batch.shape == (2, 4, 3)
     assert mask.tolist() == [[True, True, False, False], [True] * 4]
     assert torch.equal(batch[0, 2:], torch.zeros(2, 3, dtype=F64))
-    assert P.pad_sequences([a, b], 9)[0].shape == (2, 9, 3)
-    pe = P.sinusoidal_positions(50, 8)
+    assert ch03.pad_sequences([a, b], 9)[0].shape == (2, 9, 3)
+    pe = ch03.sinusoidal_positions(50, 8)
     assert torch.equal(pe[0], torch.tensor([0.0, 1.0] * 4, dtype=F64))
     t, i = 17, 2  # PE[t, 2i] = sin(t / 10000^(2i/d)), PE[t, 2i+1] = cos(...)
     angle = torch.tensor(t / 10000 ** (2 * i / 8), dtype=F64)
@@ -331,69 +333,74 @@ def test_pad_sequences_and_sinusoidal_positions():
 
 
 def test_other_sentence_starts_with_the_notes_tokens():
-    s = P.other_sentence(10)
+    s = ch03.other_sentence(10)
     assert s.shape == (10, 3)
     assert torch.equal(s[:2], contextual_batch()[0, :2])
-    assert torch.equal(P.other_sentence(64)[:10], s)
+    assert torch.equal(ch03.other_sentence(64)[:10], s)
     assert bool(((s >= 0) & (s <= 10)).all())
 
 
 BAD = [
-    ("feature_moments list", lambda: P.feature_moments([[1.0, 2.0]]), TypeError, "x"),
-    ("feature_moments 1-d", lambda: P.feature_moments(torch.ones(3)), ValueError, "x"),
+    ("feature_moments list", lambda: ch03.feature_moments([[1.0, 2.0]]), TypeError, "x"),
+    ("feature_moments 1-d", lambda: ch03.feature_moments(torch.ones(3)), ValueError, "x"),
     (
         "feature_moments mask shape",
-        lambda: P.feature_moments(torch.ones(2, 4, 3), torch.ones(2, 3, dtype=torch.bool)),
+        lambda: ch03.feature_moments(torch.ones(2, 4, 3), torch.ones(2, 3, dtype=torch.bool)),
         ValueError,
         "mask",
     ),
     (
         "feature_moments empty mask",
-        lambda: P.feature_moments(torch.ones(2, 3), torch.zeros(2, dtype=torch.bool)),
+        lambda: ch03.feature_moments(torch.ones(2, 3), torch.zeros(2, dtype=torch.bool)),
         ValueError,
         "mask",
     ),
-    ("padding_law p = 1", lambda: P.padding_law(1.0, 1.0, 1.0), ValueError, "p"),
-    ("padding_law p negative", lambda: P.padding_law(1.0, 1.0, -0.1), ValueError, "p"),
-    ("padding_law p string", lambda: P.padding_law(1.0, 1.0, "0.5"), TypeError, "p"),
-    ("padding_law negative var", lambda: P.padding_law(1.0, -1.0, 0.5), ValueError, "var"),
+    ("padding_law p = 1", lambda: ch03.padding_law(1.0, 1.0, 1.0), ValueError, "p"),
+    ("padding_law p negative", lambda: ch03.padding_law(1.0, 1.0, -0.1), ValueError, "p"),
+    ("padding_law p string", lambda: ch03.padding_law(1.0, 1.0, "0.5"), TypeError, "p"),
+    ("padding_law negative var", lambda: ch03.padding_law(1.0, -1.0, 0.5), ValueError, "var"),
     (
         "padding_law shapes",
-        lambda: P.padding_law(torch.ones(3, dtype=F64), torch.ones(2, dtype=F64), 0.5),
+        lambda: ch03.padding_law(torch.ones(3, dtype=F64), torch.ones(2, dtype=F64), 0.5),
         ValueError,
         "same shape",
     ),
-    ("pad_sequences tensor", lambda: P.pad_sequences(torch.ones(2, 3, 4)), TypeError, "sequences"),
-    ("pad_sequences empty", lambda: P.pad_sequences([]), ValueError, "sequences"),
+    (
+        "pad_sequences tensor",
+        lambda: ch03.pad_sequences(torch.ones(2, 3, 4)),
+        TypeError,
+        "sequences",
+    ),
+    ("pad_sequences empty", lambda: ch03.pad_sequences([]), ValueError, "sequences"),
     (
         "pad_sequences widths",
-        lambda: P.pad_sequences([torch.ones(2, 3), torch.ones(2, 4)]),
+        lambda: ch03.pad_sequences([torch.ones(2, 3), torch.ones(2, 4)]),
         ValueError,
         "sequences[1]",
     ),
     (
         "pad_sequences max_len too short",
-        lambda: P.pad_sequences([torch.ones(5, 3)], 4),
+        lambda: ch03.pad_sequences([torch.ones(5, 3)], 4),
         ValueError,
         "max_len",
     ),
     (
         "lengths_with_total impossible total",
-        lambda: P.lengths_with_total(4, 10, 50, torch.Generator()),
+        lambda: ch03.lengths_with_total(4, 10, 50, torch.Generator()),
         ValueError,
         "total",
     ),
     (
         "lengths_with_total no generator",
-        lambda: P.lengths_with_total(4, 10, 20, 0),
+        lambda: ch03.lengths_with_total(4, 10, 20, 0),
         TypeError,
         "generator",
     ),
-    ("sinusoidal_positions odd", lambda: P.sinusoidal_positions(4, 5), ValueError, "d_model"),
-    ("sinusoidal_positions float", lambda: P.sinusoidal_positions(4.0, 4), TypeError, "max_len"),
-    ("other_sentence too long", lambda: P.other_sentence(65), ValueError, "length"),
-    ("token_outputs bad token", lambda: P.token_outputs(token=4), ValueError, "token"),
-    ("token_outputs short max_len", lambda: P.token_outputs(6, 5), ValueError, "max_len"),
+    ("sinusoidal_positions odd", lambda: ch03.sinusoidal_positions(4, 5), ValueError, "d_model"),
+    ("sinusoidal_positions float", lambda: ch03.sinusoidal_positions(4.0, 4), TypeError, "max_len"),
+    ("other_sentence too long", lambda: ch03.other_sentence(65), ValueError, "length"),
+    ("token_outputs bad token", lambda: ch03.token_outputs(token=4), ValueError, "token"),
+    ("token_outputs short max_len", lambda: ch03.token_outputs(6, 5), ValueError, "max_len"),
 ]
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from course_lib import functional as CF
 from course_lib.data import scale_pair
-from course_lib.experiments import gamma_beta as gb
+from course_lib.experiments import ch05_learnable_gamma_beta as ch05
 from course_lib.modules import LayerNorm
 from course_lib.notebook import setup
 
@@ -30,25 +30,25 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def task() -> gb.AffineTask:
-    return gb.affine_task()
+def task() -> ch05.AffineTask:
+    return ch05.affine_task()
 
 
 @pytest.fixture(scope="module")
 def runs(task):
-    return {kind: [gb.fit_affine(kind, s, task) for s in SEEDS] for kind in gb.NORM_KINDS}
+    return {kind: [ch05.fit_affine(kind, s, task) for s in SEEDS] for kind in ch05.NORM_KINDS}
 
 
 @pytest.fixture(scope="module")
 def hot(task):
     return {
         kind: [
-            gb.fit_affine(
+            ch05.fit_affine(
                 kind, s, task, depth=2, optimizer="sgd", lr=30.0, weight_decay=0.0, track=True
             )
             for s in SEEDS
         ]
-        for kind in gb.NORM_KINDS
+        for kind in ch05.NORM_KINDS
     }
 
 
@@ -125,12 +125,12 @@ def test_jacobian_keeps_d_minus_2_directions(affine):
     token = 1.0 + 3.0 * torch.randn(8, generator=g, dtype=torch.float64)
     w = 0.5 + torch.rand(8, generator=g, dtype=torch.float64) if affine else None
     b = torch.randn(8, generator=g, dtype=torch.float64) if affine else None
-    sv = gb.jacobian_singular_values(token, w, b)
+    sv = ch05.jacobian_singular_values(token, w, b)
     assert int((sv > 1e-4 * sv[0]).sum()) == 6
     assert sv[-1] < 1e-12 * sv[0]  # the mean direction: exactly lost
     assert 0 < sv[-2] < 1e-4 * sv[0]  # the size direction: lost up to eps
     # with eps -> 0 the size direction is lost exactly too
-    sv0 = gb.jacobian_singular_values(token, w, b, eps=1e-300)
+    sv0 = ch05.jacobian_singular_values(token, w, b, eps=1e-300)
     assert sv0[-2] < 1e-12 * sv0[0]
 
 
@@ -139,14 +139,14 @@ def test_batchnorm_affine_undoes_batchnorm_layernorm_affine_cannot_undo_layernor
     offsets = 50.0 * torch.randn(256, 1, generator=g, dtype=torch.float64)
     sizes = 10.0 ** (2.0 * torch.rand(256, 1, generator=g, dtype=torch.float64))
     batch = offsets + sizes * torch.randn(256, 8, generator=g, dtype=torch.float64)
-    gamma, beta, left_bn = gb.best_affine_fit(
+    gamma, beta, left_bn = ch05.best_affine_fit(
         CF.batch_norm(batch, None, None, training=True), batch
     )
     assert left_bn < 1e-12
     # Ioffe & Szegedy's identity: gamma = sqrt(var + eps), beta = mean
     torch.testing.assert_close(gamma, torch.sqrt(batch.var(0, unbiased=False) + 1e-5))
     torch.testing.assert_close(beta, batch.mean(0))
-    _, _, left_ln = gb.best_affine_fit(CF.layer_norm(batch, (8,)), batch)
+    _, _, left_ln = ch05.best_affine_fit(CF.layer_norm(batch, (8,)), batch)
     assert left_ln > 0.5
 
 
@@ -210,22 +210,22 @@ def test_learned_gamma_beta_land_near_the_targets(runs, task):
 
 def test_linear_after_the_norm_rescues_fixed(runs, task):
     for s in SEEDS:
-        learn = gb.fit_affine("learnable", s, task, head=True).test_score
-        fixed = gb.fit_affine("fixed", s, task, head=True).test_score
+        learn = ch05.fit_affine("learnable", s, task, head=True).test_score
+        fixed = ch05.fit_affine("fixed", s, task, head=True).test_score
         assert fixed * 50 < runs["fixed"][s].test_score
         assert learn < fixed < 5 * learn
 
 
 def test_magnitude_label_is_invisible_after_layernorm():
-    mtask = gb.magnitude_task()
+    mtask = ch05.magnitude_task()
     for s in SEEDS:
         for kind in ("learnable", "fixed"):
-            assert abs(gb.fit_magnitude(kind, s, mtask).test_score - 0.5) < 0.05
-        assert gb.fit_magnitude("none", s, mtask).test_score > 0.95
+            assert abs(ch05.fit_magnitude(kind, s, mtask).test_score - 0.5) < 0.05
+        assert ch05.fit_magnitude("none", s, mtask).test_score > 0.95
 
 
 def test_layernorm_input_carries_no_magnitude_up_to_eps():
-    x = gb.magnitude_task(n_train=8, n_test=512).x_test
+    x = ch05.magnitude_task(n_train=8, n_test=512).x_test
     gap = (CF.layer_norm(x, (16,)) - CF.layer_norm(7.0 * x, (16,))).abs().amax(dim=-1)  # (N,)
     rms = x.pow(2).mean(-1).sqrt()
     assert gap.max() < 5e-3  # eps = 1e-5 is felt only by the quietest tokens (rms ~ 0.1)
@@ -236,7 +236,7 @@ def test_layernorm_input_carries_no_magnitude_up_to_eps():
 
 
 def test_gamma_beta_gradients_ignore_input_scale():
-    rows = gb.affine_grad_norms([1.0, 1e3, 1e6])
+    rows = ch05.affine_grad_norms([1.0, 1e3, 1e6])
     base = rows[0]
     for r in rows:
         assert abs(r["gamma"] / base["gamma"] - 1) < 1e-5
@@ -245,7 +245,7 @@ def test_gamma_beta_gradients_ignore_input_scale():
 
 
 def test_weights_before_layernorm_are_scale_free():
-    rows = gb.scale_invariance([0.25, 1.0, 4.0, 16.0])
+    rows = ch05.scale_invariance([0.25, 1.0, 4.0, 16.0])
     ref = rows[1]
     for r in rows:
         assert abs(r["grad_norm"] * r["factor"] / ref["grad_norm"] - 1) < 1e-3
@@ -288,15 +288,15 @@ def test_pythagoras_for_weights_feeding_a_layernorm(hot):
 
 
 def test_next_layernorm_removes_the_scale_of_a_drift_not_its_effect(task):
-    deep = gb.fit_affine("learnable", 0, task, depth=2)
-    rows = gb.rescale_first_affine(deep.model, task.x_test, [0.1, 1.0, 10.0])
+    deep = ch05.fit_affine("learnable", 0, task, depth=2)
+    rows = ch05.rescale_first_affine(deep.model, task.x_test, [0.1, 1.0, 10.0])
     rms = [r["output_rms"] for r in rows]
     assert max(rms) < 1.5 * min(rms)
     assert rows[0]["norm1_out_rms"] == pytest.approx(0.01 * rows[2]["norm1_out_rms"], rel=1e-5)
     assert rows[2]["output_change"] > 0.1
     torch.manual_seed(0)
-    free = gb.rescale_first_affine(
-        gb.NormNet(16, 16, "learnable", depth=2, bias=False).double(),
+    free = ch05.rescale_first_affine(
+        ch05.NormNet(16, 16, "learnable", depth=2, bias=False).double(),
         task.x_test,
         [0.1, 1.0, 10.0],
     )
@@ -336,7 +336,7 @@ def test_gamma_grows_without_bound_under_cross_entropy():
 def test_weight_decay_on_gamma_beta_hurts_every_seed(runs, task):
     for s in SEEDS:
         kept = runs["learnable"][s]
-        decayed = gb.fit_affine("learnable", s, task, decay_affine=True)
+        decayed = ch05.fit_affine("learnable", s, task, decay_affine=True)
         assert decayed.test_score > 2 * kept.test_score
 
         def slope(learned):
@@ -363,7 +363,7 @@ def test_fold_gives_the_same_outputs(norm_cls, dtype, tol, norm_bias, linear_bia
         norm.weight.copy_(torch.randn(16, generator=g))
         if norm_bias:
             norm.bias.copy_(torch.randn(16, generator=g))
-    bare, folded = gb.fold_affine(norm, linear)
+    bare, folded = ch05.fold_affine(norm, linear)
     assert bare.weight is None and bare.bias is None
     x = 3.0 * torch.randn(64, 16, generator=g, dtype=dtype)
     with torch.no_grad():
@@ -376,7 +376,7 @@ def test_fold_does_not_cross_a_relu():
     with torch.no_grad():
         norm.weight.copy_(torch.randn(16, generator=g, dtype=torch.float64))
         norm.bias.copy_(torch.randn(16, generator=g, dtype=torch.float64))
-    bare, folded = gb.fold_affine(norm, linear)
+    bare, folded = ch05.fold_affine(norm, linear)
     x = torch.randn(64, 16, generator=g, dtype=torch.float64)
     with torch.no_grad():
         assert (linear(torch.relu(norm(x))) - folded(torch.relu(bare(x)))).abs().max() > 0.1
@@ -386,7 +386,7 @@ def test_fold_does_not_cross_a_relu():
 
 
 def test_plot_affine_draws_two_panels():
-    fig, axes = gb.plot_affine(gamma=-2.0, beta=0.5, feature=2)
+    fig, axes = ch05.plot_affine(gamma=-2.0, beta=0.5, feature=2)
     assert len(axes) == 2
     plt.close(fig)
 
@@ -394,56 +394,60 @@ def test_plot_affine_draws_two_panels():
 @pytest.mark.parametrize(
     "call,exc,match",
     [
-        (lambda: gb.make_norm("batch", 4), ValueError, "norm"),
-        (lambda: gb.make_norm("learnable", 0), ValueError, "d must"),
-        (lambda: gb.NormNet(4, 4, depth=0), ValueError, "depth"),
-        (lambda: gb.NormNet(4, 4, head="yes"), TypeError, "head"),
-        (lambda: gb.affine_task(d=2), ValueError, "d must"),
-        (lambda: gb.magnitude_task(n_train=0), ValueError, "n_train"),
-        (lambda: gb.fit_affine("learnable", 0, "task"), TypeError, "task"),
+        (lambda: ch05.make_norm("batch", 4), ValueError, "norm"),
+        (lambda: ch05.make_norm("learnable", 0), ValueError, "d must"),
+        (lambda: ch05.NormNet(4, 4, depth=0), ValueError, "depth"),
+        (lambda: ch05.NormNet(4, 4, head="yes"), TypeError, "head"),
+        (lambda: ch05.affine_task(d=2), ValueError, "d must"),
+        (lambda: ch05.magnitude_task(n_train=0), ValueError, "n_train"),
+        (lambda: ch05.fit_affine("learnable", 0, "task"), TypeError, "task"),
         (
-            lambda: gb.fit_affine("learnable", 0.5, gb.affine_task(n_train=8, n_test=8)),
+            lambda: ch05.fit_affine("learnable", 0.5, ch05.affine_task(n_train=8, n_test=8)),
             TypeError,
             "seed",
         ),
         (
-            lambda: gb.fit_affine("learnable", 0, gb.affine_task(n_train=8, n_test=8), lr=-1.0),
+            lambda: ch05.fit_affine("learnable", 0, ch05.affine_task(n_train=8, n_test=8), lr=-1.0),
             ValueError,
             "lr",
         ),
         (
-            lambda: gb.fit_affine(
-                "learnable", 0, gb.affine_task(n_train=8, n_test=8), optimizer="rmsprop"
+            lambda: ch05.fit_affine(
+                "learnable", 0, ch05.affine_task(n_train=8, n_test=8), optimizer="rmsprop"
             ),
             ValueError,
             "optimizer",
         ),
         (
-            lambda: gb.fit_magnitude("learnable", 0, gb.affine_task(n_train=8, n_test=8)),
+            lambda: ch05.fit_magnitude("learnable", 0, ch05.affine_task(n_train=8, n_test=8)),
             TypeError,
             "task",
         ),
-        (lambda: gb.jacobian_singular_values(torch.ones(2, 3)), ValueError, "x must"),
-        (lambda: gb.jacobian_singular_values([1.0, 2.0]), TypeError, "x must"),
-        (lambda: gb.best_affine_fit(torch.ones(3, 2), torch.ones(2, 3)), ValueError, "normalized"),
-        (lambda: gb.affine_grad_norms([]), ValueError, "input_scales"),
-        (lambda: gb.affine_grad_norms([0.0]), ValueError, "input_scales"),
-        (lambda: gb.scale_invariance([-1.0]), ValueError, "factors"),
+        (lambda: ch05.jacobian_singular_values(torch.ones(2, 3)), ValueError, "x must"),
+        (lambda: ch05.jacobian_singular_values([1.0, 2.0]), TypeError, "x must"),
         (
-            lambda: gb.rescale_first_affine(nn.Linear(2, 2), torch.ones(2, 2), [1.0]),
+            lambda: ch05.best_affine_fit(torch.ones(3, 2), torch.ones(2, 3)),
+            ValueError,
+            "normalized",
+        ),
+        (lambda: ch05.affine_grad_norms([]), ValueError, "input_scales"),
+        (lambda: ch05.affine_grad_norms([0.0]), ValueError, "input_scales"),
+        (lambda: ch05.scale_invariance([-1.0]), ValueError, "factors"),
+        (
+            lambda: ch05.rescale_first_affine(nn.Linear(2, 2), torch.ones(2, 2), [1.0]),
             TypeError,
             "model",
         ),
         (
-            lambda: gb.rescale_first_affine(gb.NormNet(4, 4), torch.ones(2, 4), [1.0]),
+            lambda: ch05.rescale_first_affine(ch05.NormNet(4, 4), torch.ones(2, 4), [1.0]),
             ValueError,
             "depth",
         ),
-        (lambda: gb.fold_affine(nn.Linear(4, 4), nn.Linear(4, 4)), TypeError, "norm"),
-        (lambda: gb.fold_affine(LayerNorm(4), LayerNorm(4)), TypeError, "linear"),
-        (lambda: gb.fold_affine(LayerNorm(3), nn.Linear(4, 4)), ValueError, "in_features"),
-        (lambda: gb.plot_affine(feature=3), ValueError, "feature"),
-        (lambda: gb.plot_affine(gamma=float("nan")), ValueError, "finite"),
+        (lambda: ch05.fold_affine(nn.Linear(4, 4), nn.Linear(4, 4)), TypeError, "norm"),
+        (lambda: ch05.fold_affine(LayerNorm(4), LayerNorm(4)), TypeError, "linear"),
+        (lambda: ch05.fold_affine(LayerNorm(3), nn.Linear(4, 4)), ValueError, "in_features"),
+        (lambda: ch05.plot_affine(feature=3), ValueError, "feature"),
+        (lambda: ch05.plot_affine(gamma=float("nan")), ValueError, "finite"),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(call, exc, match):
@@ -453,14 +457,14 @@ def test_bad_inputs_raise_naming_the_argument(call, exc, match):
 
 def test_blow_up_step_is_the_first_non_finite_loss_or_norm_past_the_limit():
     model = nn.Linear(2, 2)
-    quiet = gb.FitResult([1.0, 0.5, 0.4], 0.1, model, {"w": [1.0, 2.0, 3.0, 4.0]})
+    quiet = ch05.FitResult([1.0, 0.5, 0.4], 0.1, model, {"w": [1.0, 2.0, 3.0, 4.0]})
     assert quiet.blow_up_step() is None
     assert quiet.blow_up_step(limit=2.5) == 2  # the norm before step 2 is 3.0
-    grows = gb.FitResult([1.0, 0.5, 0.4], 0.1, model, {"w": [1.0, 1e7, 1e9, 1e9]})
+    grows = ch05.FitResult([1.0, 0.5, 0.4], 0.1, model, {"w": [1.0, 1e7, 1e9, 1e9]})
     assert grows.blow_up_step() == 1 and grows.diverged_at is None
-    nan_loss = gb.FitResult([1.0, float("nan"), float("nan")], 0.1, model, {})
+    nan_loss = ch05.FitResult([1.0, float("nan"), float("nan")], 0.1, model, {})
     assert nan_loss.blow_up_step() == 1 == nan_loss.diverged_at
-    grads_ignored = gb.FitResult([1.0], 0.1, model, {"w.grad": [1e9]})
+    grads_ignored = ch05.FitResult([1.0], 0.1, model, {"w.grad": [1e9]})
     assert grads_ignored.blow_up_step() is None
     with pytest.raises(ValueError, match="limit"):
         quiet.blow_up_step(limit=0)
