@@ -15,23 +15,102 @@ import torch
 
 __all__ = [
     "as_shape",
+    "check_choice",
     "check_eps",
     "check_float_tensor",
+    "check_int",
+    "check_labels",
     "check_mask",
     "check_param",
     "check_probability",
     "check_query_key",
+    "check_real",
+    "check_rows",
+    "check_seed",
+    "check_seeds",
+    "check_stochastic_matrix",
 ]
 
 
-def check_float_tensor(x: object, name: str, *, min_dim: int = 1) -> torch.Tensor:
-    """Return ``x`` if it is a floating-point tensor with at least ``min_dim`` dims."""
+def check_int(
+    value: object, name: str, *, minimum: int | None = 1, maximum: int | None = None
+) -> int:
+    """Return ``value`` if it is an int (not a bool) in ``[minimum, maximum]``.
+
+    The default ``minimum=1`` is the common case, a count or a size; pass ``minimum=0``
+    for an index or an offset, ``minimum=None`` for no lower bound.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is None:
+            bound = f">= {minimum}"
+        elif minimum is None:
+            bound = f"<= {maximum}"
+        else:
+            bound = f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an int {bound}, got {value}")
+    return value
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """Return ``seed`` if it is an int >= 0, a seed for ``torch.Generator.manual_seed``."""
+    return check_int(seed, name, minimum=0)
+
+
+def check_seeds(seeds: object, name: str = "seeds") -> list[int]:
+    """Return ``seeds`` as a list if it is a non-empty sequence of seeds (ints >= 0)."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"{name} must be a sequence of ints, got {type(seeds).__name__}")
+    if len(seeds) == 0:
+        raise ValueError(f"{name} must name at least one seed")
+    return [check_seed(s, f"{name}[{i}]") for i, s in enumerate(seeds)]
+
+
+def check_real(
+    value: object, name: str, *, minimum: float | None = None, strict: bool = True
+) -> float:
+    """Return ``value`` as a float if it is a finite real number, above ``minimum`` if given.
+
+    ``strict=True`` asks for ``value > minimum``, ``strict=False`` for ``value >= minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be {relation} {minimum}, got {value}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of the strings ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a str, one of {tuple(choices)}, got {type(value).__name__}"
+        )
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_float_tensor(
+    x: object, name: str, *, min_dim: int = 1, dim: int | None = None
+) -> torch.Tensor:
+    """Return ``x`` if it is a floating-point tensor with at least ``min_dim`` dims.
+
+    ``dim``, if given, asks for exactly that many dimensions instead.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(
             f"{name} must have a floating-point dtype (e.g. torch.float32), got {x.dtype}"
         )
+    if dim is not None and x.dim() != dim:
+        raise ValueError(f"{name} must have {dim} dimension(s), got shape {tuple(x.shape)}")
     if x.dim() < min_dim:
         raise ValueError(
             f"{name} must have at least {min_dim} dimension(s), got shape {tuple(x.shape)}"
@@ -41,19 +120,45 @@ def check_float_tensor(x: object, name: str, *, min_dim: int = 1) -> torch.Tenso
 
 def check_eps(eps: object, name: str = "eps") -> float:
     """Return ``eps`` as a float if it is a finite number > 0."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
-    eps = float(eps)
-    if not math.isfinite(eps) or eps <= 0.0:
-        raise ValueError(f"{name} must be finite and > 0, got {eps}")
-    return eps
+    return check_real(eps, name, minimum=0.0)
+
+
+def check_rows(x: object, name: str, *, min_dim: int = 1) -> torch.Tensor:
+    """A float tensor (see :func:`check_float_tensor`) with at least one entry per row."""
+    x = check_float_tensor(x, name, min_dim=min_dim)
+    if x.shape[-1] < 1:
+        raise ValueError(
+            f"{name} must have at least one entry in its last dimension, got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_labels(labels: object, name: str, n: int) -> torch.Tensor:
+    """``labels`` must be an int64 tensor of shape ``(n,)``: one class index per example."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.dtype != torch.int64:
+        raise TypeError(f"{name} must have dtype torch.int64 (class labels), got {labels.dtype}")
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(labels.shape)}")
+    return labels
+
+
+def check_stochastic_matrix(p: object, name: str) -> torch.Tensor:
+    """A square float matrix with non-negative rows that sum to 1, returned in float64."""
+    p = check_float_tensor(p, name, min_dim=2)
+    if p.dim() != 2 or p.shape[0] != p.shape[1]:
+        raise ValueError(f"{name} must be square (V, V), got shape {tuple(p.shape)}")
+    p = p.to(torch.float64)
+    ones = torch.ones(p.shape[0], dtype=torch.float64)
+    if bool((p < 0).any()) or not torch.allclose(p.sum(dim=1), ones, atol=1e-9):
+        raise ValueError(f"{name} must have non-negative rows that sum to 1")
+    return p
 
 
 def check_probability(p: object, name: str) -> float:
     """Return ``p`` as a float if it is a number in [0, 1]."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"{name} must be a real number in [0, 1], got {type(p).__name__}")
-    p = float(p)
+    p = check_real(p, name)
     if not (0.0 <= p <= 1.0):
         raise ValueError(f"{name} must be in [0, 1], got {p}")
     return p

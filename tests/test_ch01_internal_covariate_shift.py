@@ -262,12 +262,12 @@ def test_figures_draw():
                 ch01.DeepMLP(16, 8, 2, 4), torch.ones(4, 16), torch.ones(4), 0.1
             ),
             TypeError,
-            "y must be an int64",
+            "y must have dtype torch.int64",
         ),
         (
             lambda: ch01.loss_along_gradient(ch01.DeepMLP(16, 8, 2, 4), torch.ones(4), None, [0.1]),
-            TypeError,
-            "x must be",
+            ValueError,
+            "x must have 2 dimension",
         ),
         (
             lambda: ch01.loss_along_gradient(

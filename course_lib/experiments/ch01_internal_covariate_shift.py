@@ -38,6 +38,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
+from .._checks import (
+    check_choice,
+    check_float_tensor,
+    check_int,
+    check_labels,
+    check_real,
+    check_seed,
+)
 from ..modules import BatchNorm, LayerNorm
 from ..plotting import color, new_figure
 from .common import default_dtype, train
@@ -73,45 +81,6 @@ _QUANTILES = (0.15, 0.50, 0.85)  # the percentiles of Ioffe & Szegedy's Figure 1
 # --------------------------------------------------------------------------- checks
 
 
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_real(value: object, name: str, *, minimum: float = 0.0, strict: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    bad = value <= minimum if strict else value < minimum
-    if not math.isfinite(value) or bad:
-        relation = ">" if strict else ">="
-        raise ValueError(f"{name} must be finite and {relation} {minimum}, got {value}")
-    return value
-
-
-def _check_seed(seed: object) -> int:
-    return _check_int(seed, "seed", minimum=0)
-
-
-def _check_norm(norm: object) -> str:
-    if not isinstance(norm, str):
-        raise TypeError(f"norm must be a str, got {type(norm).__name__}")
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    return norm
-
-
-def _check_batch(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2:
-        raise TypeError("x must be a floating-point torch.Tensor of shape (N, d_in)")
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
-        raise TypeError(f"y must be an int64 torch.Tensor of shape ({x.shape[0]},) (class labels)")
-    return x, y
-
-
 # --------------------------------------------------------------------------- the task
 
 
@@ -133,10 +102,10 @@ def make_task(
         ``[0, n_classes)``. Drawn in float64, so that the training runs of the chapter
         compute in float64: see :class:`DeepMLP`.
     """
-    n = _check_int(n, "n", 2)
-    d_in = _check_int(d_in, "d_in")
-    n_classes = _check_int(n_classes, "n_classes", 2)
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    n = check_int(n, "n", minimum=2)
+    d_in = check_int(d_in, "d_in")
+    n_classes = check_int(n_classes, "n_classes", minimum=2)
+    g = torch.Generator().manual_seed(check_seed(seed))
     f64 = torch.float64  # drawn in float64: the same numbers on every processor
     x = torch.randn(n, d_in, generator=g, dtype=f64)
     w1 = torch.randn(d_in, 32, generator=g, dtype=f64) / math.sqrt(d_in)
@@ -168,8 +137,8 @@ class ShiftScaleNoise(nn.Module):
 
     def __init__(self, num_features: int, level: float = 0.0) -> None:
         super().__init__()
-        self.num_features = _check_int(num_features, "num_features")
-        self.level = _check_real(level, "level", strict=False)
+        self.num_features = check_int(num_features, "num_features")
+        self.level = check_real(level, "level", minimum=0.0, strict=False)
         self.register_buffer("scale", torch.ones(num_features), persistent=False)
         self.register_buffer("shift", torch.zeros(num_features), persistent=False)
 
@@ -236,13 +205,13 @@ class DeepMLP(nn.Module):
         super().__init__()
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-        d_in = _check_int(d_in, "d_in")
-        self.width = _check_int(width, "width", 2)
-        self.depth = _check_int(depth, "depth")
-        d_out = _check_int(d_out, "d_out")
-        self.norm = _check_norm(norm)
-        gain = _check_real(gain, "gain")
-        g = torch.Generator().manual_seed(_check_seed(seed))
+        d_in = check_int(d_in, "d_in")
+        self.width = check_int(width, "width", minimum=2)
+        self.depth = check_int(depth, "depth")
+        d_out = check_int(d_out, "d_out")
+        self.norm = check_choice(norm, "norm", NORMS)
+        gain = check_real(gain, "gain", minimum=0.0)
+        g = torch.Generator().manual_seed(check_seed(seed))
         with default_dtype(dtype):
             self._build(d_in, norm, gain, noise, d_out, g)
 
@@ -279,7 +248,7 @@ class DeepMLP(nn.Module):
 
     def block_parameters(self, layer: int) -> list[tuple[str, nn.Parameter]]:
         """``(name, parameter)`` pairs of block ``layer`` (0-based): its linear and norm."""
-        layer = _check_int(layer, "layer", 0)
+        layer = check_int(layer, "layer", minimum=0)
         if layer >= self.depth:
             raise ValueError(f"layer must be < depth = {self.depth}, got {layer}")
         pairs = [(f"linears.{layer}.{n}", p) for n, p in self.linears[layer].named_parameters()]
@@ -399,8 +368,9 @@ def gradient_shift(
     """
     if not isinstance(model, DeepMLP):
         raise TypeError(f"model must be a DeepMLP, got {type(model).__name__}")
-    x, y = _check_batch(x, y)
-    lr = _check_real(lr, "lr")
+    x = check_float_tensor(x, "x", dim=2)  # (N, d_in)
+    y = check_labels(y, "y", x.shape[0])  # (N,) class labels
+    lr = check_real(lr, "lr", minimum=0.0)
     params = list(model.parameters())
     grads = dict(
         zip(
@@ -456,10 +426,11 @@ def loss_along_gradient(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    x, y = _check_batch(x, y)
+    x = check_float_tensor(x, "x", dim=2)  # (N, d_in)
+    y = check_labels(y, "y", x.shape[0])  # (N,) class labels
     if isinstance(step_sizes, (str, bytes)) or not isinstance(step_sizes, Sequence):
         raise TypeError("step_sizes must be a sequence of positive numbers")
-    etas = [_check_real(s, "step_sizes") for s in step_sizes]
+    etas = [check_real(s, "step_sizes", minimum=0.0) for s in step_sizes]
     if not etas:
         raise ValueError("step_sizes must not be empty")
     params = list(model.parameters())
@@ -513,13 +484,13 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for name in ("depth", "steps", "batch_size", "percentile_every"):
-            _check_int(getattr(self, name), name)
-        _check_int(self.width, "width", 2)
-        _check_int(self.probe_size, "probe_size", 2)
-        _check_real(self.lr, "lr")
-        _check_real(self.gain, "gain")
-        _check_real(self.noise, "noise", strict=False)
-        _check_seed(self.task_seed)
+            check_int(getattr(self, name), name)
+        check_int(self.width, "width", minimum=2)
+        check_int(self.probe_size, "probe_size", minimum=2)
+        check_real(self.lr, "lr", minimum=0.0)
+        check_real(self.gain, "gain", minimum=0.0)
+        check_real(self.noise, "noise", minimum=0.0, strict=False)
+        check_seed(self.task_seed)
         for name in ("landscape_at", "ics_at"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or any(
@@ -532,7 +503,7 @@ class RunConfig:
         if not isinstance(self.step_multiples, tuple) or not self.step_multiples:
             raise ValueError("step_multiples must be a non-empty tuple of positive numbers")
         for m in self.step_multiples:
-            _check_real(m, "step_multiples")
+            check_real(m, "step_multiples", minimum=0.0)
 
 
 @dataclass
@@ -572,7 +543,7 @@ class RunRecord:
 
     def final_loss(self, window: int = 20) -> float:
         """Mean training loss over the last ``window`` steps (``nan`` if the run diverged)."""
-        window = _check_int(window, "window")
+        window = check_int(window, "window")
         return float(self.losses[-window:].mean())
 
     def drift(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -630,8 +601,8 @@ def train_run(norm: Norm, seed: int, config: RunConfig | None = None) -> RunReco
     Shape:
         see :class:`RunRecord`.
     """
-    norm = _check_norm(norm)
-    seed = _check_seed(seed)
+    norm = check_choice(norm, "norm", NORMS)
+    seed = check_seed(seed)
     config = RunConfig() if config is None else config
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
@@ -727,7 +698,7 @@ def _fresh_net(
 ) -> tuple[torch.Tensor, torch.Tensor, DeepMLP]:
     """``n`` task points and a :class:`DeepMLP` at initialization, weights of std
     ``scale * sqrt(2 / fan_in)`` (He et al. 2015 at ``scale = 1``)."""
-    x, y = make_task(n=n, seed=1000 + _check_seed(seed))
+    x, y = make_task(n=n, seed=1000 + check_seed(seed))
     model = DeepMLP(
         x.shape[1],
         width,
@@ -770,11 +741,11 @@ def init_profile(
         ``l``'s ReLU output over the batch and the units) and ``||dL/dW_l||_F`` (the
         Frobenius norm of the gradient of block ``l``'s weight matrix).
     """
-    depth = _check_int(depth, "depth")
-    norm = _check_norm(norm)
-    scale = _check_real(scale, "scale")
-    width = _check_int(width, "width", 2)
-    batch_size = _check_int(batch_size, "batch_size", 2)
+    depth = check_int(depth, "depth")
+    norm = check_choice(norm, "norm", NORMS)
+    scale = check_real(scale, "scale", minimum=0.0)
+    width = check_int(width, "width", minimum=2)
+    batch_size = check_int(batch_size, "batch_size", minimum=2)
     x, y, model = _fresh_net(depth, norm, scale, width, batch_size, seed)
     logits, preacts = model(x, return_preacts=True)
     nn.functional.cross_entropy(logits, y).backward()
@@ -800,8 +771,8 @@ def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> 
     """
     if not isinstance(record, RunRecord):
         raise TypeError(f"record must be a RunRecord, got {type(record).__name__}")
-    layer = _check_int(layer, "layer", 0)
-    unit = _check_int(unit, "unit", 0)
+    layer = check_int(layer, "layer", minimum=0)
+    unit = check_int(unit, "unit", minimum=0)
     _, depth, width, _ = record.percentiles.shape
     if layer >= depth or unit >= width:
         raise ValueError(f"layer must be < {depth} and unit < {width}, got {layer}, {unit}")
@@ -838,10 +809,10 @@ def plot_activation_histograms(
     Shape:
         one histogram of ``256 * width`` values per layer shown; returns ``(fig, ax)``.
     """
-    depth = _check_int(depth, "depth")
-    scale = _check_real(scale, "scale")
-    norm = _check_norm(norm)
-    n_layers_shown = _check_int(n_layers_shown, "n_layers_shown")
+    depth = check_int(depth, "depth")
+    scale = check_real(scale, "scale", minimum=0.0)
+    norm = check_choice(norm, "norm", NORMS)
+    n_layers_shown = check_int(n_layers_shown, "n_layers_shown")
     if ax is not None and not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
     x, y, model = _fresh_net(depth, norm, scale, width, 256, seed)

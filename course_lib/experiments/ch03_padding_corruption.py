@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from .. import data
 from .. import functional as CF
-from .._checks import check_float_tensor, check_mask
+from .._checks import check_float_tensor, check_int, check_mask
 from ..plotting import bar_groups, new_figure
 
 __all__ = [
@@ -47,15 +47,6 @@ __all__ = [
 TRACKED_SENTENCE: tuple[str, ...] = data.PADDED_TOKENS[1]
 
 _POOL_SIZE = 64  # longest "other sentence" the explorer can build
-
-
-def _check_int(value: object, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
 
 
 def feature_moments(
@@ -157,7 +148,7 @@ def pad_sequences(
     if max_len is None:
         max_len = longest
     else:
-        _check_int(max_len, "max_len", longest)
+        check_int(max_len, "max_len", minimum=longest)
     batch = first.new_zeros(len(seqs), max_len, first.shape[1])  # (B, T, C)
     for b, s in enumerate(seqs):
         batch[b, : s.shape[0]] = s
@@ -179,9 +170,11 @@ def lengths_with_total(
     Shape:
         returns a list of ``batch_size`` ints.
     """
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    max_len = _check_int(max_len, "max_len", 1)
-    total = _check_int(total, "total", max_len + (batch_size - 1), batch_size * max_len)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    max_len = check_int(max_len, "max_len", minimum=1)
+    total = check_int(
+        total, "total", minimum=max_len + (batch_size - 1), maximum=batch_size * max_len
+    )
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if batch_size == 1:
@@ -214,8 +207,8 @@ def sinusoidal_positions(
     Shape:
         returns ``(max_len, d_model)``; ``d_model`` must be even.
     """
-    max_len = _check_int(max_len, "max_len", 1)
-    d_model = _check_int(d_model, "d_model", 2)
+    max_len = check_int(max_len, "max_len", minimum=1)
+    d_model = check_int(d_model, "d_model", minimum=2)
     if d_model % 2:
         raise ValueError(f"d_model must be even, got {d_model}")
     t = torch.arange(max_len, dtype=dtype)[:, None]  # (T, 1)
@@ -238,7 +231,7 @@ def other_sentence(length: int, dtype: torch.dtype = torch.float64) -> torch.Ten
     Shape:
         returns ``(length, 3)``, ``1 <= length <= 64``.
     """
-    length = _check_int(length, "length", 1, _POOL_SIZE)
+    length = check_int(length, "length", minimum=1, maximum=_POOL_SIZE)
     real = data.contextual_batch(dtype)[0, :2]  # Hi, Nitish
     g = torch.Generator().manual_seed(3)
     extra = torch.round(torch.rand(_POOL_SIZE - 2, 3, generator=g, dtype=dtype) * 100) / 10
@@ -265,10 +258,10 @@ def token_outputs(
     Shape:
         each output ``(3,)``; ``p`` a float.
     """
-    len_other = _check_int(len_other, "len_other", 1, _POOL_SIZE)
+    len_other = check_int(len_other, "len_other", minimum=1, maximum=_POOL_SIZE)
     tracked = data.contextual_batch()[1]  # (4, 3)
-    token = _check_int(token, "token", 0, tracked.shape[0] - 1)
-    max_len = _check_int(max_len, "max_len", max(len_other, tracked.shape[0]))
+    token = check_int(token, "token", minimum=0, maximum=tracked.shape[0] - 1)
+    max_len = check_int(max_len, "max_len", minimum=max(len_other, tracked.shape[0]))
     x, mask = pad_sequences([other_sentence(len_other), tracked], max_len)  # (2, T, 3)
     bn = CF.batch_norm(x, None, None, training=True, eps=eps)
     masked = CF.batch_norm(x, None, None, training=True, eps=eps, mask=mask)
@@ -292,8 +285,8 @@ def plot_token_outputs(
     Shape:
         draws 3 groups (features) x 3 bars (normalizations).
     """
-    len_other = _check_int(len_other, "len_other", 1, _POOL_SIZE)
-    max_len = _check_int(max_len, "max_len", 1)
+    len_other = check_int(len_other, "len_other", minimum=1, maximum=_POOL_SIZE)
+    max_len = check_int(max_len, "max_len", minimum=1)
     padded_to = max(max_len, len_other, len(TRACKED_SENTENCE))
     out = token_outputs(len_other, padded_to, token)
     if ax is None:

@@ -32,7 +32,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import functional as CF
-from .._checks import check_eps, check_float_tensor
+from .._checks import check_eps, check_float_tensor, check_int, check_real, check_rows, check_seed
 from ..plotting import color, new_figure
 
 __all__ = [
@@ -58,40 +58,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_real(value: object, name: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return seed
-
-
-def _check_rows(x: object, name: str = "x") -> torch.Tensor:
-    x = check_float_tensor(x, name)
-    if x.shape[-1] < 1:
-        raise ValueError(
-            f"{name} must have at least one element per row, got shape {tuple(x.shape)}"
-        )
-    return x
 
 
 # --------------------------------------------------------------------- conventions
@@ -205,15 +171,15 @@ def invariance_table(
         returns ``len(norms) * 6`` results, norms in the outer loop and the transforms in
         the order of :data:`INVARIANCE_TRANSFORMS`.
     """
-    n_cases = _check_positive_int(n_cases, "n_cases", 2)
-    d_in = _check_positive_int(d_in, "d_in", 1)
-    d_hidden = _check_positive_int(d_hidden, "d_hidden", 2)
-    delta = _check_real(delta, "delta", positive=True)
+    n_cases = check_int(n_cases, "n_cases", minimum=2)
+    d_in = check_int(d_in, "d_in", minimum=1)
+    d_hidden = check_int(d_hidden, "d_hidden", minimum=2)
+    delta = check_real(delta, "delta", minimum=0.0)
     if delta == 1.0:
         raise ValueError("delta must differ from 1 (a factor of 1 changes nothing)")
     eps = check_eps(eps)
-    tol = _check_real(tol, "tol", positive=True)
-    seed = _check_seed(seed)
+    tol = check_real(tol, "tol", minimum=0.0)
+    seed = check_seed(seed)
     if not isinstance(norms, tuple) or not norms:
         raise TypeError(f"norms must be a non-empty tuple of names, got {norms!r}")
     fns = {name: _normalizer(name, eps) for name in norms}
@@ -264,7 +230,7 @@ def variance_naive(x: torch.Tensor) -> torch.Tensor:
     Shape:
         x ``(*, D)``; output ``(*)``.
     """
-    x = _check_rows(x)
+    x = check_rows(x, "x")
     mean = x.mean(dim=-1)  # (*)
     return (x * x).mean(dim=-1) - mean * mean
 
@@ -280,7 +246,7 @@ def variance_two_pass(x: torch.Tensor) -> torch.Tensor:
     Shape:
         x ``(*, D)``; output ``(*)``.
     """
-    x = _check_rows(x)
+    x = check_rows(x, "x")
     centered = x - x.mean(dim=-1, keepdim=True)  # (*, D)
     return (centered * centered).mean(dim=-1)
 
@@ -301,7 +267,7 @@ def variance_welford(x: torch.Tensor) -> torch.Tensor:
     Shape:
         x ``(*, D)``; output ``(*)``.
     """
-    x = _check_rows(x)
+    x = check_rows(x, "x")
     n = x.shape[-1]
     mean = torch.zeros(x.shape[:-1], dtype=x.dtype)  # (*)
     m2 = torch.zeros_like(mean)
@@ -330,13 +296,13 @@ def offset_rows(
     Shape:
         output ``(rows, dim)``.
     """
-    offset = _check_real(offset, "offset")
-    spread = _check_real(spread, "spread", positive=True)
-    rows = _check_positive_int(rows, "rows")
-    dim = _check_positive_int(dim, "dim", 2)
+    offset = check_real(offset, "offset")
+    spread = check_real(spread, "spread", minimum=0.0)
+    rows = check_int(rows, "rows")
+    dim = check_int(dim, "dim", minimum=2)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    g = torch.Generator().manual_seed(check_seed(seed))
     z = torch.randn(rows, dim, generator=g, dtype=torch.float64)
     return (offset + spread * z).to(dtype)
 
@@ -369,7 +335,7 @@ def variance_errors(x: torch.Tensor) -> VarianceErrors:
     Shape:
         x ``(rows, D)``, no constant row (its relative error is undefined).
     """
-    x = _check_rows(x)
+    x = check_rows(x, "x")
     if x.dim() != 2:
         raise ValueError(f"x must be 2-D (rows, D), got shape {tuple(x.shape)}")
     ref = variance_two_pass(x.to(torch.float64))  # (rows,)
@@ -422,9 +388,9 @@ def correlated_tokens(
     Shape:
         output ``(n_tokens, dim)``.
     """
-    n_tokens = _check_positive_int(n_tokens, "n_tokens", 3)
-    dim = _check_positive_int(dim, "dim", 2)
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    n_tokens = check_int(n_tokens, "n_tokens", minimum=3)
+    dim = check_int(dim, "dim", minimum=2)
+    g = torch.Generator().manual_seed(check_seed(seed))
     z = torch.randn(n_tokens, dim, generator=g, dtype=torch.float64)
     if kind == "common":
         return 3.0 * torch.randn(n_tokens, 1, generator=g, dtype=torch.float64) + z
@@ -563,7 +529,7 @@ def plot_normalized_geometry(
     Shape:
         each value of ``marked`` ``(3,)``.
     """
-    n_random = _check_positive_int(n_random, "n_random")
+    n_random = check_int(n_random, "n_random")
     eps = check_eps(eps)
     marked = {} if marked is None else marked
     if not isinstance(marked, dict):
@@ -572,7 +538,7 @@ def plot_normalized_geometry(
         row = check_float_tensor(row, f"marked[{label!r}]")
         if tuple(row.shape) != (3,):
             raise ValueError(f"marked[{label!r}] must have shape (3,), got {tuple(row.shape)}")
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    g = torch.Generator().manual_seed(check_seed(seed))
     f64 = torch.float64
     fig, (ax2, ax3) = new_figure(ncols=2, width=9.0, height=4.2)
 

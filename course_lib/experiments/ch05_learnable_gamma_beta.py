@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import functional as CF
-from .._checks import check_float_tensor
+from .._checks import check_choice, check_float_tensor, check_int, check_real, check_seed
 from ..modules import LayerNorm
 from ..plotting import PALETTE, new_figure
 from .common import default_dtype, train
@@ -68,34 +68,6 @@ NORM_KINDS: tuple[str, ...] = ("learnable", "fixed", "none")
 # processors whose kernels add in another order. In float64 it stays far below them, and
 # the random draws are the same on every processor (see common.default_dtype).
 DTYPE = torch.float64
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return seed
-
-
-def _check_kind(kind: object) -> str:
-    if kind not in NORM_KINDS:
-        raise ValueError(f"norm must be one of {NORM_KINDS}, got {kind!r}")
-    return str(kind)
-
-
-def _check_positive_float(value: object, name: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0.0 or (value == 0.0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------------------
@@ -187,8 +159,8 @@ def make_norm(kind: str, d: int) -> nn.Module:
     Shape:
         input ``(*, d)``; output as input.
     """
-    kind = _check_kind(kind)
-    d = _check_positive_int(d, "d")
+    kind = check_choice(kind, "norm", NORM_KINDS)
+    d = check_int(d, "d")
     if kind == "learnable":
         return LayerNorm(d)
     if kind == "fixed":
@@ -224,13 +196,13 @@ class NormNet(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        d_in = _check_positive_int(d_in, "d_in")
-        d = _check_positive_int(d, "d")
-        depth = _check_positive_int(depth, "depth")
+        d_in = check_int(d_in, "d_in")
+        d = check_int(d, "d")
+        depth = check_int(depth, "depth")
         for name, flag in (("head", head), ("bias", bias)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-        self.norm_kind = _check_kind(norm)
+        self.norm_kind = check_choice(norm, "norm", NORM_KINDS)
         self.linears = nn.ModuleList(
             nn.Linear(d_in if k == 0 else d, d, bias=bias) for k in range(depth)
         )
@@ -278,12 +250,12 @@ def affine_task(
     Shape:
         x and y ``(n, d)``; scale and shift ``(d,)``.
     """
-    d = _check_positive_int(d, "d")
+    d = check_int(d, "d")
     if d < 3:
         raise ValueError(f"d must be at least 3 (LayerNorm needs two free directions), got {d}")
-    n_train = _check_positive_int(n_train, "n_train")
-    n_test = _check_positive_int(n_test, "n_test")
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    n_train = check_int(n_train, "n_train")
+    n_test = check_int(n_test, "n_test")
+    g = torch.Generator().manual_seed(check_seed(seed))
     # Drawn, computed and stored in float64 (see :data:`DTYPE`).
     mixing = torch.randn(d, d, generator=g, dtype=DTYPE) / math.sqrt(d)
     scale = torch.logspace(math.log10(0.25), math.log10(4.0), d, dtype=DTYPE)
@@ -324,10 +296,10 @@ def magnitude_task(
     Shape:
         x ``(n, d)``; labels ``(n,)`` (float 0. or 1.).
     """
-    d = _check_positive_int(d, "d")
-    n_train = _check_positive_int(n_train, "n_train")
-    n_test = _check_positive_int(n_test, "n_test")
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    d = check_int(d, "d")
+    n_train = check_int(n_train, "n_train")
+    n_test = check_int(n_test, "n_test")
+    g = torch.Generator().manual_seed(check_seed(seed))
     n = n_train + n_test
     z = torch.randn(n, d, generator=g, dtype=DTYPE)  # drawn in float64 (see DTYPE)
     s = 10.0 ** (2.0 * torch.rand(n, 1, generator=g, dtype=DTYPE) - 1.0)  # (n, 1)
@@ -442,10 +414,10 @@ def _fit(
     decay_affine: bool,
     track: bool,
 ) -> tuple[list[float], dict[str, list[float]]]:
-    steps = _check_positive_int(steps, "steps")
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    lr = _check_positive_float(lr, "lr")
-    weight_decay = _check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+    steps = check_int(steps, "steps")
+    batch_size = check_int(batch_size, "batch_size")
+    lr = check_real(lr, "lr", minimum=0.0)
+    weight_decay = check_real(weight_decay, "weight_decay", minimum=0.0, strict=False)
     opt = _optimizer(model, optimizer, lr, weight_decay, decay_affine)
     # Linear decay to zero: the last steps are small, so the end point is a clean read-out.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / steps)
@@ -499,7 +471,7 @@ def fit_affine(
     """
     if not isinstance(task, AffineTask):
         raise TypeError(f"task must be an AffineTask, got {type(task).__name__}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     torch.manual_seed(seed)
     d = task.x_train.shape[1]
     with default_dtype(DTYPE):
@@ -559,10 +531,10 @@ def fit_magnitude(
     """
     if not isinstance(task, MagnitudeTask):
         raise TypeError(f"task must be a MagnitudeTask, got {type(task).__name__}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     torch.manual_seed(seed)
     with default_dtype(DTYPE):
-        model = _MagnitudeClassifier(task.x_train.shape[1], _check_kind(norm))
+        model = _MagnitudeClassifier(task.x_train.shape[1], check_choice(norm, "norm", NORM_KINDS))
     losses, history = _fit(
         model,
         task.x_train,
@@ -609,8 +581,8 @@ def affine_grad_norms(
     """
     if not isinstance(input_scales, Sequence) or not input_scales:
         raise ValueError("input_scales must be a non-empty sequence of positive numbers")
-    scales = [_check_positive_float(s, "input_scales[i]") for s in input_scales]
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    scales = [check_real(s, "input_scales[i]", minimum=0.0) for s in input_scales]
+    g = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(n, d, generator=g, dtype=torch.float64)  # (n, d)
     upstream = torch.randn(n, d, generator=g, dtype=torch.float64)  # (n, d)
     gamma0 = 1.0 + 0.5 * torch.randn(d, generator=g, dtype=torch.float64)
@@ -655,8 +627,8 @@ def scale_invariance(
     """
     if not isinstance(factors, Sequence) or not factors:
         raise ValueError("factors must be a non-empty sequence of positive numbers")
-    cs = [_check_positive_float(c, "factors[i]") for c in factors]
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    cs = [check_real(c, "factors[i]", minimum=0.0) for c in factors]
+    g = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
     upstream = torch.randn(n, d, generator=g, dtype=torch.float64)
     w0 = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
@@ -704,7 +676,7 @@ def rescale_first_affine(
     x = check_float_tensor(x, "x", min_dim=2)
     if not isinstance(factors, Sequence) or not factors:
         raise ValueError("factors must be a non-empty sequence of positive numbers")
-    cs = [_check_positive_float(c, "factors[i]") for c in factors]
+    cs = [check_real(c, "factors[i]", minimum=0.0) for c in factors]
     first = model.norms[0]
     saved = (first.weight.detach().clone(), first.bias.detach().clone())
 

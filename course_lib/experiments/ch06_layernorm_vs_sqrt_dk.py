@@ -33,7 +33,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import functional as CF
-from .._checks import check_eps, check_float_tensor, check_query_key
+from .._checks import (
+    check_choice,
+    check_eps,
+    check_float_tensor,
+    check_int,
+    check_query_key,
+    check_real,
+    check_rows,
+    check_seed,
+)
 from ..modules import TransformerBlock
 from ..plotting import color, new_figure
 
@@ -79,44 +88,6 @@ SCALING_LABELS: dict[str, str] = {
 # --------------------------------------------------------------------------- checks
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return seed
-
-
-def _check_scaling(scaling: object) -> str:
-    if not isinstance(scaling, str):
-        raise TypeError(f"scaling must be a str, one of {SCALINGS}, got {type(scaling).__name__}")
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-    return scaling
-
-
-def _check_positive_real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be finite and > 0, got {value}")
-    return value
-
-
-def _check_weights(weights: object) -> torch.Tensor:
-    p = check_float_tensor(weights, "weights", min_dim=1)
-    if p.shape[-1] == 0:
-        raise ValueError("weights must have at least one entry in its last dimension")
-    return p
-
-
 # ------------------------------------------------------------ dot-product variance
 
 
@@ -133,9 +104,9 @@ def sample_dot_products(d_k: int, n_samples: int = 20_000, *, seed: int = 0) -> 
     Shape:
         output ``(n_samples,)``.
     """
-    d_k = _check_positive_int(d_k, "d_k")
-    n_samples = _check_positive_int(n_samples, "n_samples")
-    gen = torch.Generator().manual_seed(_check_seed(seed))
+    d_k = check_int(d_k, "d_k")
+    n_samples = check_int(n_samples, "n_samples")
+    gen = torch.Generator().manual_seed(check_seed(seed))
     chunk = max(1, 2**22 // d_k)  # about 16 MB of float32 per drawn matrix
     out = []
     for start in range(0, n_samples, chunk):
@@ -159,7 +130,7 @@ def dot_product_variance(d_k: int, n_samples: int = 20_000, *, seed: int = 0) ->
     Shape:
         output: a Python float.
     """
-    n_samples = _check_positive_int(n_samples, "n_samples")
+    n_samples = check_int(n_samples, "n_samples")
     if n_samples < 2:
         raise ValueError(f"n_samples must be at least 2 to estimate a variance, got {n_samples}")
     s = sample_dot_products(d_k, n_samples, seed=seed)
@@ -178,7 +149,7 @@ def softmax_entropy(weights: torch.Tensor) -> torch.Tensor:
     Shape:
         weights ``(*, L)`` (rows summing to 1); output ``(*,)``.
     """
-    p = _check_weights(weights)
+    p = check_rows(weights, "weights")
     return -torch.special.xlogy(p, p).sum(dim=-1)
 
 
@@ -192,7 +163,7 @@ def softmax_jacobian(weights: torch.Tensor) -> torch.Tensor:
     Shape:
         weights ``(*, L)``; output ``(*, L, L)`` (symmetric).
     """
-    p = _check_weights(weights)
+    p = check_rows(weights, "weights")
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
 
 
@@ -212,7 +183,7 @@ def softmax_jacobian_norm(weights: torch.Tensor) -> torch.Tensor:
     Shape:
         weights ``(*, L)``; output ``(*,)`` in the dtype of ``weights``.
     """
-    p = _check_weights(weights)
+    p = check_rows(weights, "weights")
     jac = softmax_jacobian(p.double())  # (*, L, L)
     return torch.linalg.eigvalsh(jac)[..., -1].to(p.dtype)
 
@@ -245,7 +216,7 @@ def attention_logits(
     Shape:
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``; output ``(*, L_q, L_k)``.
     """
-    scaling = _check_scaling(scaling)
+    scaling = check_choice(scaling, "scaling", SCALINGS)
     q, k = check_query_key(query, key)
     eps = check_eps(eps)
     d_k = q.shape[-1]
@@ -276,8 +247,8 @@ def qk_norm_logit_bound(d_k: int, gain: float = 1.0) -> float:
     Shape:
         output: a Python float.
     """
-    d_k = _check_positive_int(d_k, "d_k")
-    gain = _check_positive_real(gain, "gain")
+    d_k = check_int(d_k, "d_k")
+    gain = check_real(gain, "gain", minimum=0.0)
     return gain * gain * math.sqrt(d_k)
 
 
@@ -293,7 +264,7 @@ def qk_norm_weight_ceiling(d_k: int, n_keys: int, gain: float = 1.0) -> float:
     Shape:
         output: a Python float.
     """
-    n_keys = _check_positive_int(n_keys, "n_keys")
+    n_keys = check_int(n_keys, "n_keys")
     bound = qk_norm_logit_bound(d_k, gain)
     return 1.0 / (1.0 + (n_keys - 1) * math.exp(-2.0 * bound))
 
@@ -314,7 +285,7 @@ def layernorm_logit_ceiling(n_keys: int) -> float:
     Shape:
         output: a Python float.
     """
-    n_keys = _check_positive_int(n_keys, "n_keys")
+    n_keys = check_int(n_keys, "n_keys")
     if n_keys == 1:
         return 1.0
     return 1.0 / (1.0 + (n_keys - 1) * math.exp(-n_keys / math.sqrt(n_keys - 1)))
@@ -369,11 +340,11 @@ def saturation_metrics(
     Shape:
         output: three floats (means over the queries).
     """
-    d_k = _check_positive_int(d_k, "d_k")
-    n_queries = _check_positive_int(n_queries, "n_queries")
-    n_keys = _check_positive_int(n_keys, "n_keys")
-    query_scale = _check_positive_real(query_scale, "query_scale")
-    query, key = _random_qk(d_k, n_queries, n_keys, _check_seed(seed))
+    d_k = check_int(d_k, "d_k")
+    n_queries = check_int(n_queries, "n_queries")
+    n_keys = check_int(n_keys, "n_keys")
+    query_scale = check_real(query_scale, "query_scale", minimum=0.0)
+    query, key = _random_qk(d_k, n_queries, n_keys, check_seed(seed))
     logits = attention_logits(query * query_scale, key, scaling).squeeze(-2)  # (N, L)
     weights = torch.softmax(logits, dim=-1)
     return SaturationMetrics(
@@ -409,7 +380,7 @@ def query_scale_entropy(
         )
     if len(query_scales) == 0:
         raise ValueError("query_scales must not be empty")
-    scales = [_check_positive_real(a, "query_scales entry") for a in query_scales]
+    scales = [check_real(a, "query_scales entry", minimum=0.0) for a in query_scales]
     return [
         saturation_metrics(
             d_k, scaling, n_queries=n_queries, n_keys=n_keys, query_scale=a, seed=seed
@@ -438,11 +409,11 @@ def matched_query_weight(
     Shape:
         output: a Python float.
     """
-    d_k = _check_positive_int(d_k, "d_k")
-    n_queries = _check_positive_int(n_queries, "n_queries")
-    n_keys = _check_positive_int(n_keys, "n_keys")
-    query_scale = _check_positive_real(query_scale, "query_scale")
-    _, key = _random_qk(d_k, n_queries, n_keys, _check_seed(seed))  # (N, L, d_k)
+    d_k = check_int(d_k, "d_k")
+    n_queries = check_int(n_queries, "n_queries")
+    n_keys = check_int(n_keys, "n_keys")
+    query_scale = check_real(query_scale, "query_scale", minimum=0.0)
+    _, key = _random_qk(d_k, n_queries, n_keys, check_seed(seed))  # (N, L, d_k)
     query = query_scale * key[:, :1, :]  # (N, 1, d_k)
     weights = torch.softmax(attention_logits(query, key, scaling), dim=-1)  # (N, 1, L)
     return float(weights[:, 0, 0].mean())
@@ -561,7 +532,7 @@ def max_logit_under_weight_growth(
     Shape:
         x ``(B, T, d_model)``; output: a Python float.
     """
-    growth = _check_positive_real(growth, "growth")
+    growth = check_real(growth, "growth", minimum=0.0)
     if not isinstance(qk_norm, bool):
         raise TypeError(f"qk_norm must be a bool, got {type(qk_norm).__name__}")
     eps = check_eps(eps)
@@ -593,10 +564,10 @@ def attention_example(
     Shape:
         output ``(n_keys,)``.
     """
-    d_k = _check_positive_int(d_k, "d_k")
-    n_keys = _check_positive_int(n_keys, "n_keys")
-    query_scale = _check_positive_real(query_scale, "query_scale")
-    query, key = _random_qk(d_k, 1, n_keys, _check_seed(seed))
+    d_k = check_int(d_k, "d_k")
+    n_keys = check_int(n_keys, "n_keys")
+    query_scale = check_real(query_scale, "query_scale", minimum=0.0)
+    query, key = _random_qk(d_k, 1, n_keys, check_seed(seed))
     logits = attention_logits(query * query_scale, key, scaling)  # (1, 1, L)
     return torch.softmax(logits, dim=-1).reshape(n_keys)
 
@@ -652,7 +623,7 @@ def plot_saturation(
     if not metrics:
         raise ValueError("metrics must hold at least one scaling")
     for name, series in metrics.items():
-        _check_scaling(name)
+        check_choice(name, "scaling", SCALINGS)
         if len(series) != len(d_ks):
             raise ValueError(
                 f"metrics[{name!r}] has {len(series)} entries for {len(d_ks)} values of d_ks"

@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import functional as CF
+from .._checks import check_int, check_seeds, check_stochastic_matrix
 from ..modules import BlockConfig, TransformerStack
 from ..plotting import color
 from .common import default_dtype, train, train_stacked
@@ -71,43 +72,9 @@ __all__ = [
 PLACEMENTS: dict[str, bool] = {"Post-LN": False, "Pre-LN": True}
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def _seed_list(seeds: object) -> list[int]:
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise TypeError(f"seeds must hold ints, got {s!r}")
-    return list(seeds)
-
-
 # --------------------------------------------------------------------------------------
 # The task: a random order-1 Markov source and its loss floor
 # --------------------------------------------------------------------------------------
-
-
-def _check_transition(transition: object) -> torch.Tensor:
-    if not isinstance(transition, torch.Tensor):
-        raise TypeError(f"transition must be a torch.Tensor, got {type(transition).__name__}")
-    if not transition.is_floating_point():
-        raise TypeError(f"transition must have a floating-point dtype, got {transition.dtype}")
-    if transition.dim() != 2 or transition.shape[0] != transition.shape[1]:
-        raise ValueError(f"transition must be square (V, V), got shape {tuple(transition.shape)}")
-    p = transition.to(torch.float64)
-    if bool((p < 0).any()) or not torch.allclose(
-        p.sum(dim=1), torch.ones(p.shape[0], dtype=torch.float64), atol=1e-9
-    ):
-        raise ValueError("transition must have non-negative rows that sum to 1")
-    return p
 
 
 def stationary_distribution(transition: torch.Tensor) -> torch.Tensor:
@@ -121,7 +88,7 @@ def stationary_distribution(transition: torch.Tensor) -> torch.Tensor:
     Shape:
         transition ``(V, V)``, rows summing to 1; output ``(V,)`` float64.
     """
-    p = _check_transition(transition)
+    p = check_stochastic_matrix(transition, "transition")
     v = p.shape[0]
     a = p.T - torch.eye(v, dtype=torch.float64)  # (V, V)
     a[-1] = 1.0  # replace one (redundant) equation by sum(pi) = 1
@@ -144,7 +111,7 @@ def entropy_rate(transition: torch.Tensor) -> float:
     Shape:
         transition ``(V, V)``; output a float.
     """
-    p = _check_transition(transition)
+    p = check_stochastic_matrix(transition, "transition")
     pi = stationary_distribution(p)
     row_entropy = -torch.xlogy(p, p).sum(dim=1)  # (V,): H(next | current = i)
     return float((pi * row_entropy).sum())
@@ -169,7 +136,7 @@ class MarkovSource:
     stationary: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        p = _check_transition(self.transition)
+        p = check_stochastic_matrix(self.transition, "transition")
         object.__setattr__(self, "transition", p)
         object.__setattr__(self, "stationary", stationary_distribution(p))
 
@@ -186,7 +153,7 @@ class MarkovSource:
         Shape:
             a source with ``transition`` ``(vocab_size, vocab_size)``.
         """
-        _positive_int(vocab_size, "vocab_size")
+        check_int(vocab_size, "vocab_size")
         if isinstance(concentration, bool) or not isinstance(concentration, (int, float)):
             raise TypeError(f"concentration must be a real number, got {concentration!r}")
         if not (math.isfinite(concentration) and concentration > 0):
@@ -222,8 +189,8 @@ class MarkovSource:
         Shape:
             output ``(batch_size, length)`` int64.
         """
-        _positive_int(batch_size, "batch_size")
-        _positive_int(length, "length")
+        check_int(batch_size, "batch_size")
+        check_int(length, "length")
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         x = torch.empty(batch_size, length, dtype=torch.long)  # (B, length)
@@ -260,7 +227,7 @@ def causal_mask(length: int) -> torch.Tensor:
     Shape:
         output ``(length, length)`` bool, lower triangular.
     """
-    _positive_int(length, "length")
+    check_int(length, "length")
     return torch.ones(length, length, dtype=torch.bool).tril()
 
 
@@ -290,8 +257,8 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "d_ff", "batch_size"):
-            _positive_int(getattr(self, name), name)
-        if _positive_int(self.seq_len, "seq_len") < 2:
+            check_int(getattr(self, name), name)
+        if check_int(self.seq_len, "seq_len") < 2:
             raise ValueError(f"seq_len must be >= 2, got {self.seq_len}")
 
     def source(self) -> MarkovSource:
@@ -342,7 +309,7 @@ class TinyLM(nn.Module):
         final_norm: bool | None = None,
     ) -> None:
         super().__init__()
-        _positive_int(vocab_size, "vocab_size")
+        check_int(vocab_size, "vocab_size")
         self.embedding = nn.Embedding(vocab_size, config.d_model)
         self.stack = TransformerStack(config, n_layers, final_norm=final_norm)
         self.head = nn.Linear(config.d_model, vocab_size)
@@ -595,7 +562,7 @@ def init_statistics(
     Shape:
         see :class:`InitStats`: ``(len(seeds), n_layers)`` and ``(len(seeds), n_layers + 1)``.
     """
-    seeds = _seed_list(seeds)
+    seeds = check_seeds(seeds)
     if not isinstance(parameter, str):
         raise TypeError(f"parameter must be a str, got {type(parameter).__name__}")
     source = task.source()
@@ -644,7 +611,7 @@ def depth_sweep(
         raise TypeError("depths must be a non-empty sequence of positive ints")
     last_grad, last_rms = [], []
     for depth in depths:
-        _positive_int(depth, "depths")
+        check_int(depth, "depths")
         stats = init_statistics(task, depth, norm_first, seeds, norm=norm, final_norm=final_norm)
         last_grad.append(stats.grad_norms[:, -1])
         last_rms.append(stats.hidden_rms[:, -1])
@@ -706,7 +673,7 @@ def training_batches(task: TaskConfig, seed: int, steps: int) -> torch.Tensor:
         raise TypeError(f"task must be a TaskConfig, got {type(task).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    _positive_int(steps, "steps")
+    check_int(steps, "steps")
     return (
         task.source()
         .sample(steps * task.batch_size, task.seq_len, torch.Generator().manual_seed(10_000 + seed))
@@ -731,7 +698,7 @@ def warmup_linear_decay(
     """
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
-    _positive_int(total_steps, "total_steps")
+    check_int(total_steps, "total_steps")
     if warmup_steps > total_steps:
         raise ValueError(
             f"warmup_steps ({warmup_steps}) must not exceed total_steps ({total_steps})"
@@ -766,7 +733,7 @@ def train_lm(
     Shape:
         returns ``steps`` per-step losses and the trained model.
     """
-    _positive_int(steps, "steps")
+    check_int(steps, "steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     model = make_model(task, n_layers, norm_first, seed)
@@ -793,7 +760,7 @@ def heldout_loss(
     """
     if not isinstance(model, TinyLM):
         raise TypeError(f"model must be a TinyLM, got {type(model).__name__}")
-    _positive_int(n_sequences, "n_sequences")
+    check_int(n_sequences, "n_sequences")
     tokens = task.source().sample(n_sequences, task.seq_len, torch.Generator().manual_seed(seed))
     was_training = model.training
     model.eval()
@@ -826,7 +793,7 @@ class WarmupResult:
         """
         if name not in self.losses:
             raise ValueError(f"name must be one of {sorted(self.losses)}, got {name!r}")
-        _positive_int(last, "last")
+        check_int(last, "last")
         return self.losses[name][:, -last:].mean(dim=1)
 
 
@@ -853,10 +820,10 @@ def warmup_experiment(
     Shape:
         see :class:`WarmupResult`.
     """
-    seeds = _seed_list(seeds)
+    seeds = check_seeds(seeds)
     if not isinstance(runs, Mapping) or not runs:
         raise TypeError("runs must be a non-empty mapping name -> (norm_first, warmup_steps)")
-    _positive_int(steps, "steps")
+    check_int(steps, "steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     data = torch.stack([training_batches(task, seed, steps) for seed in seeds])  # (S, ...)
@@ -959,7 +926,7 @@ def plot_loss_curves(ax: Axes, result: WarmupResult, *, smooth: int = 10) -> tup
 
     The loss floor (entropy rate) and the unigram level are drawn as horizontal lines.
     """
-    _positive_int(smooth, "smooth")
+    check_int(smooth, "smooth")
     kernel = torch.ones(1, 1, smooth, dtype=torch.float64) / smooth
     for i, (name, curves) in enumerate(result.losses.items()):
         c = curves.to(torch.float64)[:, None, :]  # (S, 1, steps)
