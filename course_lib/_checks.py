@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 
+T = TypeVar("T")
+
 __all__ = [
     "as_shape",
+    "check_attn_mask",
+    "check_bool",
     "check_choice",
     "check_eps",
+    "check_factory_kwargs",
     "check_float_tensor",
+    "check_heads",
+    "check_instance",
     "check_int",
     "check_labels",
     "check_mask",
+    "check_normalized_input",
+    "check_normalized_shape",
     "check_param",
     "check_probability",
     "check_query_key",
@@ -28,8 +38,18 @@ __all__ = [
     "check_rows",
     "check_seed",
     "check_seeds",
+    "check_self_attn_mask",
     "check_stochastic_matrix",
+    "check_tokens",
 ]
+
+
+def check_instance(value: T, name: str, cls: type | tuple[type, ...]) -> T:
+    """Return ``value`` if it is an instance of ``cls`` (a class or a tuple of classes)."""
+    if not isinstance(value, cls):
+        names = " or ".join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))
+        raise TypeError(f"{name} must be a {names}, got {type(value).__name__}")
+    return value
 
 
 def check_int(
@@ -245,3 +265,141 @@ def check_query_key(query: object, key: object) -> tuple[torch.Tensor, torch.Ten
             f"query and key batch dimensions do not match: {tuple(q.shape)} vs {tuple(k.shape)}"
         ) from exc
     return q, k
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool (not 0 or 1, not None): a switch such as ``bias``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_factory_kwargs(device: object, dtype: object) -> dict[str, object]:
+    """``device`` and ``dtype`` as torch's factory arguments, ``{"device": ..., "dtype": ...}``.
+
+    ``device`` is None (torch's default device), a ``torch.device``, a str such as ``"cpu"``
+    or ``"meta"``, or a device index; ``dtype`` is None (torch's default dtype) or a
+    floating-point ``torch.dtype`` (learned parameters must be floating point).
+    """
+    if device is not None:
+        if isinstance(device, bool) or not isinstance(device, (torch.device, str, int)):
+            raise TypeError(
+                f"device must be a torch.device, a str or an int, got {type(device).__name__}"
+            )
+        try:
+            torch.device(device)
+        except RuntimeError as exc:
+            raise ValueError(f"device must name a device torch knows, got {device!r}") from exc
+    if dtype is not None:
+        if not isinstance(dtype, torch.dtype):
+            raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+    return {"device": device, "dtype": dtype}
+
+
+def check_normalized_shape(normalized_shape: object) -> tuple[int, ...]:
+    """Validate a constructor's ``normalized_shape`` on its own, before any input exists.
+
+    The rules are :func:`as_shape`'s, applied to a stand-in input on the meta device (it
+    holds no memory) whose shape is ``normalized_shape`` itself; when no such tensor can be
+    made, :func:`as_shape` is given an empty one and says what is wrong.
+    """
+    try:
+        stand_in = torch.empty(normalized_shape, device="meta")  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):
+        stand_in = torch.empty(0, device="meta")
+    return as_shape(normalized_shape, stand_in)
+
+
+def check_normalized_input(
+    x: object,
+    normalized_shape: tuple[int, ...],
+    like: torch.Tensor | None,
+    *,
+    name: str = "input",
+    min_dim: int = 1,
+) -> torch.Tensor:
+    """A module's input: a float tensor ending in its (validated) ``normalized_shape``.
+
+    ``like`` is the module's parameter or buffer, or None when it has none; the input must
+    have its dtype (the module was built, or moved with ``.to``, for that dtype).
+    """
+    x = check_float_tensor(x, name, min_dim=min_dim)
+    n = len(normalized_shape)
+    if x.dim() < n or tuple(x.shape[-n:]) != normalized_shape:
+        raise ValueError(
+            f"{name} must end in the dimensions normalized_shape={normalized_shape}, "
+            f"got shape {tuple(x.shape)}"
+        )
+    if like is not None and x.dtype != like.dtype:
+        raise TypeError(
+            f"{name} must have dtype {like.dtype} like the module's parameters, got {x.dtype}"
+        )
+    return x
+
+
+def check_heads(d_model: int, n_heads: int) -> None:
+    """``d_model`` must split evenly into ``n_heads`` heads (both already checked ints)."""
+    if d_model % n_heads != 0:
+        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+
+
+def check_tokens(x: object, name: str, d_model: int, like: torch.Tensor) -> torch.Tensor:
+    """A batch of token vectors: a float tensor ``(B, T, d_model)`` of ``like``'s dtype."""
+    x = check_float_tensor(x, name, min_dim=3)
+    if x.dim() != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"{name} must have shape (B, T, {d_model}), got {tuple(x.shape)}")
+    if x.dtype != like.dtype:
+        raise TypeError(
+            f"{name} must have dtype {like.dtype} like the module's parameters, got {x.dtype}"
+        )
+    return x
+
+
+def _check_bool_mask_dtype(attn_mask: object, name: str) -> torch.Tensor:
+    if not isinstance(attn_mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(attn_mask).__name__}")
+    if attn_mask.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must have dtype torch.bool (True = may attend), got {attn_mask.dtype}"
+        )
+    return attn_mask
+
+
+def check_attn_mask(
+    attn_mask: object, scores_shape: tuple[int, ...], name: str = "attn_mask"
+) -> torch.Tensor:
+    """A boolean mask (True = may attend) that broadcasts to ``scores_shape``.
+
+    Its last dimension must be exactly ``L_k`` and the one before ``L_q`` or 1, so that a
+    transposed mask is an error rather than a silent broadcast.
+    """
+    attn_mask = _check_bool_mask_dtype(attn_mask, name)
+    l_q, l_k = scores_shape[-2], scores_shape[-1]
+    if attn_mask.dim() < 2 or attn_mask.shape[-1] != l_k or attn_mask.shape[-2] not in (1, l_q):
+        raise ValueError(
+            f"{name} must have shape (..., {l_q} or 1, {l_k}), got {tuple(attn_mask.shape)}"
+        )
+    try:
+        if tuple(torch.broadcast_shapes(attn_mask.shape, scores_shape)) != tuple(scores_shape):
+            raise RuntimeError
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{name} of shape {tuple(attn_mask.shape)} does not broadcast to the "
+            f"attention scores' shape {tuple(scores_shape)}"
+        ) from exc
+    return attn_mask
+
+
+def check_self_attn_mask(
+    attn_mask: object, batch: int, length: int, name: str = "attn_mask"
+) -> torch.Tensor:
+    """A boolean self-attention mask (True = may attend) of shape ``(T, T)`` or ``(B, T, T)``."""
+    attn_mask = _check_bool_mask_dtype(attn_mask, name)
+    if tuple(attn_mask.shape) not in ((length, length), (batch, length, length)):
+        raise ValueError(
+            f"{name} must have shape ({length}, {length}) or ({batch}, {length}, {length}), "
+            f"got {tuple(attn_mask.shape)}"
+        )
+    return attn_mask

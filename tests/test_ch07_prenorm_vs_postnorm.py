@@ -27,12 +27,13 @@ SEEDS = (0, 1, 2)
 DEPTHS = (2, 4, 8, 16)
 N_LAYERS, LR, STEPS, WARMUP = 2, 0.06, 150, 50
 BETAS = (0.9, 0.98)
-RUNS = {
-    "Post-LN, no warmup": (False, 0),
-    "Post-LN, warmup": (False, WARMUP),
-    "Pre-LN, no warmup": (True, 0),
-}
 TASK = ch07.TaskConfig()
+POST, PRE = TASK.model(False, n_layers=N_LAYERS), TASK.model(True, n_layers=N_LAYERS)
+RUNS = {
+    "Post-LN, no warmup": (POST, 0),
+    "Post-LN, warmup": (POST, WARMUP),
+    "Pre-LN, no warmup": (PRE, 0),
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,8 +52,11 @@ def test_settings_match_the_notebook():
     assert f"N_LAYERS, LR, STEPS, WARMUP = {N_LAYERS}, {LR}, {STEPS}, {WARMUP}" in source
     assert f"BETAS = {BETAS}" in source
     assert "task = ch07.TaskConfig()" in source
-    for name, (norm_first, warmup) in RUNS.items():
-        assert f'"{name}": ({norm_first}, {"WARMUP" if warmup else 0})' in source, name
+    assert "POST = task.model(norm_first=False, n_layers=N_LAYERS)" in source
+    assert "PRE = task.model(norm_first=True, n_layers=N_LAYERS)" in source
+    for name, (config, warmup) in RUNS.items():
+        variable = "PRE" if config.block.norm_first else "POST"
+        assert f'"{name}": ({variable}, {"WARMUP" if warmup else 0})' in source, name
 
 
 # --------------------------------------------------------------------------------------
@@ -137,7 +141,7 @@ def test_causal_mask():
 
 
 def test_tiny_lm_is_causal():
-    model = ch07.make_model(TASK, 2, True, seed=0)
+    model = ch07.make_model(TASK, TASK.model(True, n_layers=2), seed=0)
     tokens = TASK.source().sample(2, 12, torch.Generator().manual_seed(0))
     changed = tokens.clone()
     changed[:, 8:] = (changed[:, 8:] + 1) % TASK.vocab_size
@@ -149,11 +153,11 @@ def test_tiny_lm_is_causal():
 
 
 def test_same_seed_same_weights_for_both_placements():
-    post = ch07.make_model(TASK, 3, False, seed=5).state_dict()
-    pre = ch07.make_model(TASK, 3, True, seed=5).state_dict()
+    post = ch07.make_model(TASK, TASK.model(False, n_layers=3), seed=5).state_dict()
+    pre = ch07.make_model(TASK, TASK.model(True, n_layers=3), seed=5).state_dict()
     assert set(pre) - set(post) == {"stack.final_norm.weight", "stack.final_norm.bias"}
     assert all(torch.equal(post[k], pre[k]) for k in post)
-    other = ch07.make_model(TASK, 3, False, seed=6).state_dict()
+    other = ch07.make_model(TASK, TASK.model(False, n_layers=3), seed=6).state_dict()
     assert not torch.equal(post["embedding.weight"], other["embedding.weight"])
 
 
@@ -161,7 +165,7 @@ def test_make_model_leaves_the_global_rng_alone():
     torch.manual_seed(11)
     expected = torch.rand(3)
     torch.manual_seed(11)
-    ch07.make_model(TASK, 2, False, seed=0)
+    ch07.make_model(TASK, TASK.model(False, n_layers=2), seed=0)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -213,24 +217,38 @@ def test_hidden_rms_of_a_layernorm_output_is_one():
         (lambda: TASK.source().sample(2, 3, 0), TypeError, "generator"),
         (lambda: ch07.TaskConfig(vocab_size=0), ValueError, "vocab_size"),
         (lambda: ch07.TaskConfig(seq_len=1), ValueError, "seq_len"),
-        (lambda: ch07.make_model("task", 2, True, 0), TypeError, "task"),
-        (lambda: ch07.make_model(TASK, 0, True, 0), ValueError, "n_layers"),
-        (lambda: ch07.init_statistics(TASK, 2, True, []), ValueError, "seeds"),
-        (lambda: ch07.init_statistics(TASK, 2, True, "01"), TypeError, "seeds"),
-        (lambda: ch07.init_statistics(TASK, 2, True, [0], parameter="W9"), ValueError, "parameter"),
-        (lambda: ch07.depth_sweep(TASK, [], True, [0]), TypeError, "depths"),
-        (lambda: ch07.depth_sweep(TASK, [0], True, [0]), ValueError, "depths"),
+        (lambda: ch07.make_model("task", TASK.model(True, n_layers=2), 0), TypeError, "task"),
+        (lambda: ch07.make_model(TASK, 2, 0), TypeError, "config must be a ModelConfig"),
+        (lambda: TASK.model(True, n_layers=0), ValueError, "n_layers"),
+        (lambda: TASK.model(True, final_norm=1), TypeError, "final_norm"),
+        (lambda: ch07.init_statistics(TASK, TASK.model(True, n_layers=2), []), ValueError, "seeds"),
+        (
+            lambda: ch07.init_statistics(TASK, TASK.model(True, n_layers=2), "01"),
+            TypeError,
+            "seeds",
+        ),
+        (
+            lambda: ch07.init_statistics(TASK, TASK.model(True, n_layers=2), [0], parameter="W9"),
+            ValueError,
+            "parameter",
+        ),
+        (lambda: ch07.depth_sweep(TASK, PRE, [], [0]), TypeError, "depths"),
+        (lambda: ch07.depth_sweep(TASK, PRE, [0], [0]), ValueError, "depths"),
         (lambda: ch07.loglog_slope([1.0], [1.0]), ValueError, "x and y"),
         (lambda: ch07.loglog_slope([1.0, 2.0], [0.0, 1.0]), ValueError, "positive"),
         (lambda: ch07.warmup_linear_decay(_sgd(), -1, 10), ValueError, "warmup_steps"),
         (lambda: ch07.warmup_linear_decay(_sgd(), 11, 10), ValueError, "warmup_steps"),
         (
-            lambda: ch07.train_lm(TASK, 2, True, 0, lr=0.0, warmup_steps=0, steps=1),
+            lambda: ch07.train_lm(TASK, PRE, 0, lr=0.0, warmup_steps=0, steps=1),
             ValueError,
             "lr",
         ),
         (lambda: ch07.next_token_loss(torch.zeros(2, 3), torch.zeros(2)), ValueError, "logits"),
-        (lambda: ch07.make_model(TASK, 1, True, 0)(torch.zeros(1, 3)), TypeError, "tokens"),
+        (
+            lambda: ch07.make_model(TASK, TASK.model(True, n_layers=1), 0)(torch.zeros(1, 3)),
+            TypeError,
+            "tokens",
+        ),
         (lambda: ch07.heldout_loss(nn.Linear(2, 2), TASK), TypeError, "model"),
     ],
 )
@@ -251,7 +269,7 @@ def _sgd() -> torch.optim.Optimizer:
 @pytest.fixture(scope="module")
 def init_stats():
     return {
-        (name, depth): ch07.init_statistics(TASK, depth, norm_first, SEEDS)
+        (name, depth): ch07.init_statistics(TASK, TASK.model(norm_first, n_layers=depth), SEEDS)
         for name, norm_first in ch07.PLACEMENTS.items()
         for depth in DEPTHS
     }
@@ -315,7 +333,9 @@ def test_claim_final_layernorm_fixes_the_logit_scale():
         for d in DEPTHS:
             rms = []
             for seed in SEEDS:
-                model = ch07.make_model(TASK, d, True, seed, final_norm=with_final)
+                model = ch07.make_model(
+                    TASK, TASK.model(True, n_layers=d, final_norm=with_final), seed
+                )
                 with torch.no_grad():
                     rms.append(model(batch[:, :-1]).pow(2).mean().sqrt().item())
             scale.append(sum(rms) / len(rms))
@@ -325,14 +345,14 @@ def test_claim_final_layernorm_fixes_the_logit_scale():
 
 
 def test_claim_without_final_norm_the_pre_ln_gradient_does_not_fall():
-    g, _ = ch07.depth_sweep(TASK, DEPTHS, True, SEEDS, final_norm=False)
+    g, _ = ch07.depth_sweep(TASK, TASK.model(True, final_norm=False), DEPTHS, SEEDS)
     assert ch07.loglog_slope(DEPTHS, g.mean(0)) > -0.1
 
 
 def test_claim_rmsnorm_gives_the_same_depth_trend():
     slopes = {}
     for name, norm_first in ch07.PLACEMENTS.items():
-        g, _ = ch07.depth_sweep(TASK, DEPTHS, norm_first, SEEDS, norm="rms")
+        g, _ = ch07.depth_sweep(TASK, TASK.model(norm_first, norm="rms"), DEPTHS, SEEDS)
         slopes[name] = ch07.loglog_slope(DEPTHS, g.mean(0))
     assert abs(slopes["Post-LN"]) < 0.1
     assert slopes["Pre-LN"] < -0.2
@@ -340,9 +360,7 @@ def test_claim_rmsnorm_gives_the_same_depth_trend():
 
 @pytest.fixture(scope="module")
 def warmup_result():
-    result = ch07.warmup_experiment(
-        TASK, RUNS, SEEDS, n_layers=N_LAYERS, lr=LR, steps=STEPS, betas=BETAS
-    )
+    result = ch07.warmup_experiment(TASK, RUNS, SEEDS, lr=LR, steps=STEPS, betas=BETAS)
     heldout = {
         name: torch.tensor([ch07.heldout_loss(m, TASK) for m in models])
         for name, models in result.models.items()
@@ -369,9 +387,7 @@ def test_claim_warmup_three_way_comparison_holds_on_every_seed(warmup_result):
 
 def test_claim_post_ln_trains_without_warmup_at_a_quarter_of_the_rate():
     source = TASK.source()
-    _, model = ch07.train_lm(
-        TASK, N_LAYERS, False, 0, lr=LR / 4, warmup_steps=0, steps=STEPS, betas=BETAS
-    )
+    _, model = ch07.train_lm(TASK, POST, 0, lr=LR / 4, warmup_steps=0, steps=STEPS, betas=BETAS)
     share = (source.unigram_entropy - ch07.heldout_loss(model, TASK)) / (
         source.unigram_entropy - source.entropy_rate
     )
@@ -379,8 +395,8 @@ def test_claim_post_ln_trains_without_warmup_at_a_quarter_of_the_rate():
 
 
 def test_training_is_deterministic():
-    a, _ = ch07.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
-    b, _ = ch07.train_lm(TASK, 1, True, 3, lr=0.01, warmup_steps=2, steps=5)
+    a, _ = ch07.train_lm(TASK, TASK.model(True, n_layers=1), 3, lr=0.01, warmup_steps=2, steps=5)
+    b, _ = ch07.train_lm(TASK, TASK.model(True, n_layers=1), 3, lr=0.01, warmup_steps=2, steps=5)
     assert a == b and len(a) == 5
 
 
@@ -390,7 +406,7 @@ def test_training_is_deterministic():
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_stacked_tinylm_computes_each_models_own_output(norm_first):
     task = ch07.TaskConfig()
-    models = [ch07.make_model(task, 2, norm_first, seed) for seed in (0, 1, 2)]
+    models = [ch07.make_model(task, TASK.model(norm_first, n_layers=2), seed) for seed in (0, 1, 2)]
     stacked = ch07.StackedTinyLM(models)
     tokens = torch.stack(
         [task.source().sample(4, 16, torch.Generator().manual_seed(s)) for s in range(3)]
@@ -412,7 +428,7 @@ def test_train_stacked_ends_where_each_separate_adam_run_ends():
     runs = [(False, 0, 0), (False, 10, 1), (True, 0, 2)]  # (norm_first, warmup, seed)
     for norm_first in (False, True):
         chosen = [(w, s) for nf, w, s in runs if nf == norm_first]
-        starts = [ch07.make_model(task, 2, norm_first, s) for _, s in chosen]
+        starts = [ch07.make_model(task, TASK.model(norm_first, n_layers=2), s) for _, s in chosen]
         data = torch.stack([ch07.training_batches(task, s, steps) for _, s in chosen])
         rates = torch.stack([0.01 * ch07.schedule_factors(w, steps) for w, _ in chosen])
         stacked = ch07.StackedTinyLM(starts)
@@ -425,7 +441,7 @@ def test_train_stacked_ends_where_each_separate_adam_run_ends():
         )
         for i, (w, s) in enumerate(chosen):
             curve, alone = ch07.train_lm(
-                task, 2, norm_first, s, lr=0.01, warmup_steps=w, steps=steps
+                task, task.model(norm_first), s, lr=0.01, warmup_steps=w, steps=steps
             )
             torch.testing.assert_close(
                 curves[i], torch.tensor(curve, dtype=torch.float64), rtol=1e-9, atol=1e-9
@@ -440,7 +456,7 @@ def test_train_stacked_stops_a_model_whose_loss_is_not_finite():
     from course_lib.experiments.common import train_stacked
 
     task, steps = ch07.TaskConfig(), 5
-    starts = [ch07.make_model(task, 2, True, s) for s in (0, 1)]
+    starts = [ch07.make_model(task, TASK.model(True, n_layers=2), s) for s in (0, 1)]
     stacked = ch07.StackedTinyLM(starts)
     with torch.no_grad():  # model 1 starts with a non-finite weight: its loss is nan
         stacked.head__weight[1, 0, 0] = math.inf
@@ -460,7 +476,10 @@ def test_stacked_training_rejects_bad_arguments():
     from course_lib.experiments.common import train_stacked
 
     task = ch07.TaskConfig()
-    post, pre = ch07.make_model(task, 2, False, 0), ch07.make_model(task, 2, True, 0)
+    post, pre = (
+        ch07.make_model(task, TASK.model(False, n_layers=2), 0),
+        ch07.make_model(task, TASK.model(True, n_layers=2), 0),
+    )
     with pytest.raises(ValueError, match="one configuration"):
         ch07.StackedTinyLM([post, pre])
     with pytest.raises(TypeError, match="TinyLM"):

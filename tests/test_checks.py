@@ -27,6 +27,7 @@ from course_lib import _checks as checks
         (lambda: checks.check_eps(1e-300), 1e-300),
         (lambda: checks.check_probability(1, "p"), 1.0),
         (lambda: checks.check_choice("layer", "norm", ("layer", "rms")), "layer"),
+        (lambda: checks.check_instance(2, "n", (int, float)), 2),
     ],
 )
 def test_valid_values_pass_through(call, expected):
@@ -59,6 +60,11 @@ def test_valid_values_pass_through(call, expected):
         (lambda: checks.check_eps(float("inf")), ValueError, "eps must be finite"),
         (lambda: checks.check_probability(1.5, "dropout"), ValueError, "dropout must be in"),
         (lambda: checks.check_choice(1, "norm", ("layer",)), TypeError, "norm must be a str"),
+        (
+            lambda: checks.check_instance("2", "n", (int, float)),
+            TypeError,
+            "n must be a int or float, got str",
+        ),
         (lambda: checks.check_choice("rms", "norm", ("layer",)), ValueError, "norm must be one"),
         (
             lambda: checks.check_float_tensor(torch.ones(3), "x", dim=2),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,7 +32,13 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import functional as CF
-from .._checks import check_int, check_seeds, check_stochastic_matrix
+from .._checks import (
+    check_instance,
+    check_int,
+    check_seed,
+    check_seeds,
+    check_stochastic_matrix,
+)
 from ..modules import BlockConfig, TransformerStack
 from ..plotting import color
 from .common import default_dtype, train, train_stacked
@@ -41,6 +47,7 @@ __all__ = [
     "PLACEMENTS",
     "InitStats",
     "MarkovSource",
+    "ModelConfig",
     "StackedTinyLM",
     "TaskConfig",
     "TinyLM",
@@ -269,19 +276,55 @@ class TaskConfig:
         """
         return MarkovSource.random(self.vocab_size, self.concentration, self.source_seed)
 
-    def block(self, norm_first: bool, norm: str = "layer") -> BlockConfig:
-        """The block configuration for one placement (and LayerNorm or RMSNorm).
+    def model(
+        self,
+        norm_first: bool,
+        *,
+        n_layers: int = 2,
+        norm: str = "layer",
+        final_norm: bool | None = None,
+    ) -> ModelConfig:
+        """The :class:`ModelConfig` of one placement at the task's sizes.
+
+        Every other function of the chapter takes this one object: change a field with
+        ``dataclasses.replace`` (``replace(config, n_layers=8)``).
 
         Shape:
-            blocks map ``(B, T, d_model)`` to ``(B, T, d_model)``.
+            see :class:`TinyLM`.
         """
-        return BlockConfig(
+        block = BlockConfig(
             d_model=self.d_model,
             n_heads=self.n_heads,
             d_ff=self.d_ff,
             norm=norm,  # type: ignore[arg-type]
             norm_first=norm_first,
         )
+        return ModelConfig(block, n_layers, final_norm)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One :class:`TinyLM` architecture: the block, the depth, and the final normalization.
+
+    ``final_norm=None`` closes the stack with a normalization exactly when
+    ``block.norm_first`` (Pre-LN), as GPT-2 and :class:`nn.TransformerEncoder` models do.
+    Frozen and validated once, here; build one with :meth:`TaskConfig.model`.
+
+    Shape:
+        see :class:`TinyLM`.
+    """
+
+    block: BlockConfig
+    n_layers: int = 2
+    final_norm: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_instance(self.block, "block", BlockConfig)
+        check_int(self.n_layers, "n_layers")
+        if self.final_norm is not None and not isinstance(self.final_norm, bool):
+            raise TypeError(
+                f"final_norm must be a bool or None, got {type(self.final_norm).__name__}"
+            )
 
 
 class TinyLM(nn.Module):
@@ -327,16 +370,8 @@ class TinyLM(nn.Module):
         return (logits, hidden) if return_hidden else logits
 
 
-def make_model(
-    task: TaskConfig,
-    n_layers: int,
-    norm_first: bool,
-    seed: int,
-    *,
-    norm: str = "layer",
-    final_norm: bool | None = None,
-) -> TinyLM:
-    r"""A :class:`TinyLM` for ``task`` with weights drawn from ``seed``.
+def make_model(task: TaskConfig, config: ModelConfig, seed: int) -> TinyLM:
+    r"""A :class:`TinyLM` of architecture ``config`` for ``task``, weights drawn from ``seed``.
 
     .. math:: \theta_0 \sim \text{PyTorch's default initialization, seeded with } s
 
@@ -346,15 +381,15 @@ def make_model(
     Shape:
         see :class:`TinyLM`.
     """
-    if not isinstance(task, TaskConfig):
-        raise TypeError(f"task must be a TaskConfig, got {type(task).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    config = task.block(norm_first, norm)
+    check_instance(task, "task", TaskConfig)
+    check_instance(config, "config", ModelConfig)
+    seed = check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with default_dtype(task.dtype):  # weights drawn in task.dtype (see default_dtype)
-            return TinyLM(config, n_layers, task.vocab_size, final_norm=final_norm)
+            return TinyLM(
+                config.block, config.n_layers, task.vocab_size, final_norm=config.final_norm
+            )
 
 
 class StackedTinyLM(nn.Module):
@@ -542,13 +577,10 @@ class InitStats:
 
 def init_statistics(
     task: TaskConfig,
-    n_layers: int,
-    norm_first: bool,
+    config: ModelConfig,
     seeds: Sequence[int],
     *,
     parameter: str = "linear2.weight",
-    norm: str = "layer",
-    final_norm: bool | None = None,
 ) -> InitStats:
     r"""Per-layer gradient norm of one batch's loss at initialization, for each seed.
 
@@ -568,7 +600,7 @@ def init_statistics(
     source = task.source()
     grads, sizes, ratios = [], [], []
     for seed in seeds:
-        model = make_model(task, n_layers, norm_first, seed, norm=norm, final_norm=final_norm)
+        model = make_model(task, config, seed)
         names = dict(model.stack.layers[0].named_parameters())
         if parameter != "all" and parameter not in names:
             raise ValueError(
@@ -591,15 +623,12 @@ def init_statistics(
 
 
 def depth_sweep(
-    task: TaskConfig,
-    depths: Sequence[int],
-    norm_first: bool,
-    seeds: Sequence[int],
-    *,
-    norm: str = "layer",
-    final_norm: bool | None = None,
+    task: TaskConfig, config: ModelConfig, depths: Sequence[int], seeds: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The last layer's feed-forward gradient, and the last hidden state's RMS, per depth.
+
+    ``config`` at each depth: ``replace(config, n_layers=depth)`` (its own ``n_layers``
+    is not used).
 
     .. math:: g_L = \lVert \partial\mathcal{L} / \partial W^{2,L} \rVert_F,
         \quad \mathrm{rms}(h_L), \qquad L \in \text{depths}
@@ -607,12 +636,13 @@ def depth_sweep(
     Shape:
         output two tensors ``(len(seeds), len(depths))``.
     """
+    check_instance(config, "config", ModelConfig)
     if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence) or not depths:
         raise TypeError("depths must be a non-empty sequence of positive ints")
     last_grad, last_rms = [], []
     for depth in depths:
         check_int(depth, "depths")
-        stats = init_statistics(task, depth, norm_first, seeds, norm=norm, final_norm=final_norm)
+        stats = init_statistics(task, replace(config, n_layers=depth), seeds)
         last_grad.append(stats.grad_norms[:, -1])
         last_rms.append(stats.hidden_rms[:, -1])
     return torch.stack(last_grad, dim=1), torch.stack(last_rms, dim=1)
@@ -713,8 +743,7 @@ def warmup_linear_decay(
 
 def train_lm(
     task: TaskConfig,
-    n_layers: int,
-    norm_first: bool,
+    config: ModelConfig,
     seed: int,
     *,
     lr: float,
@@ -736,7 +765,7 @@ def train_lm(
     check_int(steps, "steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    model = make_model(task, n_layers, norm_first, seed)
+    model = make_model(task, config, seed)
     data = training_batches(task, seed, steps)  # (steps, B, T)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=True)
     scheduler = warmup_linear_decay(optimizer, warmup_steps, steps)
@@ -799,22 +828,21 @@ class WarmupResult:
 
 def warmup_experiment(
     task: TaskConfig,
-    runs: Mapping[str, tuple[bool, int]],
+    runs: Mapping[str, tuple[ModelConfig, int]],
     seeds: Sequence[int],
     *,
-    n_layers: int,
     lr: float,
     steps: int,
     betas: tuple[float, float] = (0.9, 0.98),
 ) -> WarmupResult:
-    r"""Train each run ``name -> (norm_first, warmup_steps)`` once per seed.
+    r"""Train each run ``name -> (model config, warmup_steps)`` once per seed.
 
     .. math:: \eta_s = \mathrm{lr} \cdot \text{warmup}(s) \cdot \text{decay}(s)
         \quad \text{(see :func:`warmup_linear_decay`)}
 
     Every run uses the same peak learning rate ``lr``, Adam ``betas`` and steps, and per
-    seed the same initial weights and batches: only the placement and the warmup differ.
-    The runs of one placement train together as one :class:`StackedTinyLM`; each ends
+    seed the same initial weights and batches: only the architecture and the warmup
+    differ. The runs of one architecture train together as one :class:`StackedTinyLM`; each ends
     where its own :func:`train_lm` run ends, up to round-off (the tests check it).
 
     Shape:
@@ -822,18 +850,21 @@ def warmup_experiment(
     """
     seeds = check_seeds(seeds)
     if not isinstance(runs, Mapping) or not runs:
-        raise TypeError("runs must be a non-empty mapping name -> (norm_first, warmup_steps)")
+        raise TypeError("runs must be a non-empty mapping name -> (ModelConfig, warmup_steps)")
+    for config, warmup in runs.values():
+        check_instance(config, "runs' configs", ModelConfig)
+        check_int(warmup, "warmup_steps", minimum=0)
     check_int(steps, "steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     data = torch.stack([training_batches(task, seed, steps) for seed in seeds])  # (S, ...)
     losses: dict[str, torch.Tensor] = {}
     models: dict[str, list[TinyLM]] = {}
-    # The runs of one placement share an architecture: they train as one stacked model,
-    # each run and seed with its own schedule (common.train_stacked).
-    for norm_first in dict.fromkeys(nf for nf, _ in runs.values()):
-        names = [name for name, (nf, _) in runs.items() if nf == norm_first]
-        starts = [make_model(task, n_layers, norm_first, seed) for _ in names for seed in seeds]
+    # The runs of one architecture train as one stacked model, each run and seed with its
+    # own schedule (common.train_stacked).
+    for config in dict.fromkeys(c for c, _ in runs.values()):
+        names = [name for name, (c, _) in runs.items() if c == config]
+        starts = [make_model(task, config, seed) for _ in names for seed in seeds]
         rates = torch.stack(
             [lr * schedule_factors(runs[name][1], steps) for name in names for _ in seeds]
         )  # (runs * S, steps)
