@@ -104,3 +104,17 @@ def test_default_dtype_applies_inside_the_block_and_restores_after():
     with pytest.raises(TypeError, match="dtype"):
         with default_dtype(torch.int64):
             pass
+
+
+def test_named_streams_are_disjoint_for_every_chapter_seed():
+    from course_lib.experiments.common import STREAMS, stream_seed
+
+    assert stream_seed(2, "batches") == STREAMS["batches"] + 2
+    assert stream_seed(0, "weights") == 0
+    seeds = range(10)  # the chapters' seeds are 0 to 9
+    drawn = [stream_seed(s, kind) for kind in STREAMS for s in seeds]
+    assert len(set(drawn)) == len(drawn)  # no run and kind shares another's stream
+    with pytest.raises(ValueError, match="stream"):
+        stream_seed(0, "weight")
+    with pytest.raises(ValueError, match="seed"):
+        stream_seed(-1, "batches")

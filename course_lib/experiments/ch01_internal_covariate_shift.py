@@ -48,7 +48,7 @@ from .._checks import (
 )
 from ..modules import BatchNorm, LayerNorm
 from ..plotting import color, new_figure
-from .common import default_dtype, train
+from .common import default_dtype, stream_seed, train
 
 __all__ = [
     "NORMS",
@@ -621,10 +621,10 @@ def train_run(norm: Norm, seed: int, config: RunConfig | None = None) -> RunReco
         0,
         x.shape[0],
         (config.steps, config.batch_size),
-        generator=torch.Generator().manual_seed(10_000 + seed),
+        generator=torch.Generator().manual_seed(stream_seed(seed, "batches")),
     )  # (steps, batch_size): the examples of each step
     probe = x[: config.probe_size]  # (probe_size, d_in), the same at every step
-    noise_gen = torch.Generator().manual_seed(20_000 + seed)
+    noise_gen = torch.Generator().manual_seed(stream_seed(seed, "noise"))
     etas = [config.lr * m for m in config.step_multiples]
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -698,7 +698,7 @@ def _fresh_net(
 ) -> tuple[torch.Tensor, torch.Tensor, DeepMLP]:
     """``n`` task points and a :class:`DeepMLP` at initialization, weights of std
     ``scale * sqrt(2 / fan_in)`` (He et al. 2015 at ``scale = 1``)."""
-    x, y = make_task(n=n, seed=1000 + check_seed(seed))
+    x, y = make_task(n=n, seed=stream_seed(seed, "task"))
     model = DeepMLP(
         x.shape[1],
         width,

@@ -41,7 +41,7 @@ from .._checks import (
 )
 from ..modules import BlockConfig, TransformerStack
 from ..plotting import color
-from .common import default_dtype, train, train_stacked
+from .common import default_dtype, stream_seed, train, train_stacked
 
 __all__ = [
     "PLACEMENTS",
@@ -699,14 +699,12 @@ def training_batches(task: TaskConfig, seed: int, steps: int) -> torch.Tensor:
     Shape:
         output ``(steps, batch_size, seq_len)`` int64.
     """
-    if not isinstance(task, TaskConfig):
-        raise TypeError(f"task must be a TaskConfig, got {type(task).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_instance(task, "task", TaskConfig)
     check_int(steps, "steps")
+    batches = torch.Generator().manual_seed(stream_seed(seed, "batches"))
     return (
         task.source()
-        .sample(steps * task.batch_size, task.seq_len, torch.Generator().manual_seed(10_000 + seed))
+        .sample(steps * task.batch_size, task.seq_len, batches)
         .view(steps, task.batch_size, task.seq_len)
     )
 
@@ -778,19 +776,22 @@ def train_lm(
 
 
 def heldout_loss(
-    model: TinyLM, task: TaskConfig, *, seed: int = 123_456, n_sequences: int = 512
+    model: TinyLM, task: TaskConfig, *, seed: int = 0, n_sequences: int = 512
 ) -> float:
     r"""Next-symbol loss of ``model`` on fresh sequences from the task's source, no gradients.
 
     .. math:: \hat{\mathcal{L}} = -\frac{1}{N(T-1)} \sum_{n,t} \log q(x_{n,t+1} \mid x_{n,\le t})
 
+    The sequences come from the ``"heldout"`` stream of ``seed``
+    (:data:`~course_lib.experiments.common.STREAMS`), which no training run draws from.
+
     Shape:
         output a float (nats per symbol).
     """
-    if not isinstance(model, TinyLM):
-        raise TypeError(f"model must be a TinyLM, got {type(model).__name__}")
+    check_instance(model, "model", TinyLM)
     check_int(n_sequences, "n_sequences")
-    tokens = task.source().sample(n_sequences, task.seq_len, torch.Generator().manual_seed(seed))
+    heldout = torch.Generator().manual_seed(stream_seed(seed, "heldout"))  # never trained on
+    tokens = task.source().sample(n_sequences, task.seq_len, heldout)
     was_training = model.training
     model.eval()
     with torch.no_grad():

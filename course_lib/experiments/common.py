@@ -9,7 +9,32 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["default_dtype", "train", "train_stacked"]
+from .._checks import check_choice, check_seed
+
+__all__ = ["STREAMS", "default_dtype", "stream_seed", "train", "train_stacked"]
+
+#: The named random streams of one run. A run with seed ``s`` draws its initial weights
+#: from ``s`` itself and every other kind of randomness from its own generator, seeded
+#: ``s + STREAMS[kind]``. So drawing more of one kind (more steps, a bigger batch) never
+#: shifts the numbers of another kind, and because the offsets lie further apart than
+#: any chapter's seeds (0 to 9), two runs or two kinds never share a stream.
+STREAMS: dict[str, int] = {
+    "weights": 0,  # a model's initial weights: torch.manual_seed(s)
+    "task": 1_000,  # chapter 1: the points fed to a network at initialization
+    "batches": 10_000,  # the training data: which examples each step sees, or its sequences
+    "noise": 20_000,  # chapter 1: the noise injected into the noisy BatchNorm's statistics
+    "heldout": 123_456,  # chapter 7: held-out sequences, far from every training stream
+}
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of random stream ``stream`` (a key of :data:`STREAMS`) for run ``seed``.
+
+    Example:
+        >>> stream_seed(2, "batches")
+        10002
+    """
+    return check_seed(seed) + STREAMS[check_choice(stream, "stream", tuple(STREAMS))]
 
 
 @contextmanager
