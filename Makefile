@@ -7,14 +7,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 JOBS   ?= 2
-# One thread per process: float results must not depend on the machine's core count.
-export OMP_NUM_THREADS := 1
-export MKL_NUM_THREADS := 1
-export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# The kernels' environment (one thread per process, exported to every command) and the
+# timeouts, in one place: scripts/kernel.env, which scripts/execute_notebooks.py, the bench
+# and binder/start read too.
+include scripts/kernel.env
 
 NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb))
-NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=120 \
-         --nbval-kernel-startup-timeout=90 --timeout=600
+NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+         --nbval-cell-timeout=$(CELL_TIMEOUT_S) \
+         --nbval-kernel-startup-timeout=$(KERNEL_START_TIMEOUT_S) --timeout=$(TEST_TIMEOUT_S)
+# Options for the bench, e.g. make bench BENCH_ARGS="--only chapters --repeat 1"
+BENCH_ARGS ?=
 
 .PHONY: help venv book test lint unit nbval portability build browser execute serve bench clean
 
@@ -24,7 +27,7 @@ help:
 	@echo "make portability  strict nbval under every arithmetic setting of portability/settings.ini"
 	@echo "make execute  re-run every chapter notebook in place (refresh stored outputs)"
 	@echo "make serve    serve $(BUILD)/html on http://localhost:8000"
-	@echo "make bench    time the chapters, the test run, the build and three LayerNorms"
+	@echo "make bench    time the chapters, the test run, the build and four LayerNorms"
 	@echo "make clean    remove $(BUILD)"
 
 venv: $(STAMP)
@@ -42,11 +45,12 @@ build: $(STAMP)
 	$(BIN)/jupyter-book build . -n -W --keep-going
 
 lint: $(STAMP)
-	$(BIN)/ruff check course_lib tests book scripts
-	$(BIN)/ruff format --check course_lib tests scripts
+	$(BIN)/ruff check course_lib tests book scripts _ext
+	$(BIN)/ruff format --check course_lib tests scripts _ext
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15 --timeout=600
+	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15 \
+	    --timeout=$(TEST_TIMEOUT_S)
 
 nbval: $(STAMP)
 	$(BIN)/pytest $(NBVAL) book -n $(JOBS) --dist loadscope --durations=10
@@ -70,7 +74,7 @@ serve:
 	$(BIN)/python -m http.server --directory $(BUILD)/html --bind 127.0.0.1 8000
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -58,7 +58,8 @@ def test_a_setting_reaches_torch_and_an_empty_value_unsets(portability, monkeypa
 def test_nothing_in_the_project_sets_the_kernel_variables():
     """A setting must reach the kernels as it is: no file that starts them overrides it."""
     files = [ROOT / "Makefile", ROOT / ".ci" / "run", ROOT / "binder" / "start"]
-    files += sorted((ROOT / "scripts").glob("*.py")) + sorted((ROOT / "course_lib").rglob("*.py"))
+    files += [ROOT / "scripts" / "kernel.env"]  # the environment the Makefile includes
+    files += sorted((ROOT / "scripts").rglob("*.py")) + sorted((ROOT / "course_lib").rglob("*.py"))
     files += sorted((ROOT / "tests").glob("conftest.py")) + sorted(ROOT.glob("conftest.py"))
     for path in files:
         if path.name == "portability.py":
