@@ -18,26 +18,17 @@ gradient is orthogonal to the all-ones vector exactly and to ``x_hat`` up to a t
 proportional to ``eps`` (``x_hat`` has squared norm ``D * sigma^2 / (sigma^2 + eps)``,
 not exactly ``D``; chapter 4 computes the term).
 
-:func:`layer_norm_forward` and :func:`layer_norm_backward` compute exactly these
-formulas, and :class:`LayerNormFunction` puts them together as an autograd Function.
-Three choices make that fast on a CPU without hiding the formulas:
+Two implementations of these formulas live here, under two names:
 
-* **Rows in blocks.** Every row is normalized on its own, so :class:`LayerNormFunction`
-  and :func:`layer_norm_backward` go through the rows a block at a time
-  (:func:`row_blocks`, about 1 MiB of float32 per block). Each formula makes several
-  passes over its data (the mean, the centered row, its norm, ...): over a block that
-  fits in the CPU's cache only the first pass reads main memory, the others find the
-  block in the cache. Over a whole ``(8, 512, 1024)`` activation (16 MiB) every pass
-  would go to main memory.
-* **Nothing built twice.** The row means of ``g`` and ``g * x_hat`` are products with
-  ``gamma / D`` (``g`` is never built), the sums over rows are products with a vector
-  of ones, ``dL/dy * x_hat`` is computed once for ``dL/dgamma`` and for the mean of
-  ``g * x_hat``, and its memory then receives the input gradient.
-* **x_hat is recomputed, not stored.** :class:`LayerNormFunction` saves its input and
-  one mean and one ``r`` per row, as ``torch.nn.functional.layer_norm`` does. The
-  backward reads ``x`` where it would have read a stored ``x_hat`` and rebuilds
-  ``x_hat = (x - mean) * r`` in a block-sized scratch tensor that stays in the cache, so
-  the forward writes one new ``(N, D)`` tensor, ``y``, instead of two.
+* :func:`layer_norm_backward` is the **reference**: the formulas line for line in plain
+  tensor operations, the code chapter 4 prints. The tests check the fast backward
+  against it, and every LayerNorm of ``course_lib`` (it included) against torch.
+  :func:`layer_norm_forward` computes the ``x_hat`` and ``rstd`` it takes.
+* :func:`layer_norm_backward_blocked` and :class:`LayerNormFunction` compute the same
+  formulas **fast on a CPU**: the rows a block at a time (:func:`row_blocks`), so that
+  each block stays in the cache over the formula's several passes; buffers reused in
+  place; and, in the Function, the input saved instead of ``x_hat``.
+  :func:`layer_norm_backward_blocked` says how.
 
 ``make bench`` times :class:`LayerNormFunction` against torch's fused kernel and against
 the notes' module differentiated by autograd, and counts the passes each one makes.
@@ -57,6 +48,7 @@ __all__ = [
     "LayerNormFunction",
     "ROW_BLOCK_NUMEL",
     "layer_norm_backward",
+    "layer_norm_backward_blocked",
     "layer_norm_forward",
     "row_blocks",
 ]
@@ -170,6 +162,41 @@ def _backward_block(
     buf.addcmul_(x_hat, gx_mean, value=-1).mul_(rstd)  # - x_hat * mean(g * x_hat), * r
 
 
+def _check_backward_args(
+    grad_output: object, x_hat: object, rstd: object, weight: object, dims: object
+) -> None:
+    """The arguments of both backward functions: ``TypeError`` / ``ValueError`` naming one."""
+    x_hat = check_float_tensor(x_hat, "x_hat")
+    grad_output = check_float_tensor(grad_output, "grad_output", min_dim=0)
+    rstd = check_float_tensor(rstd, "rstd", min_dim=0)
+    if not isinstance(dims, tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in dims
+    ):
+        raise TypeError(f"dims must be a tuple of ints, got {dims!r}")
+    n = x_hat.dim()
+    trailing = list(range(n - len(dims), n))
+    if not dims or not all(-n <= d < n for d in dims) or sorted(d % n for d in dims) != trailing:
+        raise ValueError(
+            f"dims must name the trailing dimensions of x_hat (shape {tuple(x_hat.shape)}), "
+            f"e.g. (-1,) or (-2, -1), got {dims!r}"
+        )
+    if grad_output.shape != x_hat.shape:
+        raise ValueError(
+            f"grad_output must have the shape of x_hat, {tuple(x_hat.shape)}, "
+            f"got {tuple(grad_output.shape)}"
+        )
+    stats_shape = tuple(1 if i in trailing else s for i, s in enumerate(x_hat.shape))
+    if tuple(rstd.shape) != stats_shape:
+        raise ValueError(
+            f"rstd must have shape {stats_shape} (one number per row, kept as "
+            f"layer_norm_forward returns it), got {tuple(rstd.shape)}"
+        )
+    for name, t in (("grad_output", grad_output), ("rstd", rstd)):
+        if t.dtype != x_hat.dtype:
+            raise TypeError(f"{name} must have dtype {x_hat.dtype} like x_hat, got {t.dtype}")
+    check_param(weight, "weight", tuple(x_hat.shape[n - len(dims) :]), x_hat)
+
+
 def layer_norm_backward(
     grad_output: torch.Tensor,
     x_hat: torch.Tensor,
@@ -177,21 +204,102 @@ def layer_norm_backward(
     weight: torch.Tensor | None,
     dims: tuple[int, ...],
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    r"""The hand-derived LayerNorm backward.
+    r"""The LayerNorm backward derived in chapter 4: the reference for every other one.
+
+    With :math:`g = \gamma \odot \partial L/\partial y`, the gradient arriving at
+    :math:`\hat x`, and a bar for the mean over the normalized dimensions ``dims``,
 
     .. math::
-        \frac{\partial L}{\partial x} = r\left(g - \overline{g} - \hat x\,\overline{g\hat x}\right),
-        \quad g = \gamma\odot\frac{\partial L}{\partial y}
+        \frac{\partial L}{\partial x}
+        = r\left(g - \overline{g} - \hat x\,\overline{g\hat x}\right),
+        \qquad
+        \frac{\partial L}{\partial \gamma}
+        = \sum_{\text{rows}} \frac{\partial L}{\partial y} \odot \hat x,
+        \qquad
+        \frac{\partial L}{\partial \beta}
+        = \sum_{\text{rows}} \frac{\partial L}{\partial y}.
 
-    Returns ``(grad_input, grad_weight, grad_bias)``; the last two are None when
-    ``weight`` is None (no affine parameters to differentiate). Like any backward pass it
-    runs without autograd: its results do not require grad. It goes through the rows a
-    block at a time (:func:`row_blocks`, :func:`_backward_block`).
+    One line per term, in plain tensor operations: nothing in place, no blocks, so
+    that the code reads as the formula (:func:`layer_norm_backward_blocked` computes the
+    same values faster). It is differentiable by autograd when its inputs require grad.
+
+    Args:
+        grad_output: :math:`\partial L/\partial y`, the gradient arriving at the output.
+        x_hat: the normalized input :math:`\hat x = (x - \mu)\,r`, as
+            :func:`layer_norm_forward` returns it.
+        rstd: :math:`r = 1/\sqrt{\sigma^2 + \epsilon}`, one number per row, as
+            :func:`layer_norm_forward` returns it.
+        weight: :math:`\gamma`, or None for a LayerNorm without affine parameters
+            (then :math:`g = \partial L/\partial y`).
+        dims: the normalized dimensions, the trailing ones: ``(-1,)`` for a
+            ``normalized_shape`` of one dimension, ``(-2, -1)`` for two.
+
+    Returns:
+        ``(grad_input, grad_weight, grad_bias)``: :math:`\partial L/\partial x`,
+        :math:`\partial L/\partial\gamma` and :math:`\partial L/\partial\beta`; the
+        last two are None when ``weight`` is None.
+
+    Shape:
+        grad_output, x_hat ``(*, *normalized_shape)``; rstd ``(*, 1, ..., 1)``;
+        weight ``normalized_shape``; grad_input as x_hat; grad_weight and grad_bias
+        ``normalized_shape``.
+
+    Example::
+
+        >>> import torch.nn.functional as F
+        >>> x = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+        >>> grad_y = torch.randn(4, 8, dtype=torch.float64)
+        >>> F.layer_norm(x, (8,)).backward(grad_y)  # autograd through torch's LayerNorm
+        >>> x_hat, mean, rstd = layer_norm_forward(x.detach(), (-1,), 1e-5)
+        >>> grad_x, _, _ = layer_norm_backward(grad_y, x_hat, rstd, None, (-1,))
+        >>> torch.allclose(grad_x, x.grad)
+        True
+    """
+    _check_backward_args(grad_output, x_hat, rstd, weight, dims)
+    g = grad_output if weight is None else weight * grad_output  # arriving at x_hat
+    g_mean = g.mean(dim=dims, keepdim=True)  # component along the all-ones vector
+    gx_mean = (g * x_hat).mean(dim=dims, keepdim=True)  # component along x_hat
+    grad_input = rstd * (g - g_mean - x_hat * gx_mean)
+    if weight is None:  # no gamma and beta to differentiate
+        return grad_input, None, None
+    # gamma and beta are shared by every row: sum over the rows
+    shape = weight.shape  # normalized_shape
+    grad_weight = (grad_output * x_hat).reshape(-1, *shape).sum(dim=0)
+    grad_bias = grad_output.reshape(-1, *shape).sum(dim=0)
+    return grad_input, grad_weight, grad_bias
+
+
+def layer_norm_backward_blocked(
+    grad_output: torch.Tensor,
+    x_hat: torch.Tensor,
+    rstd: torch.Tensor,
+    weight: torch.Tensor | None,
+    dims: tuple[int, ...],
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    r""":func:`layer_norm_backward`'s values, computed the fast way :class:`LayerNormFunction` does.
+
+    The same arguments and results as :func:`layer_norm_backward` (the tests check that
+    they agree to round-off); the same code as :class:`LayerNormFunction`'s backward, on
+    the same blocks of rows, so its results equal that backward's exactly. Three choices
+    make it fast on a CPU:
+
+    * **Rows in blocks** (:func:`row_blocks`, about 1 MiB of float32 per block): each
+      formula makes several passes over its data (the products, the row means, ...);
+      over a block that fits in the CPU's cache only the first pass reads main memory.
+    * **Nothing built twice**: the row means of ``g`` and ``g * x_hat`` are products with
+      ``gamma / D`` (``g`` is never built), the sums over rows are products with a
+      vector of ones, and ``dL/dy * x_hat``, computed once, serves ``dL/dgamma`` and the
+      mean of ``g * x_hat`` before its memory receives the input gradient.
+    * **In place**: every intermediate is written over one ``(N, D)`` buffer, which
+      becomes ``grad_input`` (:func:`_backward_block`).
+
+    Like any backward pass it runs without autograd: its results do not require grad.
 
     Shape:
         grad_output, x_hat ``(*, *normalized_shape)``; rstd ``(*, 1, ..., 1)``;
         weight ``normalized_shape``; grad_weight and grad_bias ``normalized_shape``.
     """
+    _check_backward_args(grad_output, x_hat, rstd, weight, dims)
     shape = x_hat.shape[x_hat.dim() - len(dims) :]  # normalized_shape
     d = math.prod(shape)  # D, the number of normalized features
     with torch.no_grad():
@@ -215,8 +323,9 @@ class LayerNormFunction(torch.autograd.Function):
 
     ``LayerNormFunction.apply(input, normalized_shape, weight, bias, eps)`` computes the
     same values as ``F.layer_norm``; its backward is the formula of
-    :func:`layer_norm_backward` (the same :func:`_backward_block` on the same blocks of
-    rows), not autograd through the forward's operations. The forward keeps the input
+    :func:`layer_norm_backward`, computed as :func:`layer_norm_backward_blocked` does
+    (the same :func:`_backward_block` on the same blocks of rows), not autograd through
+    the forward's operations. The forward keeps the input
     and each row's mean and ``rstd``, as ``F.layer_norm`` does; the backward recomputes
     each block's ``x_hat`` from them.
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.autograd import LayerNormFunction, layer_norm_backward
+from course_lib.autograd import (
+    LayerNormFunction,
+    layer_norm_backward,
+    layer_norm_backward_blocked,
+    layer_norm_forward,
+)
 from course_lib.data import batchnorm_table, contextual_batch, scale_pair
 from course_lib.experiments.ch04_layernorm_derivation import (
     EXPECTED_INVARIANCE,
@@ -224,6 +231,39 @@ def test_gradient_scales_like_one_over_sigma_and_eps_caps_it():
     # a nearly constant row: x_hat ~ 0, so only the mean of g is removed, and r = 1/sqrt(eps)
     cap = (up - up.mean()).norm().item() / math.sqrt(1e-5)
     assert grad_norm(1e-8, 1e-5) == pytest.approx(cap, rel=1e-3)
+
+
+def test_the_backward_the_chapter_prints_is_plain_tensor_code():
+    """The chapter prints the library's reference without its docstring, the way the
+    cell does: what is left is the formula in plain operations (no blocks, nothing in
+    place, no out=)."""
+    source = inspect.getsource(layer_norm_backward)
+    body = source.replace(f'    r"""{layer_norm_backward.__doc__}"""\n', "")
+    assert body != source and '"""' not in body
+    assert "g - g_mean - x_hat * gx_mean" in body
+    assert not re.search(r"out=|row_blocks|no_grad|\.\w+_\(", body)
+    assert max(len(line) for line in body.splitlines()) <= 84  # fits the page
+
+
+@pytest.mark.parametrize("seed", range(6, 12))
+def test_reference_backward_equals_autograd_and_the_fast_versions(seed):
+    """The chapter's three-way check, on more seeds: every difference below 1e-13."""
+    g = torch.Generator().manual_seed(seed)
+    x = (3.0 * torch.randn(2, 4, 6, generator=g, dtype=f64) + 1.0).requires_grad_()
+    gamma = torch.randn(6, generator=g, dtype=f64).requires_grad_()
+    beta = torch.randn(6, generator=g, dtype=f64).requires_grad_()
+    grad_y = torch.randn(2, 4, 6, generator=g, dtype=f64)
+    x_hat, _, rstd = layer_norm_forward(x.detach(), (-1,), 1e-5)
+    ref = layer_norm_backward(grad_y, x_hat, rstd, gamma.detach(), (-1,))
+    blocked = layer_norm_backward_blocked(grad_y, x_hat, rstd, gamma.detach(), (-1,))
+    params = (x, gamma, beta)
+    auto = torch.autograd.grad((F.layer_norm(x, (6,), gamma, beta) * grad_y).sum(), params)
+    fn = torch.autograd.grad(
+        (LayerNormFunction.apply(x, (6,), gamma, beta, 1e-5) * grad_y).sum(), params
+    )
+    for other in (auto, fn, blocked):
+        for a, b in zip(ref, other, strict=True):
+            assert (a - b).abs().max() < 1e-13
 
 
 def test_gradcheck_of_the_hand_backward():

@@ -409,10 +409,10 @@ def _fit(
     steps: int,
     lr: float,
     batch_size: int,
-    optimizer: str,
-    weight_decay: float,
-    decay_affine: bool,
-    track: bool,
+    optimizer: str = "adamw",
+    weight_decay: float = 0.0,
+    decay_affine: bool = False,
+    track: bool = False,
 ) -> tuple[list[float], dict[str, list[float]]]:
     steps = check_int(steps, "steps")
     batch_size = check_int(batch_size, "batch_size")
@@ -535,19 +535,16 @@ def fit_magnitude(
     torch.manual_seed(seed)
     with default_dtype(DTYPE):
         model = _MagnitudeClassifier(task.x_train.shape[1], check_choice(norm, "norm", NORM_KINDS))
-    losses, history = _fit(
+    loss_fn = nn.functional.binary_cross_entropy_with_logits
+    losses, history = _fit(  # AdamW without weight decay
         model,
         task.x_train,
         task.y_train,
-        nn.functional.binary_cross_entropy_with_logits,
+        loss_fn,
         seed=seed,
         steps=steps,
         lr=lr,
         batch_size=batch_size,
-        optimizer="adamw",
-        weight_decay=0.0,
-        decay_affine=False,
-        track=False,
     )
     model.eval()
     with torch.no_grad():
