@@ -9,6 +9,11 @@ Conventions used throughout:
 * variance is computed by subtracting the mean first, ``mean((x - mean(x))**2)``, never
   as ``E[x^2] - E[x]^2`` (chapter 4 shows why);
 * boolean masks mean ``True`` = real token / may attend.
+
+Each public function validates its arguments and hands them to an unchecked kernel of the
+same name with a leading underscore (``_layer_norm``, ...). The modules in
+:mod:`course_lib.norms` and :mod:`course_lib.transformer` call the kernels: they validate
+their settings once, when they are built, and their input once per call.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ import torch
 
 from ._checks import (
     as_shape,
+    check_attn_mask,
+    check_bool,
     check_eps,
     check_float_tensor,
+    check_int,
     check_mask,
     check_param,
     check_probability,
     check_query_key,
+    check_real,
 )
 
 __all__ = [
@@ -58,17 +67,41 @@ def layer_norm(
     The variance is the biased one (divide by D) and ``eps`` sits inside the square root,
     exactly as in torch.
 
+    Args:
+        input (Tensor): floating-point, ending in the dimensions ``normalized_shape``.
+        normalized_shape (int or sequence of int): the trailing dimensions of a row.
+        weight (Tensor or None): gamma, of shape ``normalized_shape``. Default: ``None``.
+        bias (Tensor or None): beta, of shape ``normalized_shape``. Default: ``None``.
+        eps (float): added to the variance inside the square root. Default: ``1e-5``.
+
     Shape:
         input ``(*, *normalized_shape)``; weight and bias ``normalized_shape``;
         output same shape as input.
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import layer_norm
+        >>> y = layer_norm(torch.tensor([[10.0, 20.0, 30.0]]), 3)
+        >>> [f"{v:.4f}" for v in y[0].tolist()]
+        ['-1.2247', '0.0000', '1.2247']
     """
     x = check_float_tensor(input, "input")
     shape = as_shape(normalized_shape, x)
     eps = check_eps(eps)
     weight = check_param(weight, "weight", shape, x)
     bias = check_param(bias, "bias", shape, x)
+    return _layer_norm(x, len(shape), weight, bias, eps)
 
-    dims = tuple(range(-len(shape), 0))
+
+def _layer_norm(
+    x: torch.Tensor,
+    n_dims: int,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+) -> torch.Tensor:
+    """:func:`layer_norm` over the last ``n_dims`` dimensions, on validated arguments."""
+    dims = tuple(range(-n_dims, 0))
     mean = x.mean(dim=dims, keepdim=True)  # (*, 1, ..., 1)
     centered = x - mean
     var = (centered * centered).mean(dim=dims, keepdim=True)  # biased
@@ -93,17 +126,37 @@ def rms_norm(
     .. math::
         y_j = \gamma_j \frac{x_j}{\sqrt{\frac{1}{D}\sum_k x_k^2 + \epsilon}}
 
-    ``eps=None`` uses ``torch.finfo(input.dtype).eps``, torch's default.
+    Args:
+        input (Tensor): floating-point, ending in the dimensions ``normalized_shape``.
+        normalized_shape (int or sequence of int): the trailing dimensions of a row.
+        weight (Tensor or None): gamma, of shape ``normalized_shape``. Default: ``None``.
+        eps (float or None): added to the mean square inside the square root; ``None``
+            uses ``torch.finfo(input.dtype).eps``, torch's default. Default: ``None``.
 
     Shape:
         input ``(*, *normalized_shape)``; weight ``normalized_shape``; output as input.
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import rms_norm
+        >>> y = rms_norm(torch.tensor([[3.0, 4.0]]), 2, eps=1e-6)  # RMS = sqrt(12.5)
+        >>> [f"{v:.4f}" for v in y[0].tolist()]
+        ['0.8485', '1.1314']
     """
     x = check_float_tensor(input, "input")
     shape = as_shape(normalized_shape, x)
-    eps = torch.finfo(x.dtype).eps if eps is None else check_eps(eps)
+    eps = None if eps is None else check_eps(eps)
     weight = check_param(weight, "weight", shape, x)
+    return _rms_norm(x, len(shape), weight, eps)
 
-    dims = tuple(range(-len(shape), 0))
+
+def _rms_norm(
+    x: torch.Tensor, n_dims: int, weight: torch.Tensor | None, eps: float | None
+) -> torch.Tensor:
+    """:func:`rms_norm` over the last ``n_dims`` dimensions, on validated arguments."""
+    if eps is None:
+        eps = torch.finfo(x.dtype).eps  # torch's default
+    dims = tuple(range(-n_dims, 0))
     ms = (x * x).mean(dim=dims, keepdim=True)  # mean square per row
     y = x / torch.sqrt(ms + eps)
     if weight is not None:
@@ -145,13 +198,36 @@ def batch_norm(
     Positions where ``mask`` is False are transformed with the same statistics (they
     just do not contribute to them).
 
+    Args:
+        input (Tensor): floating-point, channel-last ``(*, C)``, at least 2-D.
+        running_mean (Tensor or None): ``(C,)``, updated in place in training mode.
+        running_var (Tensor or None): ``(C,)``, updated in place in training mode.
+        weight (Tensor or None): gamma, ``(C,)``. Default: ``None``.
+        bias (Tensor or None): beta, ``(C,)``. Default: ``None``.
+        training (bool): normalize with the batch's statistics (and update the running
+            ones) rather than with the running ones. Default: ``False``.
+        momentum (float): ``m`` in the running-statistics update. Default: ``0.1``.
+        eps (float): added to the variance inside the square root. Default: ``1e-5``.
+        mask (Tensor or None): keyword-only; ``input.shape[:-1]``, bool, True = a real
+            position, the only ones the statistics are taken over. Default: ``None``.
+
     Shape:
         input ``(N, C)`` or ``(B, T, C)`` or any ``(*, C)``; running stats, weight and
         bias ``(C,)``; mask ``input.shape[:-1]`` (bool); output same shape as input.
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import batch_norm
+        >>> x = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])  # (N=3, C=2)
+        >>> mean, var = torch.zeros(2), torch.ones(2)
+        >>> y = batch_norm(x, mean, var, training=True)
+        >>> [f"{v:.4f}" for v in y[:, 1].tolist()]  # each channel on its own scale
+        ['-1.2247', '0.0000', '1.2247']
+        >>> [f"{v:.2f}" for v in mean.tolist()]  # 0.9 * 0 + 0.1 * batch mean
+        ['0.20', '2.00']
     """
     x = check_float_tensor(input, "input", min_dim=2)
-    if not isinstance(training, bool):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    training = check_bool(training, "training")
     eps = check_eps(eps)
     momentum = check_probability(momentum, "momentum")
     channels = (x.shape[-1],)
@@ -163,7 +239,25 @@ def batch_norm(
     bias = check_param(bias, "bias", channels, x)
     if mask is not None:
         mask = check_mask(mask, "mask", tuple(x.shape[:-1]))
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, mask)
 
+
+def _batch_norm(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`batch_norm` on validated arguments.
+
+    It still refuses a batch with a single value per channel: that is a property of the
+    data of this call, found while computing its statistics.
+    """
     flat = x.reshape(-1, x.shape[-1])  # (n_positions, C)
     if training:
         if mask is None:
@@ -217,39 +311,48 @@ def attention_weights(
     it may attend to gets all-zero weights (not NaN), as ``F.scaled_dot_product_attention``
     gives.
 
+    Args:
+        query (Tensor): floating-point, ``(*, L_q, d_k)``.
+        key (Tensor): the same dtype and ``d_k``, ``(*, L_k, d_k)``.
+        attn_mask (Tensor or None): bool, True = may attend. Default: ``None``.
+        scale (float or None): the factor on the scores; ``None`` is
+            :math:`1/\sqrt{d_k}`. Default: ``None``.
+
     Shape:
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``, attn_mask
         ``(*, L_q or 1, L_k)`` bool; output ``(*, L_q, L_k)``, rows summing to 1 (or 0).
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import attention_weights
+        >>> q = k = torch.eye(2)  # two orthogonal keys
+        >>> causal = torch.tensor([[True, False], [True, True]])
+        >>> [[f"{w:.3f}" for w in row] for row in attention_weights(q, k, causal).tolist()]
+        [['1.000', '0.000'], ['0.330', '0.670']]
     """
     q, k = check_query_key(query, key)
-    d_k = q.shape[-1]
+    if scale is not None:
+        scale = check_real(scale, "scale")
+    if attn_mask is not None:
+        attn_mask = check_attn_mask(attn_mask, _scores_shape(q, k))
+    return _attention_weights(q, k, attn_mask, scale)
+
+
+def _scores_shape(q: torch.Tensor, k: torch.Tensor) -> tuple[int, ...]:
+    """The shape of ``q @ k^T``: ``(*, L_q, L_k)``, batch dimensions broadcast."""
+    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    return (*batch, q.shape[-2], k.shape[-2])
+
+
+def _attention_weights(
+    q: torch.Tensor, k: torch.Tensor, attn_mask: torch.Tensor | None, scale: float | None
+) -> torch.Tensor:
+    """:func:`attention_weights` on validated arguments (a mask that broadcasts exactly)."""
     if scale is None:
-        scale = 1.0 / math.sqrt(d_k)
-    elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise TypeError(f"scale must be a finite real number or None, got {scale!r}")
+        scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (*, L_q, L_k)
     if attn_mask is None:
         return torch.softmax(scores, dim=-1)
-
-    if not isinstance(attn_mask, torch.Tensor):
-        raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-    if attn_mask.dtype != torch.bool:
-        raise TypeError(
-            f"attn_mask must have dtype torch.bool (True = may attend), got {attn_mask.dtype}"
-        )
-    l_q, l_k = scores.shape[-2], scores.shape[-1]
-    if attn_mask.dim() < 2 or attn_mask.shape[-1] != l_k or attn_mask.shape[-2] not in (1, l_q):
-        raise ValueError(
-            f"attn_mask must have shape (..., {l_q} or 1, {l_k}), got {tuple(attn_mask.shape)}"
-        )
-    try:
-        if torch.broadcast_shapes(attn_mask.shape, scores.shape) != scores.shape:
-            raise RuntimeError
-    except RuntimeError as exc:
-        raise ValueError(
-            f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to the "
-            f"attention scores' shape {tuple(scores.shape)}"
-        ) from exc
     mask = attn_mask.expand(scores.shape)
     has_key = mask.any(dim=-1, keepdim=True)  # (*, L_q, 1): row has at least one key
     # A row with no allowed key is given scores of 0 (finite), then zeroed below.
@@ -262,6 +365,7 @@ def scaled_dot_product_attention(
     key: torch.Tensor,
     value: torch.Tensor,
     attn_mask: torch.Tensor | None = None,
+    *,
     scale: float | None = None,
 ) -> torch.Tensor:
     r"""Scaled dot-product attention, as ``F.scaled_dot_product_attention`` (no dropout).
@@ -271,31 +375,58 @@ def scaled_dot_product_attention(
 
     See :func:`attention_weights` for the mask convention (True = may attend).
 
+    Args:
+        query (Tensor): floating-point, ``(*, L_q, d_k)``.
+        key (Tensor): the same dtype and ``d_k``, ``(*, L_k, d_k)``.
+        value (Tensor): the same dtype, ``(*, L_k, d_v)``.
+        attn_mask (Tensor or None): bool, True = may attend. Default: ``None``.
+        scale (float or None): keyword-only (torch's fifth positional argument is
+            ``dropout_p``); ``None`` is :math:`1/\sqrt{d_k}`. Default: ``None``.
+
     Shape:
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``, value ``(*, L_k, d_v)``;
         output ``(*, L_q, d_v)``.
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import scaled_dot_product_attention
+        >>> q = k = torch.eye(2)
+        >>> v = torch.tensor([[1.0], [3.0]])
+        >>> out = scaled_dot_product_attention(q, k, v, scale=0.0)  # uniform weights
+        >>> [f"{o:.1f}" for o in out[:, 0].tolist()]
+        ['2.0', '2.0']
     """
-    weights = attention_weights(query, key, attn_mask=attn_mask, scale=scale)
+    q, k = check_query_key(query, key)
+    if scale is not None:
+        scale = check_real(scale, "scale")
+    if attn_mask is not None:
+        attn_mask = check_attn_mask(attn_mask, _scores_shape(q, k))
     v = check_float_tensor(value, "value", min_dim=2)
-    if v.shape[-2] != key.shape[-2]:
+    if v.shape[-2] != k.shape[-2]:
         raise ValueError(
-            f"value must have as many positions as key ({key.shape[-2]}), got {v.shape[-2]}"
+            f"value must have as many positions as key ({k.shape[-2]}), got {v.shape[-2]}"
         )
-    if v.dtype != weights.dtype:
-        raise TypeError(f"value must have dtype {weights.dtype} like query, got {v.dtype}")
-    return torch.matmul(weights, v)
+    if v.dtype != q.dtype:
+        raise TypeError(f"value must have dtype {q.dtype} like query, got {v.dtype}")
+    return torch.matmul(_attention_weights(q, k, attn_mask, scale), v)
 
 
 def padding_mask(lengths: torch.Tensor | Sequence[int], max_len: int) -> torch.Tensor:
     r"""Boolean mask of real tokens: ``mask[b, t] = t < lengths[b]``.
 
+    Args:
+        lengths (Tensor or sequence of int): the number of real tokens of each sequence.
+        max_len (int): ``T``, the padded length.
+
     Shape:
         lengths ``(B,)`` (ints in ``[0, max_len]``); output ``(B, max_len)`` bool.
+
+    Example:
+        >>> from course_lib.functional import padding_mask
+        >>> padding_mask([2, 4], 4).tolist()  # "Hi Nitish <pad> <pad>" and a full row
+        [[True, True, False, False], [True, True, True, True]]
     """
-    if isinstance(max_len, bool) or not isinstance(max_len, int):
-        raise TypeError(f"max_len must be an int, got {type(max_len).__name__}")
-    if max_len < 0:
-        raise ValueError(f"max_len must be >= 0, got {max_len}")
+    max_len = check_int(max_len, "max_len", minimum=0)
     if isinstance(lengths, torch.Tensor):
         if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
             raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")

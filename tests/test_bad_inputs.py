@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from course_lib import functional as CF
-from course_lib import modules as M
+from course_lib import norms as N
+from course_lib import transformer as TR
 from course_lib.autograd import LayerNormFunction
 
 x3 = torch.randn(2, 4, 3)
@@ -186,30 +187,214 @@ CASES = [
     ("padding_mask max_len float", lambda: CF.padding_mask([1], 4.0), TypeError, "max_len"),
     (
         "config d_model not divisible",
-        lambda: M.BlockConfig(d_model=10, n_heads=3),
+        lambda: TR.BlockConfig(d_model=10, n_heads=3),
         ValueError,
         "divisible",
     ),
-    ("config bad norm", lambda: M.BlockConfig(norm="batch"), ValueError, "norm"),
-    ("config bad activation", lambda: M.BlockConfig(activation="tanh"), ValueError, "activation"),
-    ("mha d_model not divisible", lambda: M.MultiHeadAttention(10, 4), ValueError, "divisible"),
+    ("config bad norm", lambda: TR.BlockConfig(norm="batch"), ValueError, "norm"),
+    ("config bad activation", lambda: TR.BlockConfig(activation="tanh"), ValueError, "activation"),
+    ("mha d_model not divisible", lambda: TR.MultiHeadAttention(10, 4), ValueError, "divisible"),
     (
         "mha wrong mask dtype",
-        lambda: M.MultiHeadAttention(8, 2)(torch.randn(2, 3, 8), mask=torch.ones(2, 3)),
+        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 8), mask=torch.ones(2, 3)),
         TypeError,
         "mask",
     ),
-    ("mha wrong width", lambda: M.MultiHeadAttention(8, 2)(torch.randn(2, 3, 6)), ValueError, "x"),
-    ("block needs a config", lambda: M.TransformerBlock({"d_model": 8}), TypeError, "config"),
+    ("mha wrong width", lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 6)), ValueError, "x"),
+    ("block needs a config", lambda: TR.TransformerBlock({"d_model": 8}), TypeError, "config"),
     (
         "from_torch needs batch_first",
-        lambda: M.TransformerBlock.from_torch(torch.nn.TransformerEncoderLayer(8, 2)),
+        lambda: TR.TransformerBlock.from_torch(torch.nn.TransformerEncoderLayer(8, 2)),
         ValueError,
         "batch_first",
     ),
-    ("stack zero layers", lambda: M.TransformerStack(M.BlockConfig(), 0), ValueError, "n_layers"),
-    ("module layer norm eps zero", lambda: M.LayerNorm(4, eps=0.0), ValueError, "eps"),
-    ("module batch norm features", lambda: M.BatchNorm(0), ValueError, "num_features"),
+    ("stack zero layers", lambda: TR.TransformerStack(TR.BlockConfig(), 0), ValueError, "n_layers"),
+    ("module layer norm eps zero", lambda: N.LayerNorm(4, eps=0.0), ValueError, "eps"),
+    ("module batch norm features", lambda: N.BatchNorm(0), ValueError, "num_features"),
+    # constructors: every argument, device and dtype included, is checked where it enters
+    ("module layer norm shape zero", lambda: N.LayerNorm((2, 0)), ValueError, "normalized_shape"),
+    ("module layer norm shape float", lambda: N.LayerNorm(2.5), TypeError, "normalized_shape"),
+    ("module layer norm shape empty", lambda: N.LayerNorm(()), ValueError, "normalized_shape"),
+    ("module layer norm shape bool", lambda: N.LayerNorm(True), TypeError, "normalized_shape"),
+    (
+        "module layer norm affine not a bool",
+        lambda: N.LayerNorm(4, elementwise_affine=1),
+        TypeError,
+        "elementwise_affine",
+    ),
+    ("module layer norm bias not a bool", lambda: N.LayerNorm(4, bias=None), TypeError, "bias"),
+    (
+        "module layer norm integer dtype",
+        lambda: N.LayerNorm(4, dtype=torch.int64),
+        TypeError,
+        "dtype",
+    ),
+    (
+        "module layer norm dtype not a dtype",
+        lambda: N.LayerNorm(4, dtype="float64"),
+        TypeError,
+        "dtype",
+    ),
+    (
+        "module layer norm unknown device",
+        lambda: N.LayerNorm(4, device="gpu0"),
+        ValueError,
+        "device",
+    ),
+    ("module rms norm eps negative", lambda: N.RMSNorm(4, eps=-1e-6), ValueError, "eps"),
+    ("module rms norm eps string", lambda: N.RMSNorm(4, eps="1e-6"), TypeError, "eps"),
+    ("module batch norm momentum", lambda: N.BatchNorm(4, momentum=1.5), ValueError, "momentum"),
+    ("module batch norm features float", lambda: N.BatchNorm(4.0), TypeError, "num_features"),
+    (
+        "module batch norm stats flag",
+        lambda: N.BatchNorm(4, track_running_stats="no"),
+        TypeError,
+        "track_running_stats",
+    ),
+    ("module batch norm bias", lambda: N.BatchNorm(4, bias=1), TypeError, "bias"),
+    ("make_norm unknown name", lambda: N.make_norm("group", 4), ValueError, "norm"),
+    ("make_norm chapter 4 name", lambda: N.make_norm("LayerNorm", 4), ValueError, "norm"),
+    ("make_norm name not a str", lambda: N.make_norm(1, 4), TypeError, "norm"),
+    ("make_norm zero features", lambda: N.make_norm("rms", 0), ValueError, "num_features"),
+    # module forwards: the input is checked once per call, in the module
+    (
+        "module layer norm input width",
+        lambda: N.LayerNorm(4)(torch.randn(2, 3)),
+        ValueError,
+        "normalized_shape",
+    ),
+    (
+        "module layer norm input integer",
+        lambda: N.LayerNorm(3)(torch.ones(2, 3, dtype=torch.long)),
+        TypeError,
+        "input",
+    ),
+    (
+        "module layer norm input dtype",
+        lambda: N.LayerNorm(3)(torch.randn(2, 3, dtype=torch.float64)),
+        TypeError,
+        "input",
+    ),
+    ("module rms norm input width", lambda: N.RMSNorm(4)(torch.randn(2, 3)), ValueError, "input"),
+    ("module batch norm 1-d input", lambda: N.BatchNorm(3)(torch.randn(3)), ValueError, "input"),
+    (
+        "module batch norm input width",
+        lambda: N.BatchNorm(3)(torch.randn(4, 5)),
+        ValueError,
+        "input",
+    ),
+    (
+        "module batch norm mask shape",
+        lambda: N.BatchNorm(3)(x3, mask=torch.ones(2, 3, dtype=torch.bool)),
+        ValueError,
+        "mask",
+    ),
+    (
+        "module batch norm one value per channel",
+        lambda: N.BatchNorm(3)(torch.randn(1, 3)),
+        ValueError,
+        "more than 1 value per channel",
+    ),
+    ("mha zero heads", lambda: TR.MultiHeadAttention(8, 0), ValueError, "n_heads"),
+    ("mha dropout", lambda: TR.MultiHeadAttention(8, 2, dropout=2.0), ValueError, "dropout"),
+    ("mha bias not a bool", lambda: TR.MultiHeadAttention(8, 2, bias="yes"), TypeError, "bias"),
+    (
+        "mha float attn_mask",
+        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 8), attn_mask=torch.ones(3, 3)),
+        TypeError,
+        "attn_mask",
+    ),
+    (
+        "mha attn_mask wrong shape",
+        lambda: TR.MultiHeadAttention(8, 2)(
+            torch.randn(2, 3, 8), attn_mask=torch.ones(3, 4, dtype=torch.bool)
+        ),
+        ValueError,
+        "attn_mask",
+    ),
+    (
+        "mha mask wrong shape",
+        lambda: TR.MultiHeadAttention(8, 2)(
+            torch.randn(2, 3, 8), mask=torch.ones(3, 2, dtype=torch.bool)
+        ),
+        ValueError,
+        "mask",
+    ),
+    (
+        "mha input dtype",
+        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 8, dtype=torch.float64)),
+        TypeError,
+        "x",
+    ),
+    ("config d_model bool", lambda: TR.BlockConfig(d_model=True), TypeError, "d_model"),
+    ("config n_heads zero", lambda: TR.BlockConfig(n_heads=0), ValueError, "n_heads"),
+    ("config dropout", lambda: TR.BlockConfig(dropout=-0.5), ValueError, "dropout"),
+    ("config eps zero", lambda: TR.BlockConfig(eps=0.0), ValueError, "eps"),
+    (
+        "config norm_first not a bool",
+        lambda: TR.BlockConfig(norm_first="yes"),
+        TypeError,
+        "norm_first",
+    ),
+    ("config bias not a bool", lambda: TR.BlockConfig(bias=1), TypeError, "bias"),
+    (
+        "block dtype",
+        lambda: TR.TransformerBlock(TR.BlockConfig(), dtype=torch.int8),
+        TypeError,
+        "dtype",
+    ),
+    ("stack needs a config", lambda: TR.TransformerStack("config", 2), TypeError, "config"),
+    (
+        "stack final_norm not a bool",
+        lambda: TR.TransformerStack(TR.BlockConfig(), 2, final_norm=0),
+        TypeError,
+        "final_norm",
+    ),
+    (
+        "from_torch needs a layer",
+        lambda: TR.TransformerBlock.from_torch(torch.nn.Linear(2, 2)),
+        TypeError,
+        "layer",
+    ),
+    # functional: checks moved to _checks keep naming the argument
+    (
+        "attention scale inf",
+        lambda: CF.attention_weights(torch.randn(2, 3), torch.randn(4, 3), scale=math.inf),
+        ValueError,
+        "scale",
+    ),
+    (
+        "attention scale string",
+        lambda: CF.attention_weights(torch.randn(2, 3), torch.randn(4, 3), scale="0.5"),
+        TypeError,
+        "scale",
+    ),
+    (
+        "sdpa mask wrong key length",
+        lambda: CF.scaled_dot_product_attention(
+            torch.randn(2, 3),
+            torch.randn(4, 3),
+            torch.randn(4, 3),
+            attn_mask=torch.ones(2, 3, dtype=torch.bool),
+        ),
+        ValueError,
+        "attn_mask",
+    ),
+    (
+        "sdpa value dtype",
+        lambda: CF.scaled_dot_product_attention(
+            torch.randn(2, 3), torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float64)
+        ),
+        TypeError,
+        "value",
+    ),
+    (
+        "batch_norm training not a bool",
+        lambda: CF.batch_norm(x3, None, None, training=1),
+        TypeError,
+        "training",
+    ),
+    ("padding_mask negative max_len", lambda: CF.padding_mask([0], -1), ValueError, "max_len"),
 ]
 
 
@@ -219,4 +404,15 @@ def test_bad_input_is_rejected_with_a_message_naming_it(case, fn, exc, words):
         fn()
     assert words in str(info.value), (
         f"{case}: message {str(info.value)!r} does not mention {words!r}"
+    )
+
+
+def test_sdpa_fifth_positional_argument_is_refused():
+    """torch's fifth positional argument is ``dropout_p``: ``scale`` is keyword-only here."""
+    q = torch.randn(2, 3)
+    with pytest.raises(TypeError, match="positional"):
+        CF.scaled_dot_product_attention(q, q, q, None, 0.5)
+    torch.testing.assert_close(
+        CF.scaled_dot_product_attention(q, q, q, None, scale=0.5),
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, scale=0.5),
     )

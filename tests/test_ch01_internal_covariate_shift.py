@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from course_lib.experiments import ch01_internal_covariate_shift as ch01
-from course_lib.modules import BatchNorm, LayerNorm
+from course_lib.norms import BatchNorm, LayerNorm
 
 SEEDS = (0, 1, 2)  # the chapter's seeds
 NOISE = 0.5  # the chapter's noise level

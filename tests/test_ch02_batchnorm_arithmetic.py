@@ -10,7 +10,7 @@ from torch import nn
 
 from course_lib import functional as CF
 from course_lib.data import batchnorm_table
-from course_lib.modules import BatchNorm
+from course_lib.norms import BatchNorm
 
 NOTES_STD = (2.65, 1.36, 1.09)  # the notes' hand-worked column standard deviations
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import functional as CF
-from course_lib import modules as M
+from course_lib import norms, transformer
 from course_lib.data import PADDED_LENGTHS, PRODUCTION_BATCH, contextual_batch
 from course_lib.experiments import ch03_padding_corruption as ch03
 
@@ -109,7 +109,7 @@ def test_layer_norm_is_bit_identical_under_any_padding(d, pad_content):
     sentences = [torch.randn(n, d, generator=g, dtype=F64) * 3 + 1 for n in (2, 5, 7)]
     weight = torch.rand(d, generator=g, dtype=F64) + 0.5
     bias = torch.randn(d, generator=g, dtype=F64)
-    module = M.LayerNorm(d).double()
+    module = norms.LayerNorm(d).double()
     alone = [CF.layer_norm(s, d, weight, bias) for s in sentences]
     alone_torch = [F.layer_norm(s, (d,)) for s in sentences]
     with torch.no_grad():
@@ -139,7 +139,7 @@ def test_masked_batch_norm_equals_batch_norm_on_the_unpadded_rows(dtype, seed):
     batch, mask = ch03.pad_sequences(sentences, max(lengths) + 5)
     batch = torch.where(mask[..., None], batch, torch.full_like(batch, 7.0))  # non-zero PAD
     packed = torch.cat(sentences)  # (sum of lengths, 4): no PAD rows at all
-    masked_bn, packed_bn = M.BatchNorm(4).to(dtype), M.BatchNorm(4).to(dtype)
+    masked_bn, packed_bn = norms.BatchNorm(4).to(dtype), norms.BatchNorm(4).to(dtype)
     with torch.no_grad():
         masked_bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
         packed_bn.weight.copy_(masked_bn.weight)
@@ -204,7 +204,7 @@ def test_masked_batch_norm_still_depends_on_batch_mates():
 
 def test_eval_mode_batch_norm_works_on_a_batch_of_one_and_ignores_the_batch():
     g = torch.Generator().manual_seed(0)
-    bn = M.BatchNorm(5).double()
+    bn = norms.BatchNorm(5).double()
     for _ in range(5):
         bn(torch.randn(4, 6, 5, generator=g, dtype=F64))
     bn.eval()
@@ -216,7 +216,7 @@ def test_eval_mode_batch_norm_works_on_a_batch_of_one_and_ignores_the_batch():
 
 
 def test_layer_norm_maps_a_constant_row_to_beta():
-    norm = M.LayerNorm(4).double()
+    norm = norms.LayerNorm(4).double()
     with torch.no_grad():
         norm.weight.copy_(torch.tensor([2.0, 0.5, 1.0, 3.0]))
         norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
@@ -247,9 +247,9 @@ def test_sdpa_outputs_of_real_tokens_unchanged_by_pad_positions(seed):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_block_outputs_of_real_tokens_unchanged_by_pad_positions(norm_first):
     torch.manual_seed(0)
-    config = M.BlockConfig(d_model=16, n_heads=4, d_ff=32, norm_first=norm_first)
-    block = M.TransformerBlock(config).double().eval()
-    attn = M.MultiHeadAttention(16, 4).double().eval()
+    config = transformer.BlockConfig(d_model=16, n_heads=4, d_ff=32, norm_first=norm_first)
+    block = transformer.TransformerBlock(config).double().eval()
+    attn = transformer.MultiHeadAttention(16, 4).double().eval()
     g = torch.Generator().manual_seed(1)
     lengths = [3, 6, 1]
     sentences = [torch.randn(n, 16, generator=g, dtype=F64) for n in lengths]
@@ -282,7 +282,9 @@ def test_query_with_no_real_key_gives_zeros_not_nan():
     )
     assert naive[2].isnan().all()  # the failure the convention avoids
     torch.testing.assert_close(weights[:2], naive[:2], rtol=0, atol=1e-15)
-    block = M.TransformerBlock(M.BlockConfig(d_model=8, n_heads=2, d_ff=16)).double()
+    block = transformer.TransformerBlock(
+        transformer.BlockConfig(d_model=8, n_heads=2, d_ff=16)
+    ).double()
     assert not block(x, mask=mask).isnan().any()
 
 

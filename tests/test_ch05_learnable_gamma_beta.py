@@ -18,7 +18,7 @@ from torch import nn
 from course_lib import functional as CF
 from course_lib.data import scale_pair
 from course_lib.experiments import ch05_learnable_gamma_beta as ch05
-from course_lib.modules import LayerNorm
+from course_lib.norms import LayerNorm
 from course_lib.notebook import setup
 
 SEEDS = (0, 1, 2)

@@ -15,7 +15,7 @@ import torch
 from course_lib import functional as CF
 from course_lib.data import scale_pair
 from course_lib.experiments import ch06_layernorm_vs_sqrt_dk as ch06
-from course_lib.modules import BlockConfig, TransformerBlock
+from course_lib.transformer import BlockConfig, TransformerBlock
 
 SEEDS = (0, 1, 2)
 D_KS = [2**e for e in range(2, 11)]  # 4 .. 1024, as in the chapter

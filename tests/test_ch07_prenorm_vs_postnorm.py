@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from course_lib.experiments import ch07_prenorm_vs_postnorm as ch07
-from course_lib.modules import TransformerBlock
 from course_lib.notebook import setup
+from course_lib.transformer import TransformerBlock
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "book" / "07_prenorm_vs_postnorm.ipynb"

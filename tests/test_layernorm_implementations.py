@@ -4,7 +4,7 @@ Five implementations, each called as ``(x, normalized_shape, weight, bias, eps,
 grad_y) -> (y, (dL/dx, dL/dweight, dL/dbias))``:
 
 * ``functional``: ``course_lib.functional.layer_norm``, differentiated by autograd;
-* ``module``: ``course_lib.modules.LayerNorm``, loaded from an ``nn.LayerNorm``'s
+* ``module``: ``course_lib.norms.LayerNorm``, loaded from an ``nn.LayerNorm``'s
   state_dict (so torch's parameter names are checked too);
 * ``Function``: ``LayerNormFunction.apply``, its own hand-written backward;
 * ``reference``: ``layer_norm_forward`` then the readable ``layer_norm_backward``;
@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import autograd
+from course_lib import autograd, norms
 from course_lib import functional as CF
-from course_lib import modules as M  # LayerNorm moves to course_lib.norms; modules re-exports
 from course_lib.autograd import (
     LayerNormFunction,
     layer_norm_backward,
@@ -113,7 +112,7 @@ def _run_module(x, normalized_shape, weight, bias, eps, grad_y):
             ref.weight.copy_(weight)
             if has_bias:
                 ref.bias.copy_(bias)
-    module = M.LayerNorm(normalized_shape, eps=eps, elementwise_affine=affine, bias=has_bias)
+    module = norms.LayerNorm(normalized_shape, eps=eps, elementwise_affine=affine, bias=has_bias)
     module = module.to(x.dtype)
     module.load_state_dict(ref.state_dict())  # torch's parameter names
     (x,) = _leaves(x)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import functional as CF
-from course_lib import modules as M
+from course_lib import norms, transformer
 
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float64: dict(atol=1e-10, rtol=1e-10)}
 DTYPES = [torch.float32, torch.float64]
@@ -23,7 +23,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 def test_layer_norm_without_affine_has_no_parameters():
-    ours = M.LayerNorm(8, elementwise_affine=False)
+    ours = norms.LayerNorm(8, elementwise_affine=False)
     assert list(ours.parameters()) == []
     assert set(ours.state_dict()) == set(nn.LayerNorm(8, elementwise_affine=False).state_dict())
 
@@ -37,7 +37,7 @@ def test_rms_norm_matches_torch(dtype, normalized_shape, eps):
     w = torch.randn(normalized_shape, generator=g, dtype=dtype)
     ours = CF.rms_norm(x, normalized_shape, w, eps)
     torch.testing.assert_close(ours, F.rms_norm(x, normalized_shape, w, eps), **TOL[dtype])
-    module = M.RMSNorm(normalized_shape, eps=eps).to(dtype)
+    module = norms.RMSNorm(normalized_shape, eps=eps).to(dtype)
     module.load_state_dict(nn.RMSNorm(normalized_shape, eps=eps).state_dict())
     torch.testing.assert_close(module(x), nn.RMSNorm(normalized_shape, eps=eps, dtype=dtype)(x))
 
@@ -46,7 +46,7 @@ def test_rms_norm_matches_torch(dtype, normalized_shape, eps):
 @pytest.mark.parametrize("momentum", [0.1, 0.5])
 def test_batch_norm_module_matches_batchnorm1d_train_and_eval(dtype, momentum):
     ref = nn.BatchNorm1d(6, momentum=momentum, dtype=dtype)
-    ours = M.BatchNorm(6, momentum=momentum).to(dtype)
+    ours = norms.BatchNorm(6, momentum=momentum).to(dtype)
     with torch.no_grad():
         ref.weight.copy_(torch.randn(6, generator=_gen(6), dtype=dtype))
         ref.bias.copy_(torch.randn(6, generator=_gen(7), dtype=dtype))
@@ -68,7 +68,7 @@ def test_batch_norm_module_matches_batchnorm1d_train_and_eval(dtype, momentum):
 def test_batch_norm_channel_last_tokens_match_batchnorm1d_channel_first(dtype):
     """(B, T, C) channel-last here equals BatchNorm1d on (B, C, T)."""
     ref = nn.BatchNorm1d(5, dtype=dtype)
-    ours = M.BatchNorm(5).to(dtype)
+    ours = norms.BatchNorm(5).to(dtype)
     g = _gen(9)
     for _ in range(3):
         x = torch.randn(4, 7, 5, generator=g, dtype=dtype) * 2 + 1  # (B, T, C)
@@ -158,7 +158,7 @@ def test_transformer_block_from_torch_matches_outputs_and_input_gradients(
     dtype, norm_first, activation
 ):
     layer = _torch_layer(norm_first, dtype, activation)
-    block = M.TransformerBlock.from_torch(layer)
+    block = transformer.TransformerBlock.from_torch(layer)
     assert block.config.norm_first is norm_first
     g = _gen(14)
     x = torch.randn(3, 7, 16, generator=g, dtype=dtype, requires_grad=True)
@@ -176,7 +176,7 @@ def test_transformer_block_from_torch_matches_outputs_and_input_gradients(
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_block_matches_torch_with_causal_mask(norm_first):
     layer = _torch_layer(norm_first, torch.float64, "relu")
-    block = M.TransformerBlock.from_torch(layer)
+    block = transformer.TransformerBlock.from_torch(layer)
     x = torch.randn(2, 5, 16, generator=_gen(15), dtype=torch.float64)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     ref = layer(x, src_mask=~causal)  # torch boolean src_mask: True = not allowed
@@ -186,7 +186,7 @@ def test_transformer_block_matches_torch_with_causal_mask(norm_first):
 def test_multi_head_attention_matches_nn_multiheadattention():
     torch.manual_seed(16)
     ref = nn.MultiheadAttention(16, 4, batch_first=True, dtype=torch.float64)
-    ours = M.MultiHeadAttention(16, 4).to(torch.float64)
+    ours = transformer.MultiHeadAttention(16, 4).to(torch.float64)
     with torch.no_grad():
         ours.in_proj.weight.copy_(ref.in_proj_weight)
         ours.in_proj.bias.copy_(ref.in_proj_bias)
@@ -201,14 +201,22 @@ def test_multi_head_attention_matches_nn_multiheadattention():
 
 
 def test_stack_final_norm_follows_placement():
-    assert M.TransformerStack(M.BlockConfig(norm_first=True), 2).final_norm is not None
-    assert M.TransformerStack(M.BlockConfig(norm_first=False), 2).final_norm is None
-    stack = M.TransformerStack(M.BlockConfig(d_model=8, n_heads=2, d_ff=16), 3)
+    assert (
+        transformer.TransformerStack(transformer.BlockConfig(norm_first=True), 2).final_norm
+        is not None
+    )
+    assert (
+        transformer.TransformerStack(transformer.BlockConfig(norm_first=False), 2).final_norm
+        is None
+    )
+    stack = transformer.TransformerStack(transformer.BlockConfig(d_model=8, n_heads=2, d_ff=16), 3)
     out, hidden = stack(torch.randn(2, 4, 8), return_hidden=True)
     assert len(hidden) == 4 and torch.equal(hidden[-1], out)
 
 
 def test_rms_norm_config_builds_rms_blocks():
-    block = M.TransformerBlock(M.BlockConfig(d_model=8, n_heads=2, d_ff=16, norm="rms"))
-    assert isinstance(block.norm1, M.RMSNorm)
+    block = transformer.TransformerBlock(
+        transformer.BlockConfig(d_model=8, n_heads=2, d_ff=16, norm="rms")
+    )
+    assert isinstance(block.norm1, norms.RMSNorm)
     assert block(torch.randn(2, 3, 8)).shape == (2, 3, 8)

@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from course_lib import functional as CF
-from course_lib import modules as M
+from course_lib import norms as N
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 
@@ -63,7 +63,7 @@ def test_batch_norm_training_output_depends_on_batch_mates(x, mates):
     """
     c = min(x.shape[1], mates.shape[1])
     sample = x[:1, :c]
-    bn = M.BatchNorm(c).to(torch.float64)
+    bn = N.BatchNorm(c).to(torch.float64)
     out_a = bn(torch.cat([sample, mates[:, :c]]))[0]
     assume(float(out_a.detach().abs().max()) > 1e-3)  # the sample is not already its batch's mean
     spread = torch.ones_like(sample)
@@ -76,7 +76,7 @@ def test_batch_norm_training_output_depends_on_batch_mates(x, mates):
 @given(x=rows(min_d=3, max_rows=6), mates=rows(min_d=3, max_rows=6))
 def test_batch_norm_eval_output_does_not_depend_on_batch_mates(x, mates):
     c = min(x.shape[1], mates.shape[1])
-    bn = M.BatchNorm(c).to(torch.float64)
+    bn = N.BatchNorm(c).to(torch.float64)
     bn.train()
     bn(torch.randn(16, c, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     bn.eval()
@@ -95,3 +95,24 @@ def test_layer_norm_rows_have_zero_mean_and_radius_sqrt_d(x):
     torch.testing.assert_close(
         y.norm(dim=-1), torch.full((x.shape[0],), d**0.5, dtype=torch.float64)
     )
+
+
+@SETTINGS
+@given(x=rows(), eps=st.sampled_from([1e-12, 1e-5, 1.0]))
+def test_norm_modules_compute_exactly_what_the_checked_functions_compute(x, eps):
+    """The modules call functional's unchecked kernels: same numbers, to the last bit."""
+    d = x.shape[1]
+    layer = N.LayerNorm(d, eps=eps, dtype=torch.float64)
+    rms = N.RMSNorm(d, eps=eps, dtype=torch.float64)
+    with torch.no_grad():
+        for p in (layer.weight, layer.bias, rms.weight):
+            p.copy_(torch.linspace(-2.0, 3.0, d, dtype=torch.float64))
+    expected = CF.layer_norm(x, d, layer.weight, layer.bias, eps)
+    assert torch.equal(layer(x), expected)
+    assert torch.equal(rms(x), CF.rms_norm(x, d, rms.weight, eps))
+    bn = N.BatchNorm(d, eps=eps, dtype=torch.float64)
+    mean, var = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
+    if x.shape[0] > 1:
+        expected = CF.batch_norm(x, mean, var, bn.weight, bn.bias, training=True, eps=eps)
+        assert torch.equal(bn(x), expected)
+        assert torch.equal(bn.running_mean, mean) and torch.equal(bn.running_var, var)

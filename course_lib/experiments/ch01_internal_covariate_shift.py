@@ -46,7 +46,7 @@ from .._checks import (
     check_real,
     check_seed,
 )
-from ..modules import BatchNorm, LayerNorm
+from ..norms import BatchNorm, LayerNorm
 from ..plotting import color, new_figure
 from .common import default_dtype, stream_seed, train
 

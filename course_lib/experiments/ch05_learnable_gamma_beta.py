@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import functional as CF
 from .._checks import check_choice, check_float_tensor, check_int, check_real, check_seed
-from ..modules import LayerNorm
+from ..norms import LayerNorm
 from ..plotting import PALETTE, new_figure
 from .common import default_dtype, train
 

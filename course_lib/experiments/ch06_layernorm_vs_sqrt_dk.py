@@ -43,8 +43,8 @@ from .._checks import (
     check_rows,
     check_seed,
 )
-from ..modules import TransformerBlock
 from ..plotting import color, new_figure
+from ..transformer import TransformerBlock
 
 __all__ = [
     "SCALINGS",

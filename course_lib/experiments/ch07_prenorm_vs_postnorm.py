@@ -5,7 +5,7 @@ Everything here is small enough to run in seconds on two CPU cores:
 * a random order-1 **Markov source** (:class:`MarkovSource`), a language-like task whose
   best possible loss, the entropy rate, is known exactly;
 * a tiny causal language model (:class:`TinyLM`): token embedding, a
-  :class:`~course_lib.modules.TransformerStack` with a causal mask, a linear head;
+  :class:`~course_lib.transformer.TransformerStack` with a causal mask, a linear head;
 * **gradients at initialization** per layer and per depth, as in Xiong et al. (2020)
   (:func:`init_statistics`, :func:`depth_sweep`);
 * the **warmup** runs: Adam at a high learning rate, with and without a linear warmup
@@ -39,8 +39,8 @@ from .._checks import (
     check_seeds,
     check_stochastic_matrix,
 )
-from ..modules import BlockConfig, TransformerStack
 from ..plotting import color
+from ..transformer import BlockConfig, TransformerStack
 from .common import default_dtype, stream_seed, train, train_stacked
 
 __all__ = [
@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 #: The two placements: name -> ``norm_first`` (the switch's name in
-#: ``nn.TransformerEncoderLayer`` and :class:`~course_lib.modules.BlockConfig`).
+#: ``nn.TransformerEncoderLayer`` and :class:`~course_lib.transformer.BlockConfig`).
 PLACEMENTS: dict[str, bool] = {"Post-LN": False, "Pre-LN": True}
 
 

@@ -1,0 +1,336 @@
+"""course_lib.norms: torch's constructors (device, dtype, reset_parameters), the one
+vocabulary of norms and its factory, validation done once, and runnable docstrings (of
+norms and of the functional kernels it wraps)."""
+
+from __future__ import annotations
+
+import copy
+import doctest
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import functional as CF
+from course_lib import norms
+from course_lib.norms import NORMS, BatchNorm, LayerNorm, RMSNorm, make_norm
+
+# each class with torch's counterpart and arguments that build both
+CLASSES = [
+    (LayerNorm, nn.LayerNorm, ((3, 4),), {}),
+    (LayerNorm, nn.LayerNorm, (4,), {"bias": False}),
+    (RMSNorm, nn.RMSNorm, (4,), {"eps": 1e-6}),
+    (BatchNorm, nn.BatchNorm1d, (4,), {}),
+    (BatchNorm, nn.BatchNorm1d, (4,), {"bias": False, "momentum": None}),
+]
+CLASS_IDS = [f"{ours.__name__}-{i}" for i, (ours, *_) in enumerate(CLASSES)]
+
+
+def _float_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
+
+
+# ---------------------------------------------------------------- torch's signatures
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [(LayerNorm, nn.LayerNorm), (RMSNorm, nn.RMSNorm), (BatchNorm, nn.BatchNorm1d)],
+)
+def test_constructor_takes_torchs_arguments_in_torchs_order(ours, theirs):
+    def spec(cls):
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # no self
+        return [(p.name, p.kind, p.default) for p in params]
+
+    assert spec(ours) == spec(theirs)
+
+
+# ---------------------------------------------------------------- device and dtype
+
+
+@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+def test_dtype_float64_gives_float64_parameters_and_buffers(ours, theirs, args, kwargs):
+    module = ours(*args, **kwargs, dtype=torch.float64)
+    reference = theirs(*args, **kwargs, dtype=torch.float64)
+    assert {k: v.dtype for k, v in module.state_dict().items()} == {
+        k: v.dtype for k, v in reference.state_dict().items()
+    }
+    assert all(p.dtype == torch.float64 for p in module.parameters())
+    assert any(True for _ in module.parameters())  # the check above saw parameters
+
+
+@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+def test_device_cpu_is_accepted(ours, theirs, args, kwargs):
+    module = ours(*args, **kwargs, device="cpu")
+    assert all(t.device == torch.device("cpu") for t in module.state_dict().values())
+    module_from_object = ours(*args, **kwargs, device=torch.device("cpu"))
+    assert module_from_object.state_dict().keys() == module.state_dict().keys()
+
+
+@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+def test_meta_device_works_as_torchs(ours, theirs, args, kwargs):
+    module = ours(*args, **kwargs, device="meta")
+    reference = theirs(*args, **kwargs, device="meta")
+    ours_state = {
+        k: (tuple(v.shape), v.dtype, v.device.type) for k, v in module.state_dict().items()
+    }
+    theirs_state = {
+        k: (tuple(v.shape), v.dtype, v.device.type) for k, v in reference.state_dict().items()
+    }
+    assert ours_state == theirs_state
+    assert {device for _, _, device in ours_state.values()} == {"meta"}
+    shape = (2, 3, 4) if ours is not BatchNorm else (5, 4)
+    out = module.eval()(torch.empty(shape, device="meta"))
+    assert out.device.type == "meta" and tuple(out.shape) == shape
+
+
+@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+def test_state_dict_loads_into_torchs_module_and_back(ours, theirs, args, kwargs):
+    module, reference = ours(*args, **kwargs), theirs(*args, **kwargs)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-1.0, 1.0)
+    reference.load_state_dict(module.state_dict())
+    again = ours(*args, **kwargs)
+    again.load_state_dict(reference.state_dict())
+    for key, value in module.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_float64_module_normalizes_float64_input_and_refuses_float32():
+    norm = LayerNorm(4, dtype=torch.float64)
+    x = torch.randn(2, 4, dtype=torch.float64)
+    torch.testing.assert_close(norm(x), nn.functional.layer_norm(x, (4,)), rtol=0, atol=1e-12)
+    with pytest.raises(TypeError, match="input must have dtype torch.float64"):
+        norm(x.float())
+
+
+# ---------------------------------------------------------------- reset_parameters
+
+
+@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+def test_reset_parameters_restores_a_fresh_module(ours, theirs, args, kwargs):
+    module = ours(*args, **kwargs, dtype=torch.float64)
+    fresh = copy.deepcopy(module.state_dict())
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(7.0)
+    if isinstance(module, BatchNorm):
+        module.train()(torch.randn(8, 4, dtype=torch.float64))  # moves the running stats
+    assert any(not torch.equal(module.state_dict()[k], v) for k, v in fresh.items())
+    module.reset_parameters()
+    assert module.state_dict().keys() == fresh.keys()
+    for key, value in fresh.items():
+        assert torch.equal(module.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+def test_reset_parameters_draws_what_construction_draws(ours, theirs, args, kwargs):
+    torch.manual_seed(3)
+    module = ours(*args, **kwargs)
+    after_construction = torch.get_rng_state()
+    built = copy.deepcopy(module.state_dict())
+    torch.manual_seed(3)
+    module.reset_parameters()
+    assert torch.equal(torch.get_rng_state(), after_construction)
+    for key, value in built.items():
+        assert torch.equal(module.state_dict()[key], value), key
+
+
+def test_batch_norm_reset_running_stats_keeps_the_parameters():
+    bn = BatchNorm(3, momentum=None)
+    with torch.no_grad():
+        bn.weight.fill_(2.0)
+    bn.train()(torch.randn(6, 3))
+    bn.reset_running_stats()
+    assert torch.equal(bn.running_mean, torch.zeros(3))
+    assert torch.equal(bn.running_var, torch.ones(3))
+    assert int(bn.num_batches_tracked) == 0
+    assert torch.equal(bn.weight.detach(), torch.full((3,), 2.0))
+
+
+def test_batch_norm_momentum_none_is_torchs_cumulative_average():
+    ours, theirs = BatchNorm(3, momentum=None), nn.BatchNorm1d(3, momentum=None)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randn(10, 3, generator=g, dtype=torch.float32) * 3 + 1
+        torch.testing.assert_close(ours(x), theirs(x))
+    torch.testing.assert_close(ours.running_mean, theirs.running_mean)
+    torch.testing.assert_close(ours.running_var, theirs.running_var)
+    assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
+
+
+def test_batch_norm_bias_false_keeps_only_the_scale():
+    bn = BatchNorm(3, bias=False)
+    assert bn.bias is None and bn.weight is not None
+    assert bn.state_dict().keys() == nn.BatchNorm1d(3, bias=False).state_dict().keys()
+
+
+# ---------------------------------------------------------------- the vocabulary and make_norm
+
+
+def test_the_vocabulary_is_four_names():
+    assert NORMS == ("none", "batch", "layer", "rms")
+
+
+FACTORY_CASES = [
+    # (norm, keyword arguments, class, attributes the layer must have)
+    ("none", {}, nn.Identity, {}),
+    ("batch", {}, BatchNorm, {"num_features": 6, "eps": 1e-5, "momentum": 0.1, "affine": True}),
+    (
+        "batch",
+        {"eps": 1e-3, "elementwise_affine": False},
+        BatchNorm,
+        {"eps": 1e-3, "affine": False, "weight": None, "bias": None, "track_running_stats": True},
+    ),
+    ("batch", {"bias": False}, BatchNorm, {"affine": True, "bias": None}),
+    ("layer", {}, LayerNorm, {"normalized_shape": (6,), "eps": 1e-5, "elementwise_affine": True}),
+    ("layer", {"eps": 1e-6, "bias": False}, LayerNorm, {"eps": 1e-6, "bias": None}),
+    (
+        "layer",
+        {"elementwise_affine": False},
+        LayerNorm,
+        {"elementwise_affine": False, "weight": None, "bias": None},
+    ),
+    ("rms", {}, RMSNorm, {"normalized_shape": (6,), "eps": 1e-5, "elementwise_affine": True}),
+    ("rms", {"eps": 1e-8, "elementwise_affine": False}, RMSNorm, {"eps": 1e-8, "weight": None}),
+]
+
+
+@pytest.mark.parametrize(("norm", "kwargs", "cls", "attributes"), FACTORY_CASES)
+def test_make_norm_builds_the_named_layer_with_its_settings(norm, kwargs, cls, attributes):
+    layer = make_norm(norm, 6, **kwargs)
+    assert type(layer) is cls
+    for name, expected in attributes.items():
+        value = getattr(layer, name)
+        assert (value is None) if expected is None else (value == expected), name
+    if getattr(layer, "weight", None) is not None:
+        assert tuple(layer.weight.shape) == (6,)
+
+
+def test_every_name_in_the_vocabulary_is_buildable_and_normalizes_the_last_dim():
+    x = torch.randn(4, 5, 6, dtype=torch.float64)
+    for norm in NORMS:
+        layer = make_norm(norm, 6, dtype=torch.float64)
+        y = layer(x)
+        assert y.shape == x.shape
+        if norm == "none":
+            assert y is x
+        elif norm == "layer":
+            torch.testing.assert_close(y, CF.layer_norm(x, 6), rtol=0, atol=0)
+        elif norm == "rms":
+            torch.testing.assert_close(y, CF.rms_norm(x, 6, eps=1e-5), rtol=0, atol=0)
+        else:
+            expected = CF.batch_norm(x, None, None, training=True)
+            torch.testing.assert_close(y, expected, rtol=0, atol=0)
+
+
+def test_make_norm_passes_device_and_dtype():
+    for norm in ("batch", "layer", "rms"):
+        layer = make_norm(norm, 6, dtype=torch.float64, device="meta")
+        assert {(p.dtype, p.device.type) for p in layer.parameters()} == {(torch.float64, "meta")}
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda: make_norm("batchnorm", 4), ValueError, "norm must be one of"),
+        (lambda: make_norm("LayerNorm", 4), ValueError, "norm must be one of"),
+        (lambda: make_norm("learnable", 4), ValueError, "norm must be one of"),
+        (lambda: make_norm(None, 4), TypeError, "norm must be a str"),
+        (lambda: make_norm("layer", 0), ValueError, "num_features"),
+        (lambda: make_norm("none", 0), ValueError, "num_features"),
+        (lambda: make_norm("none", 4, eps=0.0), ValueError, "eps"),
+        (lambda: make_norm("rms", 4, elementwise_affine=1), TypeError, "elementwise_affine"),
+        (lambda: make_norm("batch", 4, bias="yes"), TypeError, "bias"),
+        (lambda: make_norm("layer", 4, dtype=torch.int32), TypeError, "dtype"),
+    ],
+)
+def test_make_norm_rejects_bad_arguments_by_name(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_make_norm_takes_its_options_by_keyword_only():
+    with pytest.raises(TypeError):
+        make_norm("layer", 4, 1e-5)  # eps is keyword-only
+
+
+# ---------------------------------------------------------------- validate once
+
+
+@pytest.fixture
+def count_checks(monkeypatch):
+    """Count the calls to the argument checks of constructors, wherever they are used."""
+    calls: list[str] = []
+    import course_lib.functional as functional_module
+
+    for module in (norms, functional_module):
+        for name in ("check_eps", "check_probability", "check_param", "as_shape"):
+            if hasattr(module, name):
+                original = getattr(module, name)
+
+                def counted(*args, _original=original, _name=name, **kwargs):
+                    calls.append(_name)
+                    return _original(*args, **kwargs)
+
+                monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("module", "x"),
+    [
+        (LayerNorm(6), torch.randn(2, 3, 6)),
+        (RMSNorm(6), torch.randn(2, 3, 6)),
+        (RMSNorm(6, eps=1e-6), torch.randn(2, 3, 6)),
+        (BatchNorm(6), torch.randn(2, 3, 6)),
+        (BatchNorm(6).eval(), torch.randn(2, 3, 6)),
+    ],
+    ids=["layer", "rms", "rms-eps", "batch-train", "batch-eval"],
+)
+def test_forward_does_not_recheck_the_constructors_arguments(module, x, count_checks):
+    y = module(x)
+    assert y.shape == x.shape
+    assert count_checks == []
+
+
+def test_the_public_function_still_checks_its_arguments(count_checks):
+    CF.layer_norm(torch.randn(2, 6), 6)
+    assert "check_eps" in count_checks and "as_shape" in count_checks
+
+
+def test_make_norm_checks_each_argument_once(count_checks):
+    make_norm("layer", 6, eps=1e-6)
+    assert count_checks.count("check_eps") == 1
+
+
+def test_forward_still_checks_its_input():
+    with pytest.raises(ValueError, match="input must end in the dimensions normalized_shape"):
+        LayerNorm(6)(torch.randn(2, 5))
+    with pytest.raises(TypeError, match="input must be a torch.Tensor"):
+        RMSNorm(6)([[1.0] * 6])
+    with pytest.raises(ValueError, match="mask must have shape"):
+        BatchNorm(6)(torch.randn(2, 3, 6), mask=torch.ones(2, 4, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- docstrings
+
+
+# functional is documented here too: the norms are thin wrappers over its kernels
+PUBLIC = [(norms, n) for n in norms.__all__ if n != "NORMS"] + [(CF, n) for n in CF.__all__]
+
+
+@pytest.mark.parametrize(("module", "name"), PUBLIC, ids=[n for _, n in PUBLIC])
+def test_public_docstring_has_args_shape_and_example(module, name):
+    doc = inspect.getdoc(getattr(module, name)) or ""
+    for section in ("Args:", "Shape:", "Example:", ">>> "):
+        assert section in doc, f"{name}'s docstring has no {section!r}"
+
+
+@pytest.mark.parametrize("module", [norms, CF], ids=["norms", "functional"])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10
+    assert result.failed == 0
