@@ -43,11 +43,18 @@ from ._checks import (
     check_probability,
 )
 
-__all__ = ["NORMS", "BatchNorm", "LayerNorm", "RMSNorm", "make_norm"]
+__all__ = ["NORMS", "NORM_LABELS", "BatchNorm", "LayerNorm", "RMSNorm", "make_norm"]
 
 #: The names of the normalizations, the one vocabulary of the library (see the table
 #: above): what :func:`make_norm` takes and what ``BlockConfig.norm`` draws from.
 NORMS: tuple[str, ...] = ("none", "batch", "layer", "rms")
+#: How tables and legends print each name.
+NORM_LABELS: dict[str, str] = {
+    "none": "no norm",
+    "batch": "BatchNorm",
+    "layer": "LayerNorm",
+    "rms": "RMSNorm",
+}
 
 _Module = TypeVar("_Module", bound=nn.Module)
 

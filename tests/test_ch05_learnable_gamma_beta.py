@@ -394,8 +394,8 @@ def test_plot_affine_draws_two_panels():
 @pytest.mark.parametrize(
     "call,exc,match",
     [
-        (lambda: ch05.make_norm("batch", 4), ValueError, "norm"),
-        (lambda: ch05.make_norm("learnable", 0), ValueError, "d must"),
+        (lambda: ch05.make_variant("batch", 4), ValueError, "norm"),
+        (lambda: ch05.make_variant("learnable", 0), ValueError, "d must"),
         (lambda: ch05.NormNet(4, 4, depth=0), ValueError, "depth"),
         (lambda: ch05.NormNet(4, 4, head="yes"), TypeError, "head"),
         (lambda: ch05.affine_task(d=2), ValueError, "d must"),

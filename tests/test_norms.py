@@ -319,7 +319,8 @@ def test_forward_still_checks_its_input():
 
 
 # functional is documented here too: the norms are thin wrappers over its kernels
-PUBLIC = [(norms, n) for n in norms.__all__ if n != "NORMS"] + [(CF, n) for n in CF.__all__]
+CONSTANTS = ("NORMS", "NORM_LABELS")  # data, documented by the #: comments above them
+PUBLIC = [(norms, n) for n in norms.__all__ if n not in CONSTANTS] + [(CF, n) for n in CF.__all__]
 
 
 @pytest.mark.parametrize(("module", "name"), PUBLIC, ids=[n for _, n in PUBLIC])
@@ -334,3 +335,11 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10
     assert result.failed == 0
+
+
+def test_every_norm_name_has_a_label_and_chapters_use_the_names():
+    from course_lib.experiments import ch01_internal_covariate_shift as ch01
+    from course_lib.experiments import ch04_layernorm_derivation as ch04
+
+    assert set(norms.NORM_LABELS) == set(NORMS)
+    assert set(ch01.NORMS) <= set(NORMS) and set(ch04.INVARIANCE_NORMS) <= set(NORMS)

@@ -46,7 +46,7 @@ from .._checks import (
     check_real,
     check_seed,
 )
-from ..norms import BatchNorm, LayerNorm
+from ..norms import NORM_LABELS, BatchNorm, LayerNorm
 from ..plotting import color, new_figure
 from .common import default_dtype, stream_seed, train
 
@@ -840,7 +840,7 @@ def plot_activation_histograms(
     ax.set_ylim(1e-4, 30.0)  # the top decades are room for the legend
     ax.set_xlabel("pre-activation value (clipped to [-4, 4])")
     ax.set_ylabel("fraction of values per bin")
-    label = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}[norm]
+    label = NORM_LABELS[norm]
     ax.set_title(f"{label}, s = {scale:g}, depth {depth}", fontsize=9)
     ax.legend(fontsize=6.5, ncols=2, loc="upper center", handlelength=1.2, columnspacing=0.8)
     return fig, ax

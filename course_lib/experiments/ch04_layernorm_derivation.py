@@ -94,8 +94,9 @@ def layer_norm_std_eps(input: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 # ---------------------------------------------------------------------- invariance
 
-#: The normalizations compared in the invariance table, in the table's order.
-INVARIANCE_NORMS: tuple[str, ...] = ("BatchNorm", "LayerNorm", "RMSNorm")
+#: The normalizations compared in the invariance table, in the table's order (names of
+#: :data:`course_lib.norms.NORMS`; :data:`course_lib.norms.NORM_LABELS` prints them).
+INVARIANCE_NORMS: tuple[str, ...] = ("batch", "layer", "rms")
 #: The columns of Table 1 of Ba et al. (2016), in their order.
 INVARIANCE_TRANSFORMS: tuple[str, ...] = (
     "weight matrix re-scaling",
@@ -108,9 +109,9 @@ INVARIANCE_TRANSFORMS: tuple[str, ...] = (
 #: What the papers state: Ba et al. (2016), Table 1, for BatchNorm and LayerNorm;
 #: Zhang & Sennrich (2019), Table 1, for RMSNorm. True = invariant.
 EXPECTED_INVARIANCE: dict[str, tuple[bool, ...]] = {
-    "BatchNorm": (True, False, True, True, True, False),
-    "LayerNorm": (True, True, False, True, False, True),
-    "RMSNorm": (True, False, False, True, False, True),
+    "batch": (True, False, True, True, True, False),
+    "layer": (True, True, False, True, False, True),
+    "rms": (True, False, False, True, False, True),
 }
 
 
@@ -125,11 +126,11 @@ class InvarianceResult:
 
 
 def _normalizer(name: str, eps: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    if name == "BatchNorm":  # per hidden unit, over the cases of the batch
+    if name == "batch":  # per hidden unit, over the cases of the batch
         return lambda a: CF.batch_norm(a, None, None, training=True, eps=eps)
-    if name == "LayerNorm":  # per case, over the hidden units
+    if name == "layer":  # per case, over the hidden units
         return lambda a: CF.layer_norm(a, a.shape[-1], eps=eps)
-    if name == "RMSNorm":  # per case, no centering
+    if name == "rms":  # per case, no centering
         return lambda a: CF.rms_norm(a, a.shape[-1], eps=eps)
     raise ValueError(f"norms must name entries of {INVARIANCE_NORMS}, got {name!r}")
 

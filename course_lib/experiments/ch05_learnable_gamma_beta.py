@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import functional as CF
 from .._checks import check_choice, check_float_tensor, check_int, check_real, check_seed
-from ..norms import LayerNorm
+from ..norms import LayerNorm, make_norm
 from ..plotting import PALETTE, new_figure
 from .common import default_dtype, train
 
@@ -54,7 +54,7 @@ __all__ = [
     "fold_affine",
     "jacobian_singular_values",
     "magnitude_task",
-    "make_norm",
+    "make_variant",
     "plot_affine",
     "rescale_first_affine",
     "scale_invariance",
@@ -62,6 +62,7 @@ __all__ = [
 
 #: The three ways the chapter's models normalize: LayerNorm with learnable gamma and beta,
 #: LayerNorm with gamma = 1 and beta = 0 frozen (``elementwise_affine=False``), or nothing.
+#: Variants of the affine part, not names of norms (those are course_lib.norms.NORMS).
 NORM_KINDS: tuple[str, ...] = ("learnable", "fixed", "none")
 # The tasks and the training runs compute in float64. A run amplifies round-off from
 # step to step; in float32 it reaches the printed digits, which then differ between
@@ -148,8 +149,12 @@ def best_affine_fit(
 # --------------------------------------------------------------------------------------
 
 
-def make_norm(kind: str, d: int) -> nn.Module:
+def make_variant(kind: str, d: int) -> nn.Module:
     r"""LayerNorm with learnable gamma/beta, LayerNorm without them, or ``nn.Identity``.
+
+    The kinds of :data:`NORM_KINDS` are variants of one normalization, built with the
+    library's :func:`course_lib.norms.make_norm`: ``"layer"`` with or without its affine
+    part, or ``"none"``.
 
     .. math::
         \text{learnable: } y = \gamma \odot \hat x + \beta,\qquad
@@ -161,11 +166,9 @@ def make_norm(kind: str, d: int) -> nn.Module:
     """
     kind = check_choice(kind, "norm", NORM_KINDS)
     d = check_int(d, "d")
-    if kind == "learnable":
-        return LayerNorm(d)
-    if kind == "fixed":
-        return LayerNorm(d, elementwise_affine=False)
-    return nn.Identity()
+    return make_norm(
+        "none" if kind == "none" else "layer", d, elementwise_affine=kind == "learnable"
+    )
 
 
 class NormNet(nn.Module):
@@ -206,7 +209,7 @@ class NormNet(nn.Module):
         self.linears = nn.ModuleList(
             nn.Linear(d_in if k == 0 else d, d, bias=bias) for k in range(depth)
         )
-        self.norms = nn.ModuleList(make_norm(norm, d) for _ in range(depth))
+        self.norms = nn.ModuleList(make_variant(norm, d) for _ in range(depth))
         self.head = nn.Linear(d, d, bias=bias) if head else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -501,7 +504,7 @@ class _MagnitudeClassifier(nn.Module):
 
     def __init__(self, d: int, norm: str, hidden: int = 32) -> None:
         super().__init__()
-        self.norms = nn.ModuleList([make_norm(norm, d)])
+        self.norms = nn.ModuleList([make_variant(norm, d)])
         self.hidden = nn.Linear(d, hidden)
         self.out = nn.Linear(hidden, 1)
 
