@@ -41,6 +41,7 @@ __all__ = [
     "attention_weights",
     "batch_norm",
     "layer_norm",
+    "moments",
     "padding_mask",
     "rms_norm",
     "scaled_dot_product_attention",
@@ -93,6 +94,49 @@ def layer_norm(
     return _layer_norm(x, len(shape), weight, bias, eps)
 
 
+def moments(
+    input: torch.Tensor, dim: int | Sequence[int], *, keepdim: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and biased variance over ``dim``: the statistics every norm here divides by.
+
+    .. math:: \mu = \frac{1}{n}\sum_i x_i,\qquad \sigma^2 = \frac{1}{n}\sum_i (x_i - \mu)^2
+
+    The variance subtracts the mean first (two passes), never
+    :math:`\overline{x^2} - \mu^2`, which cancels catastrophically when the mean is large
+    against the spread (chapter 4). :func:`layer_norm` takes them over each row's
+    features, :func:`batch_norm` over the batch for each channel.
+
+    Args:
+        input (Tensor): a floating-point tensor.
+        dim (int or sequence of int): the dimensions to reduce.
+        keepdim (bool): keyword-only; keep the reduced dimensions with size 1, as
+            ``torch.mean`` does. Default: ``False``.
+
+    Shape:
+        - Input: any shape.
+        - Output: two tensors, the input's shape without ``dim`` (size 1 with ``keepdim``).
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import moments
+        >>> mean, var = moments(torch.tensor([[1.0, 2.0, 3.0]]), -1)
+        >>> f"{mean.item():.4f} {var.item():.4f}"
+        '2.0000 0.6667'
+    """
+    x = check_float_tensor(input, "input", min_dim=0)
+    return _moments(x, dim, check_bool(keepdim, "keepdim"))
+
+
+def _moments(
+    x: torch.Tensor, dim: int | Sequence[int], keepdim: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`moments` on validated arguments."""
+    mean = x.mean(dim=dim, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(dim=dim, keepdim=keepdim)
+    return (mean if keepdim else mean.squeeze(dim)), var
+
+
 def _layer_norm(
     x: torch.Tensor,
     n_dims: int,
@@ -102,10 +146,8 @@ def _layer_norm(
 ) -> torch.Tensor:
     """:func:`layer_norm` over the last ``n_dims`` dimensions, on validated arguments."""
     dims = tuple(range(-n_dims, 0))
-    mean = x.mean(dim=dims, keepdim=True)  # (*, 1, ..., 1)
-    centered = x - mean
-    var = (centered * centered).mean(dim=dims, keepdim=True)  # biased
-    y = centered / torch.sqrt(var + eps)
+    mean, var = _moments(x, dims, True)  # (*, 1, ..., 1) each; the variance is biased
+    y = (x - mean) / torch.sqrt(var + eps)
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -271,9 +313,7 @@ def _batch_norm(
                 f"(input shape {tuple(x.shape)}"
                 + (f", {n} position(s) where mask is True)" if mask is not None else ")")
             )
-        mean = rows.mean(dim=0)  # (C,)
-        centered = rows - mean
-        var = (centered * centered).mean(dim=0)  # biased: used to normalize
+        mean, var = _moments(rows, 0, False)  # (C,) each; the biased variance normalizes
         if running_mean is not None and running_var is not None:
             with torch.no_grad():
                 running_mean.mul_(1.0 - momentum).add_(momentum * mean.detach())

@@ -220,3 +220,18 @@ def test_rms_norm_config_builds_rms_blocks():
     )
     assert isinstance(block.norm1, norms.RMSNorm)
     assert block(torch.randn(2, 3, 8)).shape == (2, 3, 8)
+
+
+@pytest.mark.parametrize(("shape", "dim"), [((5, 7), -1), ((4, 3, 6), 0), ((2, 3, 4), (1, 2))])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_moments_match_torch_var_mean(shape, dim, keepdim):
+    x = 3.0 + torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    var, mean = torch.var_mean(x, dim=dim, correction=0, keepdim=keepdim)
+    ours = CF.moments(x, dim, keepdim=keepdim)
+    for a, b in zip(ours, (mean, var), strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+    with pytest.raises(TypeError, match="keepdim"):
+        CF.moments(x, dim, keepdim=1)
+    with pytest.raises(TypeError, match="input"):
+        CF.moments(x.long(), dim)

@@ -72,9 +72,7 @@ def feature_moments(
         rows = rows[mask.reshape(-1)]
     if rows.shape[0] == 0:
         raise ValueError("feature_moments needs at least one position (mask selects none)")
-    mean = rows.mean(dim=0)  # (C,)
-    centered = rows - mean
-    return mean, (centered * centered).mean(dim=0)
+    return CF.moments(rows, 0)  # (C,) each
 
 
 def padding_law(

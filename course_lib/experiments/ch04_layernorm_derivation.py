@@ -247,9 +247,7 @@ def variance_two_pass(x: torch.Tensor) -> torch.Tensor:
     Shape:
         x ``(*, D)``; output ``(*)``.
     """
-    x = check_rows(x, "x")
-    centered = x - x.mean(dim=-1, keepdim=True)  # (*, D)
-    return (centered * centered).mean(dim=-1)
+    return CF.moments(check_rows(x, "x"), -1)[1]  # functional's own statistics
 
 
 def variance_welford(x: torch.Tensor) -> torch.Tensor:
