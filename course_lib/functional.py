@@ -137,6 +137,23 @@ def _moments(
     return (mean if keepdim else mean.squeeze(dim)), var
 
 
+def _normalize(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    eps: float,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """``(x - mean) / sqrt(var + eps)``, then times ``weight`` and plus ``bias`` if given."""
+    y = (x - mean) / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
 def _layer_norm(
     x: torch.Tensor,
     n_dims: int,
@@ -147,12 +164,7 @@ def _layer_norm(
     """:func:`layer_norm` over the last ``n_dims`` dimensions, on validated arguments."""
     dims = tuple(range(-n_dims, 0))
     mean, var = _moments(x, dims, True)  # (*, 1, ..., 1) each; the variance is biased
-    y = (x - mean) / torch.sqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    return _normalize(x, mean, var, eps, weight, bias)
 
 
 def rms_norm(
@@ -326,12 +338,7 @@ def _batch_norm(
             )
         mean, var = running_mean, running_var
 
-    y = (x - mean) / torch.sqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    return _normalize(x, mean, var, eps, weight, bias)
 
 
 def attention_weights(

@@ -72,6 +72,18 @@ def _trusted(cls: type[_Module], *args: Any) -> _Module:
     return module
 
 
+def _affine_parameters(
+    module: nn.Module, shape: Any, affine: bool, bias: bool, factory: dict[str, Any]
+) -> None:
+    """Register ``weight`` and ``bias`` of ``shape`` (uninitialized), or None, as torch does."""
+    weight = nn.Parameter(torch.empty(shape, **factory)) if affine else None
+    module.register_parameter("weight", weight)
+    has_bias = affine and bias
+    module.register_parameter(
+        "bias", nn.Parameter(torch.empty(shape, **factory)) if has_bias else None
+    )
+
+
 class LayerNorm(nn.Module):
     r"""Layer normalization (Ba et al., 2016) over the trailing dimensions, as ``nn.LayerNorm``.
 
@@ -135,15 +147,7 @@ class LayerNorm(nn.Module):
         self.normalized_shape = normalized_shape
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.empty(normalized_shape, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.empty(normalized_shape, **factory))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, normalized_shape, elementwise_affine, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -325,15 +329,7 @@ class BatchNorm(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.empty(num_features, **factory))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, num_features, affine, bias, factory)
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_features, **factory))
             self.register_buffer("running_var", torch.ones(num_features, **factory))
