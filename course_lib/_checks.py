@@ -19,6 +19,7 @@ T = TypeVar("T")
 __all__ = [
     "as_shape",
     "check_attn_mask",
+    "check_backward_args",
     "check_bool",
     "check_choice",
     "check_eps",
@@ -403,3 +404,38 @@ def check_self_attn_mask(
             f"got {tuple(attn_mask.shape)}"
         )
     return attn_mask
+
+
+def check_backward_args(
+    grad_output: object, x_hat: object, rstd: object, weight: object, dims: object
+) -> None:
+    """The arguments of both LayerNorm backward functions of :mod:`course_lib.autograd`."""
+    x_hat = check_float_tensor(x_hat, "x_hat")
+    grad_output = check_float_tensor(grad_output, "grad_output", min_dim=0)
+    rstd = check_float_tensor(rstd, "rstd", min_dim=0)
+    if not isinstance(dims, tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in dims
+    ):
+        raise TypeError(f"dims must be a tuple of ints, got {dims!r}")
+    n = x_hat.dim()
+    trailing = list(range(n - len(dims), n))
+    if not dims or not all(-n <= d < n for d in dims) or sorted(d % n for d in dims) != trailing:
+        raise ValueError(
+            f"dims must name the trailing dimensions of x_hat (shape {tuple(x_hat.shape)}), "
+            f"e.g. (-1,) or (-2, -1), got {dims!r}"
+        )
+    if grad_output.shape != x_hat.shape:
+        raise ValueError(
+            f"grad_output must have the shape of x_hat, {tuple(x_hat.shape)}, "
+            f"got {tuple(grad_output.shape)}"
+        )
+    stats_shape = tuple(1 if i in trailing else s for i, s in enumerate(x_hat.shape))
+    if tuple(rstd.shape) != stats_shape:
+        raise ValueError(
+            f"rstd must have shape {stats_shape} (one number per row, kept as "
+            f"layer_norm_forward returns it), got {tuple(rstd.shape)}"
+        )
+    for name, t in (("grad_output", grad_output), ("rstd", rstd)):
+        if t.dtype != x_hat.dtype:
+            raise TypeError(f"{name} must have dtype {x_hat.dtype} like x_hat, got {t.dtype}")
+    check_param(weight, "weight", tuple(x_hat.shape[n - len(dims) :]), x_hat)

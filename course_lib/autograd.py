@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from ._checks import as_shape, check_eps, check_float_tensor, check_param
+from ._checks import as_shape, check_backward_args, check_eps, check_float_tensor, check_param
 
 __all__ = [
     "LayerNormFunction",
@@ -162,41 +162,6 @@ def _backward_block(
     buf.addcmul_(x_hat, gx_mean, value=-1).mul_(rstd)  # - x_hat * mean(g * x_hat), * r
 
 
-def _check_backward_args(
-    grad_output: object, x_hat: object, rstd: object, weight: object, dims: object
-) -> None:
-    """The arguments of both backward functions: ``TypeError`` / ``ValueError`` naming one."""
-    x_hat = check_float_tensor(x_hat, "x_hat")
-    grad_output = check_float_tensor(grad_output, "grad_output", min_dim=0)
-    rstd = check_float_tensor(rstd, "rstd", min_dim=0)
-    if not isinstance(dims, tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in dims
-    ):
-        raise TypeError(f"dims must be a tuple of ints, got {dims!r}")
-    n = x_hat.dim()
-    trailing = list(range(n - len(dims), n))
-    if not dims or not all(-n <= d < n for d in dims) or sorted(d % n for d in dims) != trailing:
-        raise ValueError(
-            f"dims must name the trailing dimensions of x_hat (shape {tuple(x_hat.shape)}), "
-            f"e.g. (-1,) or (-2, -1), got {dims!r}"
-        )
-    if grad_output.shape != x_hat.shape:
-        raise ValueError(
-            f"grad_output must have the shape of x_hat, {tuple(x_hat.shape)}, "
-            f"got {tuple(grad_output.shape)}"
-        )
-    stats_shape = tuple(1 if i in trailing else s for i, s in enumerate(x_hat.shape))
-    if tuple(rstd.shape) != stats_shape:
-        raise ValueError(
-            f"rstd must have shape {stats_shape} (one number per row, kept as "
-            f"layer_norm_forward returns it), got {tuple(rstd.shape)}"
-        )
-    for name, t in (("grad_output", grad_output), ("rstd", rstd)):
-        if t.dtype != x_hat.dtype:
-            raise TypeError(f"{name} must have dtype {x_hat.dtype} like x_hat, got {t.dtype}")
-    check_param(weight, "weight", tuple(x_hat.shape[n - len(dims) :]), x_hat)
-
-
 def layer_norm_backward(
     grad_output: torch.Tensor,
     x_hat: torch.Tensor,
@@ -255,7 +220,7 @@ def layer_norm_backward(
         >>> torch.allclose(grad_x, x.grad)
         True
     """
-    _check_backward_args(grad_output, x_hat, rstd, weight, dims)
+    check_backward_args(grad_output, x_hat, rstd, weight, dims)
     g = grad_output if weight is None else weight * grad_output  # arriving at x_hat
     g_mean = g.mean(dim=dims, keepdim=True)  # component along the all-ones vector
     gx_mean = (g * x_hat).mean(dim=dims, keepdim=True)  # component along x_hat
@@ -299,7 +264,7 @@ def layer_norm_backward_blocked(
         grad_output, x_hat ``(*, *normalized_shape)``; rstd ``(*, 1, ..., 1)``;
         weight ``normalized_shape``; grad_weight and grad_bias ``normalized_shape``.
     """
-    _check_backward_args(grad_output, x_hat, rstd, weight, dims)
+    check_backward_args(grad_output, x_hat, rstd, weight, dims)
     shape = x_hat.shape[x_hat.dim() - len(dims) :]  # normalized_shape
     d = math.prod(shape)  # D, the number of normalized features
     with torch.no_grad():
