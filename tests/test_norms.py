@@ -10,6 +10,7 @@ import inspect
 
 import pytest
 import torch
+from contracts import assert_reset_redraws_construction, count_calls
 from torch import nn
 
 from course_lib import functional as CF
@@ -127,15 +128,7 @@ def test_reset_parameters_restores_a_fresh_module(ours, theirs, args, kwargs):
 
 @pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
 def test_reset_parameters_draws_what_construction_draws(ours, theirs, args, kwargs):
-    torch.manual_seed(3)
-    module = ours(*args, **kwargs)
-    after_construction = torch.get_rng_state()
-    built = copy.deepcopy(module.state_dict())
-    torch.manual_seed(3)
-    module.reset_parameters()
-    assert torch.equal(torch.get_rng_state(), after_construction)
-    for key, value in built.items():
-        assert torch.equal(module.state_dict()[key], value), key
+    assert_reset_redraws_construction(lambda: ours(*args, **kwargs), seed=3)
 
 
 def test_batch_norm_reset_running_stats_keeps_the_parameters():
@@ -263,20 +256,10 @@ def test_make_norm_takes_its_options_by_keyword_only():
 @pytest.fixture
 def count_checks(monkeypatch):
     """Count the calls to the argument checks of constructors, wherever they are used."""
-    calls: list[str] = []
     import course_lib.functional as functional_module
 
-    for module in (norms, functional_module):
-        for name in ("check_eps", "check_probability", "check_param", "as_shape"):
-            if hasattr(module, name):
-                original = getattr(module, name)
-
-                def counted(*args, _original=original, _name=name, **kwargs):
-                    calls.append(_name)
-                    return _original(*args, **kwargs)
-
-                monkeypatch.setattr(module, name, counted)
-    return calls
+    checks = ("check_eps", "check_probability", "check_param", "as_shape")
+    return count_calls(monkeypatch, (norms, functional_module), checks)
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ norms from the one vocabulary, and runnable docstrings."""
 
 from __future__ import annotations
 
-import copy
 import doctest
 import inspect
 
 import pytest
 import torch
+from contracts import assert_reset_redraws_construction, count_calls
 from torch import nn
 
 from course_lib import norms, transformer
@@ -209,19 +209,7 @@ def test_stack_draws_its_blocks_in_order():
 
 @pytest.mark.parametrize("name", BUILDERS)
 def test_reset_parameters_under_the_same_seed_gives_the_constructions_values(name):
-    torch.manual_seed(7)
-    module = BUILDERS[name][0]()
-    after_construction = torch.get_rng_state()
-    built = copy.deepcopy(module.state_dict())
-    with torch.no_grad():
-        for p in module.parameters():
-            p.fill_(0.5)
-    assert any(not torch.equal(module.state_dict()[k], v) for k, v in built.items())
-    torch.manual_seed(7)
-    module.reset_parameters()
-    assert torch.equal(torch.get_rng_state(), after_construction)
-    for key, value in built.items():
-        assert torch.equal(module.state_dict()[key], value), key
+    assert_reset_redraws_construction(BUILDERS[name][0], seed=7)
 
 
 def test_reset_parameters_without_a_seed_restores_the_fixed_initialisations():
@@ -279,17 +267,8 @@ CONSTRUCTOR_CHECKS = (
 @pytest.fixture
 def calls(monkeypatch):
     """Record every call of the named checks in the norms and transformer modules."""
-    seen: list[str] = []
-    for module in (norms, transformer):
-        for name in (*CONSTRUCTOR_CHECKS, "check_self_attn_mask", "check_mask", "check_tokens"):
-            if hasattr(module, name):
-                original = getattr(module, name)
-
-                def counted(*args, _original=original, _name=name, **kwargs):
-                    seen.append(_name)
-                    return _original(*args, **kwargs)
-
-                monkeypatch.setattr(module, name, counted)
+    names = (*CONSTRUCTOR_CHECKS, "check_self_attn_mask", "check_mask", "check_tokens")
+    seen = count_calls(monkeypatch, (norms, transformer), names)
     import course_lib.functional as functional
 
     def refuse(*args, **kwargs):

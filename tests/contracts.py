@@ -1,0 +1,51 @@
+"""The reset_parameters() contract, shared by test_norms and test_transformer."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def assert_reset_redraws_construction(build: Callable[[], nn.Module], seed: int) -> None:
+    """Under ``seed``, ``reset_parameters()`` draws exactly what construction drew.
+
+    The module's parameters are first overwritten, so a ``reset_parameters`` that did
+    nothing fails; the random state after the reset must be the state after construction,
+    so a reset that draws more or fewer numbers fails too.
+    """
+    torch.manual_seed(seed)
+    module = build()
+    after_construction = torch.get_rng_state()
+    built = copy.deepcopy(module.state_dict())
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(0.5)
+    if list(module.parameters()):
+        assert any(not torch.equal(module.state_dict()[k], v) for k, v in built.items())
+    torch.manual_seed(seed)
+    module.reset_parameters()
+    assert torch.equal(torch.get_rng_state(), after_construction)
+    for key, value in built.items():
+        assert torch.equal(module.state_dict()[key], value), key
+
+
+def count_calls(monkeypatch, modules: tuple, names: tuple[str, ...]) -> list[str]:
+    """Wrap each function ``names`` that a module of ``modules`` holds; return the calls' log.
+
+    Used to show that a value validated once is not checked again downstream.
+    """
+    calls: list[str] = []
+    for module in modules:
+        for name in names:
+            if hasattr(module, name):
+                original = getattr(module, name)
+
+                def counted(*args, _original=original, _name=name, **kwargs):
+                    calls.append(_name)
+                    return _original(*args, **kwargs)
+
+                monkeypatch.setattr(module, name, counted)
+    return calls
