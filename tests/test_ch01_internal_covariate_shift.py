@@ -174,10 +174,10 @@ def test_loss_along_gradient_matches_a_hand_computation():
     assert tiny.item() < base and base - tiny.item() < 1e-2
 
 
-def test_train_run_shapes_and_determinism():
+def test_train_runs_shapes_and_determinism():
     config = ch01.RunConfig(steps=12, percentile_every=5, landscape_at=(0, 5, 11), ics_at=(0, 11))
-    a = ch01.train_run("batch", 3, config)
-    b = ch01.train_run("batch", 3, config)
+    (a,) = ch01.train_runs("batch", [3], config)
+    (b,) = ch01.train_runs("batch", [3], config)
     assert torch.equal(a.losses, b.losses) and torch.equal(a.moments, b.moments)
     assert a.losses.shape == (12,)
     assert a.moments.shape == (13, config.depth, config.width, 2)
@@ -193,14 +193,26 @@ def test_train_run_shapes_and_determinism():
     torch.testing.assert_close(a.landscape_rise(), expected)
     assert not a.diverged and math.isfinite(a.final_loss(5))
     # the noise changes the run; no measurement leaves empty tensors of the right width
-    noisy = ch01.train_run("batch", 3, replace(config, noise=0.5, ics_at=()))
+    (noisy,) = ch01.train_runs("batch", [3], replace(config, noise=0.5, ics_at=()))
     assert not torch.equal(noisy.losses, a.losses)
     assert noisy.ics_l2.shape == (0, config.depth) and noisy.landscape.shape == (3, 5)
 
 
+def test_a_run_in_a_sweep_is_the_run_alone():
+    # each seed's measurements do not depend on which other seeds train beside it
+    config = ch01.RunConfig(steps=12, landscape_at=(3,), ics_at=(0, 11), noise=0.3)
+    together = ch01.train_runs("layer", [1, 4], config)
+    (alone,) = ch01.train_runs("layer", [4], config)
+    for name in ("losses", "moments", "percentiles", "ics_l2", "landscape"):
+        torch.testing.assert_close(
+            getattr(together[1], name), getattr(alone, name), rtol=1e-10, atol=1e-12, msg=name
+        )
+    assert together[1].seed == 4 and not torch.equal(together[0].losses, together[1].losses)
+
+
 def test_a_diverged_run_is_visible():
     config = ch01.RunConfig(steps=30, lr=50.0, gain=3.0, landscape_at=(), ics_at=())
-    run = ch01.train_run("none", 0, config)
+    (run,) = ch01.train_runs("none", [0], config)
     assert run.diverged
     assert math.isnan(run.final_loss())
     assert run.moments.shape[0] == 31
@@ -228,7 +240,7 @@ def test_figures_draw():
 
     fig, ax = ch01.plot_activation_histograms(depth=6, scale=0.9, norm="layer", n_layers_shown=3)
     assert len(ax.get_legend().get_texts()) == 3
-    run = ch01.train_run("none", 0, ch01.RunConfig(steps=10, landscape_at=(), ics_at=()))
+    (run,) = ch01.train_runs("none", [0], ch01.RunConfig(steps=10, landscape_at=(), ics_at=()))
     _, ax2 = plt.subplots()
     ch01.plot_percentiles(ax2, run, layer=2, unit=1)
     plt.close("all")
@@ -254,8 +266,10 @@ def test_figures_draw():
         (lambda: ch01.RunConfig(landscape_at=(80,)), ValueError, "landscape_at"),
         (lambda: ch01.RunConfig(ics_at=[0]), ValueError, "ics_at"),
         (lambda: ch01.RunConfig(step_multiples=()), ValueError, "step_multiples"),
-        (lambda: ch01.train_run("batch", 0, config={}), TypeError, "config"),
-        (lambda: ch01.train_run("layers", 0), ValueError, "norm"),
+        (lambda: ch01.train_runs("batch", [0], config={}), TypeError, "config"),
+        (lambda: ch01.train_runs("layers", [0]), ValueError, "norm"),
+        (lambda: ch01.train_runs("batch", 0), TypeError, "seeds"),
+        (lambda: ch01.train_runs("batch", []), ValueError, "seeds"),
         (lambda: ch01.gradient_shift(nn.Linear(2, 2), None, None, 0.1), TypeError, "model"),
         (
             lambda: ch01.gradient_shift(
@@ -298,16 +312,14 @@ def test_bad_input_is_rejected_with_a_message_naming_the_argument(call, exc, wor
 @pytest.fixture(scope="module")
 def runs():
     """The chapter's nine training runs: three networks, three seeds, default config."""
-    return {norm: [ch01.train_run(norm, seed) for seed in SEEDS] for norm in ch01.NORMS}
+    return {norm: ch01.train_runs(norm, SEEDS) for norm in ch01.NORMS}
 
 
 @pytest.fixture(scope="module")
 def noisy():
     """The chapter's noisy runs: noise after every BatchNorm, and the same noise without."""
     config = replace(ch01.RunConfig(), noise=NOISE, ics_at=())
-    return {
-        norm: [ch01.train_run(norm, seed, config) for seed in SEEDS] for norm in ("batch", "none")
-    }
+    return {norm: ch01.train_runs(norm, SEEDS, config) for norm in ("batch", "none")}
 
 
 def _loss(rs):
@@ -393,6 +405,7 @@ def test_claim_product_of_measured_factors_follows_the_weight_scale():
 def test_claim_batchnorm_beats_plain_at_smaller_learning_rates(runs):
     config = replace(ch01.RunConfig(), landscape_at=(), ics_at=())
     best_plain = min(
-        ch01.train_run("none", 0, replace(config, lr=lr)).final_loss() for lr in (0.1, 0.2, 0.3)
+        ch01.train_runs("none", [0], replace(config, lr=lr))[0].final_loss()
+        for lr in (0.1, 0.2, 0.3)
     )
     assert runs["batch"][0].final_loss() < best_plain

@@ -36,18 +36,15 @@ def task() -> ch05.AffineTask:
 
 @pytest.fixture(scope="module")
 def runs(task):
-    return {kind: [ch05.fit_affine(kind, s, task) for s in SEEDS] for kind in ch05.NORM_KINDS}
+    return {kind: ch05.fit_affine(kind, SEEDS, task) for kind in ch05.NORM_KINDS}
 
 
 @pytest.fixture(scope="module")
 def hot(task):
     return {
-        kind: [
-            ch05.fit_affine(
-                kind, s, task, depth=2, optimizer="sgd", lr=30.0, weight_decay=0.0, track=True
-            )
-            for s in SEEDS
-        ]
+        kind: ch05.fit_affine(
+            kind, SEEDS, task, depth=2, optimizer="sgd", lr=30.0, weight_decay=0.0, track=True
+        )
         for kind in ch05.NORM_KINDS
     }
 
@@ -209,19 +206,19 @@ def test_learned_gamma_beta_land_near_the_targets(runs, task):
 
 
 def test_linear_after_the_norm_rescues_fixed(runs, task):
+    learns = ch05.fit_affine("learnable", SEEDS, task, head=True)
+    fixeds = ch05.fit_affine("fixed", SEEDS, task, head=True)
     for s in SEEDS:
-        learn = ch05.fit_affine("learnable", s, task, head=True).test_score
-        fixed = ch05.fit_affine("fixed", s, task, head=True).test_score
+        learn, fixed = learns[s].test_score, fixeds[s].test_score
         assert fixed * 50 < runs["fixed"][s].test_score
         assert learn < fixed < 5 * learn
 
 
 def test_magnitude_label_is_invisible_after_layernorm():
     mtask = ch05.magnitude_task()
-    for s in SEEDS:
-        for kind in ("learnable", "fixed"):
-            assert abs(ch05.fit_magnitude(kind, s, mtask).test_score - 0.5) < 0.05
-        assert ch05.fit_magnitude("none", s, mtask).test_score > 0.95
+    for kind in ("learnable", "fixed"):
+        assert all(abs(r.test_score - 0.5) < 0.05 for r in ch05.fit_magnitude(kind, SEEDS, mtask))
+    assert all(r.test_score > 0.95 for r in ch05.fit_magnitude("none", SEEDS, mtask))
 
 
 def test_layernorm_input_carries_no_magnitude_up_to_eps():
@@ -288,7 +285,7 @@ def test_pythagoras_for_weights_feeding_a_layernorm(hot):
 
 
 def test_next_layernorm_removes_the_scale_of_a_drift_not_its_effect(task):
-    deep = ch05.fit_affine("learnable", 0, task, depth=2)
+    (deep,) = ch05.fit_affine("learnable", [0], task, depth=2)
     rows = ch05.rescale_first_affine(deep.model, task.x_test, [0.1, 1.0, 10.0])
     rms = [r["output_rms"] for r in rows]
     assert max(rms) < 1.5 * min(rms)
@@ -308,7 +305,7 @@ def test_next_layernorm_removes_the_scale_of_a_drift_not_its_effect(task):
 
 
 def test_gamma_grows_without_bound_under_cross_entropy():
-    from course_lib.experiments.common import train
+    from course_lib.experiments.common import train_sweep
 
     g = torch.Generator().manual_seed(3)
     tokens = torch.randn(2048, 16, generator=g)
@@ -318,25 +315,25 @@ def test_gamma_grows_without_bound_under_cross_entropy():
     norms: list[float] = []
 
     def batch(step):
-        idx = torch.randint(0, 2048, (128,), generator=g)
+        idx = torch.randint(0, 2048, (1, 128), generator=g)
         return tokens[idx], labels[idx]
 
-    train(
-        ln,
+    train_sweep(
+        [ln],
         batch,
         nn.functional.cross_entropy,
-        torch.optim.SGD(ln.parameters(), lr=1.0),
-        400,
-        on_step=lambda step, m: norms.append(m.weight.detach().norm().item()),
+        torch.ones(1, 400),
+        optimizer="sgd",
+        on_step=lambda step, i, m: norms.append(m.weight.detach().norm().item()),
     )
     assert all(b > a for a, b in zip(norms[199:], norms[200:], strict=False))
     assert norms[-1] > 4 * norms[0]
 
 
 def test_weight_decay_on_gamma_beta_hurts_every_seed(runs, task):
+    decays = ch05.fit_affine("learnable", SEEDS, task, decay_affine=True)
     for s in SEEDS:
-        kept = runs["learnable"][s]
-        decayed = ch05.fit_affine("learnable", s, task, decay_affine=True)
+        kept, decayed = runs["learnable"][s], decays[s]
         assert decayed.test_score > 2 * kept.test_score
 
         def slope(learned):
@@ -400,26 +397,26 @@ def test_plot_affine_draws_two_panels():
         (lambda: ch05.NormNet(4, 4, head="yes"), TypeError, "head"),
         (lambda: ch05.affine_task(d=2), ValueError, "d must"),
         (lambda: ch05.magnitude_task(n_train=0), ValueError, "n_train"),
-        (lambda: ch05.fit_affine("learnable", 0, "task"), TypeError, "task"),
+        (lambda: ch05.fit_affine("learnable", [0], "task"), TypeError, "task"),
         (
-            lambda: ch05.fit_affine("learnable", 0.5, ch05.affine_task(n_train=8, n_test=8)),
+            lambda: ch05.fit_affine("learnable", [0.5], ch05.affine_task(n_train=8, n_test=8)),
             TypeError,
             "seed",
         ),
         (
-            lambda: ch05.fit_affine("learnable", 0, ch05.affine_task(n_train=8, n_test=8), lr=-1.0),
+            lambda: ch05.fit_affine("learnable", [0], ch05.affine_task(n_train=8, n_test=8), lr=-1),
             ValueError,
             "lr",
         ),
         (
             lambda: ch05.fit_affine(
-                "learnable", 0, ch05.affine_task(n_train=8, n_test=8), optimizer="rmsprop"
+                "learnable", [0], ch05.affine_task(n_train=8, n_test=8), optimizer="rmsprop"
             ),
             ValueError,
             "optimizer",
         ),
         (
-            lambda: ch05.fit_magnitude("learnable", 0, ch05.affine_task(n_train=8, n_test=8)),
+            lambda: ch05.fit_magnitude("learnable", [0], ch05.affine_task(n_train=8, n_test=8)),
             TypeError,
             "task",
         ),

@@ -400,97 +400,46 @@ def test_training_is_deterministic():
     assert a == b and len(a) == 5
 
 
-# --- training a sweep as one stacked model -----------------------------------------------
+# --- training a sweep at once -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_stacked_tinylm_computes_each_models_own_output(norm_first):
-    task = ch07.TaskConfig()
-    models = [ch07.make_model(task, TASK.model(norm_first, n_layers=2), seed) for seed in (0, 1, 2)]
-    stacked = ch07.StackedTinyLM(models)
-    tokens = torch.stack(
-        [task.source().sample(4, 16, torch.Generator().manual_seed(s)) for s in range(3)]
-    )  # (M, B, T)
-    with torch.no_grad():
-        each = torch.stack([m(tokens[i]) for i, m in enumerate(models)])
-        torch.testing.assert_close(stacked(tokens), each, rtol=0, atol=1e-13)
-    losses = ch07.next_token_losses(stacked(tokens[:, :, :-1]), tokens[:, :, 1:])
-    own = [
-        ch07.next_token_loss(m(tokens[i, :, :-1]), tokens[i, :, 1:]) for i, m in enumerate(models)
-    ]
-    torch.testing.assert_close(losses, torch.stack(own).detach(), rtol=0, atol=1e-13)
+def _adam_alone(task, config, seed, *, lr, warmup_steps, steps, betas=(0.9, 0.98)):
+    """The same run with torch.optim.Adam and the chapter's scheduler, one model alone."""
+    model = ch07.make_model(task, config, seed)
+    data = ch07.training_batches(task, seed, steps)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    scheduler = ch07.warmup_linear_decay(optimizer, warmup_steps, steps)
+    losses = []
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss = ch07.next_token_loss(model(data[step, :, :-1]), data[step, :, 1:])
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+    return losses, model
 
 
-def test_train_stacked_ends_where_each_separate_adam_run_ends():
-    from course_lib.experiments.common import train_stacked
-
+def test_warmup_sweep_ends_where_each_torch_adam_run_ends():
     task, steps = ch07.TaskConfig(), 40
-    runs = [(False, 0, 0), (False, 10, 1), (True, 0, 2)]  # (norm_first, warmup, seed)
-    for norm_first in (False, True):
-        chosen = [(w, s) for nf, w, s in runs if nf == norm_first]
-        starts = [ch07.make_model(task, TASK.model(norm_first, n_layers=2), s) for _, s in chosen]
-        data = torch.stack([ch07.training_batches(task, s, steps) for _, s in chosen])
-        rates = torch.stack([0.01 * ch07.schedule_factors(w, steps) for w, _ in chosen])
-        stacked = ch07.StackedTinyLM(starts)
-        curves = train_stacked(
-            stacked,
-            lambda t, d=data: (d[:, t, :, :-1], d[:, t, :, 1:]),
-            ch07.next_token_losses,
-            rates,
-            betas=(0.9, 0.98),
-        )
-        for i, (w, s) in enumerate(chosen):
-            curve, alone = ch07.train_lm(
-                task, task.model(norm_first), s, lr=0.01, warmup_steps=w, steps=steps
+    post, pre = TASK.model(False, n_layers=2), TASK.model(True, n_layers=2)
+    runs = {"post": (post, 0), "post, warmup": (post, 10), "pre": (pre, 0)}
+    result = ch07.warmup_experiment(task, runs, (0, 1), lr=0.01, steps=steps)
+    for name, (config, warmup) in runs.items():
+        for i, seed in enumerate((0, 1)):
+            curve, alone = _adam_alone(
+                task, config, seed, lr=0.01, warmup_steps=warmup, steps=steps
             )
             torch.testing.assert_close(
-                curves[i], torch.tensor(curve, dtype=torch.float64), rtol=1e-9, atol=1e-9
+                result.losses[name][i],
+                torch.tensor(curve, dtype=torch.float64),
+                rtol=1e-9,
+                atol=1e-9,
             )
-            for (name, a), b in zip(
-                alone.named_parameters(), stacked.unstack(starts)[i].parameters(), strict=True
+            for (pname, a), b in zip(
+                alone.named_parameters(), result.models[name][i].parameters(), strict=True
             ):
-                torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=name)
-
-
-def test_train_stacked_stops_a_model_whose_loss_is_not_finite():
-    from course_lib.experiments.common import train_stacked
-
-    task, steps = ch07.TaskConfig(), 5
-    starts = [ch07.make_model(task, TASK.model(True, n_layers=2), s) for s in (0, 1)]
-    stacked = ch07.StackedTinyLM(starts)
-    with torch.no_grad():  # model 1 starts with a non-finite weight: its loss is nan
-        stacked.head__weight[1, 0, 0] = math.inf
-    before = stacked.embedding__weight[1].clone()
-    data = torch.stack([ch07.training_batches(task, s, steps) for s in (0, 1)])
-    curves = train_stacked(
-        stacked,
-        lambda t: (data[:, t, :, :-1], data[:, t, :, 1:]),
-        ch07.next_token_losses,
-        torch.full((2, steps), 0.01, dtype=torch.float64),
-    )
-    assert torch.isfinite(curves[0]).all() and torch.isnan(curves[1]).all()
-    assert torch.equal(stacked.embedding__weight[1], before)  # the stopped model never moved
-
-
-def test_stacked_training_rejects_bad_arguments():
-    from course_lib.experiments.common import train_stacked
-
-    task = ch07.TaskConfig()
-    post, pre = (
-        ch07.make_model(task, TASK.model(False, n_layers=2), 0),
-        ch07.make_model(task, TASK.model(True, n_layers=2), 0),
-    )
-    with pytest.raises(ValueError, match="one configuration"):
-        ch07.StackedTinyLM([post, pre])
-    with pytest.raises(TypeError, match="TinyLM"):
-        ch07.StackedTinyLM([nn.Linear(2, 2)])
-    stacked = ch07.StackedTinyLM([post, post])
-    with pytest.raises(ValueError, match="shape"):
-        stacked(torch.zeros(3, 2, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="leading model dimension of 3"):
-        train_stacked(stacked, lambda t: None, ch07.next_token_losses, torch.ones(3, 4))
-    with pytest.raises(ValueError, match="lr"):
-        train_stacked(stacked, lambda t: None, ch07.next_token_losses, -torch.ones(2, 4))
+                torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=pname)
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,7 @@ from course_lib.notebook import setup
 setup()
 from course_lib.experiments import ch01_internal_covariate_shift as ch01, ch07_prenorm_vs_postnorm as ch07
 config = ch01.RunConfig(steps=40, landscape_at=(), ics_at=())
-print(repr(ch01.train_run("layer", 2, config).final_loss()))
+print(repr(ch01.train_runs("layer", [2], config)[0].final_loss()))
 task = ch07.TaskConfig()
 _, model = ch07.train_lm(task, task.model(True), 2, lr=0.06, warmup_steps=0, steps=60)
 print(repr(ch07.heldout_loss(model, task)))

@@ -9,8 +9,8 @@ Everything the chapter's notebook, its explorer and its claim tests share:
 * :class:`DeepMLP` - ``depth`` blocks of Linear -> norm -> noise -> ReLU, with
   ``norm`` one of ``"none"``, ``"batch"``, ``"layer"`` (course_lib's ``BatchNorm`` and
   ``LayerNorm``);
-* :class:`RunConfig`, :func:`train_run`, :class:`RunRecord` - one SGD training run (on
-  :func:`course_lib.experiments.common.train`) that records, in the same pass, every
+* :class:`RunConfig`, :func:`train_runs`, :class:`RunRecord` - SGD training runs (one
+  sweep of :func:`course_lib.experiments.common.train_sweep`) that record, in the same pass, every
   unit's pre-activation mean and standard deviation at every step and its 15th / 50th /
   85th percentiles (as Ioffe & Szegedy (2015) plot them), Santurkar et al.'s internal
   covariate shift (:func:`gradient_shift`) and the loss along the gradient
@@ -45,10 +45,11 @@ from .._checks import (
     check_labels,
     check_real,
     check_seed,
+    check_seeds,
 )
 from ..norms import NORM_LABELS, BatchNorm, LayerNorm
 from ..plotting import color, new_figure
-from .common import default_dtype, stream_seed, train
+from .common import default_dtype, stream_seed, train_sweep
 
 __all__ = [
     "NORMS",
@@ -65,7 +66,7 @@ __all__ = [
     "plot_activation_histograms",
     "plot_percentiles",
     "pre_activation_stats",
-    "train_run",
+    "train_runs",
 ]
 
 Norm = Literal["none", "batch", "layer"]
@@ -508,7 +509,7 @@ class RunConfig:
 
 @dataclass
 class RunRecord:
-    """Everything one :func:`train_run` measured.
+    """Everything one run of :func:`train_runs` measured.
 
     ``moments[t]`` and ``percentiles`` are taken on a fixed probe batch with the weights
     after ``t`` updates (the last entry after the final update); ``losses[t]`` is the
@@ -582,112 +583,146 @@ class RunRecord:
         return (self.landscape.max(dim=1).values - base).clamp_min(0.0)
 
 
-def train_run(norm: Norm, seed: int, config: RunConfig | None = None) -> RunRecord:
-    r"""Train a :class:`DeepMLP` on :func:`make_task` with SGD, measuring as it goes.
+class _Recorder:
+    """What one run of :func:`train_runs` measures as it trains (see :class:`RunRecord`)."""
+
+    def __init__(self, config: RunConfig, seed: int, probe: torch.Tensor) -> None:
+        self.config = config
+        self.probe = probe  # (probe_size, d_in), the same at every step
+        self.noise = torch.Generator().manual_seed(stream_seed(seed, "noise"))
+        self.etas = [config.lr * m for m in config.step_multiples]
+        self.moments: list[torch.Tensor] = []
+        self.percentiles: list[torch.Tensor] = []
+        self.percentile_steps: list[int] = []
+        self.ics: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.ics_steps: list[int] = []
+        self.landscape: list[torch.Tensor] = []
+        self.landscape_steps: list[int] = []
+
+    def record(self, step: int, net: DeepMLP) -> None:
+        with torch.no_grad():
+            _, preacts = net(self.probe, return_preacts=True)
+        z = torch.stack(preacts)  # (depth, probe_size, width)
+        mean = z.mean(dim=1)
+        std = ((z - mean[:, None]) ** 2).mean(dim=1).sqrt()
+        self.moments.append(torch.stack([mean, std], dim=-1))  # (depth, width, 2)
+        if step % self.config.percentile_every == 0 or step == self.config.steps:
+            self.percentiles.append(pre_activation_stats(z)[..., 2:])  # (depth, width, 3)
+            self.percentile_steps.append(step)
+
+    def on_step(self, step: int, net: DeepMLP, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Before step ``step``'s update: new noise, then everything measured at that step."""
+        net.resample_noise(self.noise)
+        self.record(step, net)
+        if step in self.config.ics_at:
+            self.ics.append(gradient_shift(net, x, y, self.config.lr))
+            self.ics_steps.append(step)
+        if step in self.config.landscape_at:
+            self.landscape.append(loss_along_gradient(net, x, y, self.etas))
+            self.landscape_steps.append(step)
+
+    def finish(self, norm: str, seed: int, net: DeepMLP, losses: torch.Tensor) -> RunRecord:
+        config = self.config
+        n_done = len(self.moments)
+        self.record(config.steps, net)  # after the last update (with the last step's noise)
+        if n_done < config.steps:  # diverged: training stopped; pad so shapes stay fixed
+            pad = torch.full_like(self.moments[-1], math.nan)
+            self.moments[n_done:] = [pad] * (config.steps + 1 - n_done)
+        empty = torch.empty(0, config.depth, dtype=torch.float64)
+        if self.ics:
+            l2, cos, grad_norm = (torch.stack(column) for column in zip(*self.ics, strict=True))
+        else:
+            l2, cos, grad_norm = empty, empty.clone(), empty.clone()
+        return RunRecord(
+            norm=norm,
+            seed=seed,
+            config=config,
+            losses=losses,
+            moments=torch.stack(self.moments),
+            percentile_steps=self.percentile_steps,
+            percentiles=torch.stack(self.percentiles),
+            ics_steps=self.ics_steps,
+            ics_l2=l2,
+            ics_cos=cos,
+            grad_norm=grad_norm,
+            landscape_steps=self.landscape_steps,
+            landscape=torch.stack(self.landscape)
+            if self.landscape
+            else torch.empty(0, len(self.etas), dtype=torch.float64),
+        )
+
+
+def train_runs(
+    norm: Norm, seeds: Sequence[int], config: RunConfig | None = None
+) -> list[RunRecord]:
+    r"""Train a :class:`DeepMLP` per seed on :func:`make_task` with SGD, measuring as it goes.
 
     .. math:: \theta_{t+1} = \theta_t - \eta\,\nabla_\theta \mathcal{L}(\theta_t; B_t)
 
-    Before every update (and once after the last) the run passes a fixed probe batch
-    through the network and records each unit's pre-activation mean and standard
+    Before every update (and once after the last) each run passes a fixed probe batch
+    through its network and records each unit's pre-activation mean and standard
     deviation, and every ``config.percentile_every`` steps its 15th / 50th / 85th
     percentiles. At the steps in ``config.landscape_at`` it measures
     :func:`loss_along_gradient` (step sizes ``lr * step_multiples``) and at those in
     ``config.ics_at`` :func:`gradient_shift`, on that step's batch. With
     ``config.noise > 0`` a new :class:`ShiftScaleNoise` is drawn before every step, and
-    everything measured at that step sees the same noise as its update. ``seed`` sets the
-    initialization, the batch order and the noise; the task is the same for every seed.
-    The whole run uses :func:`course_lib.experiments.common.train`.
+    everything measured at that step sees the same noise as its update. A run's seed sets
+    its initialization, batch order and noise; the task is the same for every seed. The
+    runs train together as one sweep
+    (:func:`course_lib.experiments.common.train_sweep`); the measurements are taken on
+    each run's own network.
 
     Shape:
-        see :class:`RunRecord`.
+        returns one :class:`RunRecord` per seed.
     """
     norm = check_choice(norm, "norm", NORMS)
-    seed = check_seed(seed)
+    seeds = check_seeds(seeds)
     config = RunConfig() if config is None else config
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     x, y = make_task(seed=config.task_seed)
-    model = DeepMLP(
-        x.shape[1],
-        config.width,
-        config.depth,
-        int(y.max()) + 1,
-        norm=norm,  # type: ignore[arg-type]
-        gain=config.gain,
-        noise=config.noise,
-        seed=seed,
-    )
-    order = torch.randint(
-        0,
-        x.shape[0],
-        (config.steps, config.batch_size),
-        generator=torch.Generator().manual_seed(stream_seed(seed, "batches")),
-    )  # (steps, batch_size): the examples of each step
-    probe = x[: config.probe_size]  # (probe_size, d_in), the same at every step
-    noise_gen = torch.Generator().manual_seed(stream_seed(seed, "noise"))
-    etas = [config.lr * m for m in config.step_multiples]
+    nets = [
+        DeepMLP(
+            x.shape[1],
+            config.width,
+            config.depth,
+            int(y.max()) + 1,
+            norm=norm,  # type: ignore[arg-type]
+            gain=config.gain,
+            noise=config.noise,
+            seed=seed,
+        )
+        for seed in seeds
+    ]
+    order = torch.stack(
+        [
+            torch.randint(
+                0,
+                x.shape[0],
+                (config.steps, config.batch_size),
+                generator=torch.Generator().manual_seed(stream_seed(seed, "batches")),
+            )
+            for seed in seeds
+        ]
+    )  # (M, steps, batch_size): the examples each run sees at each step
+    recorders = [_Recorder(config, seed, x[: config.probe_size]) for seed in seeds]
 
-    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[order[step]], y[order[step]]
-
-    moments: list[torch.Tensor] = []
-    percentiles: list[torch.Tensor] = []
-    percentile_steps: list[int] = []
-    ics_l2, ics_cos, grad_norm, ics_steps = [], [], [], []
-    landscape, landscape_steps = [], []
-
-    def record(step: int, net: DeepMLP) -> None:
-        with torch.no_grad():
-            _, preacts = net(probe, return_preacts=True)
-        z = torch.stack(preacts)  # (depth, probe_size, width)
-        mean = z.mean(dim=1)
-        std = ((z - mean[:, None]) ** 2).mean(dim=1).sqrt()
-        moments.append(torch.stack([mean, std], dim=-1))  # (depth, width, 2)
-        if step % config.percentile_every == 0 or step == config.steps:
-            percentiles.append(pre_activation_stats(z)[..., 2:])  # (depth, width, 3)
-            percentile_steps.append(step)
-
-    def on_step(step: int, net: nn.Module) -> None:
+    def on_step(step: int, i: int, net: nn.Module) -> None:
         assert isinstance(net, DeepMLP)
-        net.resample_noise(noise_gen)
-        record(step, net)
-        if step in config.ics_at:
-            l2, cos, gn = gradient_shift(net, *batch(step), config.lr)
-            ics_l2.append(l2)
-            ics_cos.append(cos)
-            grad_norm.append(gn)
-            ics_steps.append(step)
-        if step in config.landscape_at:
-            landscape.append(loss_along_gradient(net, *batch(step), etas))
-            landscape_steps.append(step)
+        recorders[i].on_step(step, net, x[order[i, step]], y[order[i, step]])
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
-    losses = train(
-        model, batch, nn.functional.cross_entropy, optimizer, config.steps, on_step=on_step
+    losses = train_sweep(
+        nets,
+        lambda step: (x[order[:, step]], y[order[:, step]]),
+        nn.functional.cross_entropy,
+        torch.full((len(seeds), config.steps), config.lr, dtype=torch.float64),
+        optimizer="sgd",
+        on_step=on_step,
     )
-    n_done = len(moments)
-    record(config.steps, model)  # after the last update (with the last step's noise)
-    if n_done < config.steps:  # diverged: train stopped early; pad so shapes stay fixed
-        pad = torch.full_like(moments[-1], math.nan)
-        moments[n_done:] = [pad] * (config.steps + 1 - n_done)
-    empty = torch.empty(0, config.depth, dtype=torch.float64)
-    return RunRecord(
-        norm=norm,
-        seed=seed,
-        config=config,
-        losses=torch.tensor(losses, dtype=torch.float64),
-        moments=torch.stack(moments),
-        percentile_steps=percentile_steps,
-        percentiles=torch.stack(percentiles),
-        ics_steps=ics_steps,
-        ics_l2=torch.stack(ics_l2) if ics_l2 else empty,
-        ics_cos=torch.stack(ics_cos) if ics_cos else empty.clone(),
-        grad_norm=torch.stack(grad_norm) if grad_norm else empty.clone(),
-        landscape_steps=landscape_steps,
-        landscape=torch.stack(landscape)
-        if landscape
-        else torch.empty(0, len(etas), dtype=torch.float64),
-    )
+    return [
+        recorder.finish(norm, seed, net, row)
+        for recorder, seed, net, row in zip(recorders, seeds, nets, losses, strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------- initialization

@@ -35,10 +35,17 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import functional as CF
-from .._checks import check_choice, check_float_tensor, check_int, check_real, check_seed
+from .._checks import (
+    check_choice,
+    check_float_tensor,
+    check_int,
+    check_real,
+    check_seed,
+    check_seeds,
+)
 from ..norms import LayerNorm, make_norm
 from ..plotting import PALETTE, new_figure
-from .common import default_dtype, train
+from .common import default_dtype, train_sweep
 
 __all__ = [
     "NORM_KINDS",
@@ -370,45 +377,29 @@ class FitResult:
         return min(stops) if stops else None
 
 
-def _optimizer(
-    model: nn.Module,
-    name: str,
-    lr: float,
-    weight_decay: float,
-    decay_affine: bool,
-) -> torch.optim.Optimizer:
-    """AdamW or SGD; weight decay on matrices always, on LayerNorm's gamma/beta on request.
+def _weight_decay(model: nn.Module, weight_decay: float, decay_affine: bool) -> dict[str, float]:
+    """Weight decay per parameter: matrices always, LayerNorm's gamma/beta on request.
 
     Biases of linear layers are never decayed (common practice, as nanoGPT does).
     """
-    matrices, affine, biases = [], [], []
-    for pname, p in model.named_parameters():
+    decay = {}
+    for name, p in model.named_parameters():
         if p.dim() >= 2:
-            matrices.append(p)
-        elif pname.startswith("norms."):
-            affine.append(p)
+            decay[name] = weight_decay
+        elif name.startswith("norms."):
+            decay[name] = weight_decay if decay_affine else 0.0
         else:
-            biases.append(p)
-    groups = [
-        {"params": matrices, "weight_decay": weight_decay},
-        {"params": biases, "weight_decay": 0.0},
-    ]
-    if affine:
-        groups.append({"params": affine, "weight_decay": weight_decay if decay_affine else 0.0})
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr)
-    raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {name!r}")
+            decay[name] = 0.0
+    return decay
 
 
 def _fit(
-    model: nn.Module,
+    models: list[nn.Module],
     x: torch.Tensor,
     y: torch.Tensor,
     loss_fn,
     *,
-    seed: int,
+    seeds: list[int],
     steps: int,
     lr: float,
     batch_size: int,
@@ -416,40 +407,60 @@ def _fit(
     weight_decay: float = 0.0,
     decay_affine: bool = False,
     track: bool = False,
-) -> tuple[list[float], dict[str, list[float]]]:
+) -> list[tuple[list[float], dict[str, list[float]]]]:
+    """Train one model per seed as one sweep; return each one's losses and history."""
     steps = check_int(steps, "steps")
     batch_size = check_int(batch_size, "batch_size")
     lr = check_real(lr, "lr", minimum=0.0)
     weight_decay = check_real(weight_decay, "weight_decay", minimum=0.0, strict=False)
-    opt = _optimizer(model, optimizer, lr, weight_decay, decay_affine)
+    check_choice(optimizer, "optimizer", ("adamw", "sgd"))
     # Linear decay to zero: the last steps are small, so the end point is a clean read-out.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / steps)
-    g = torch.Generator().manual_seed(seed)
-    history: dict[str, list[float]] = {}
+    schedule = torch.tensor([lr * (1.0 - k / steps) for k in range(steps)], dtype=torch.float64)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # each run's batches
+    histories: list[dict[str, list[float]]] = [{} for _ in seeds]
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(0, x.shape[0], (batch_size,), generator=g)
+        idx = torch.stack(
+            [torch.randint(0, x.shape[0], (batch_size,), generator=g) for g in generators]
+        )  # (M, batch_size)
         return x[idx], y[idx]
 
-    def record(step: int, m: nn.Module) -> None:
+    def record(step: int, i: int, m: nn.Module) -> None:
         # Called before step `step`'s update: parameters as they are now, and the
-        # gradients left by step - 1 (train() zeroes them only after this call).
+        # gradients left by step - 1.
         for pname, p in m.named_parameters():
-            history.setdefault(pname, []).append(float(p.detach().norm()))
+            histories[i].setdefault(pname, []).append(float(p.detach().norm()))
             if p.grad is not None:
-                history.setdefault(pname + ".grad", []).append(float(p.grad.norm()))
+                histories[i].setdefault(pname + ".grad", []).append(float(p.grad.norm()))
 
-    losses = train(
-        model, batch, loss_fn, opt, steps, scheduler=sched, on_step=record if track else None
+    losses = train_sweep(
+        models,
+        batch,
+        loss_fn,
+        schedule.expand(len(models), steps),
+        optimizer=optimizer,
+        weight_decay=_weight_decay(models[0], weight_decay, decay_affine),
+        on_step=record if track else None,
     )
     if track:
-        record(steps, model)
-    return losses, history
+        for i, m in enumerate(models):
+            record(steps, i, m)  # the weights after the last update, its step's gradients
+    return [(row.tolist(), history) for row, history in zip(losses, histories, strict=True)]
+
+
+def _seeded(seeds: list[int], build) -> list[nn.Module]:
+    """One model per seed, each built after ``torch.manual_seed(seed)``, in float64."""
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        with default_dtype(DTYPE):
+            models.append(build())
+    return models
 
 
 def fit_affine(
     norm: str,
-    seed: int,
+    seeds: Sequence[int],
     task: AffineTask,
     *,
     depth: int = 1,
@@ -461,30 +472,30 @@ def fit_affine(
     weight_decay: float = 0.1,
     decay_affine: bool = False,
     track: bool = False,
-) -> FitResult:
-    r"""Train a :class:`NormNet` on an :class:`AffineTask` with mean squared error.
+) -> list[FitResult]:
+    r"""Train a :class:`NormNet` per seed on an :class:`AffineTask` with mean squared error.
 
-    ``seed`` fixes the initialization and the order of the mini-batches. The optimizer
-    (AdamW by default, or SGD) decays weight matrices by ``weight_decay`` and decays
-    gamma and beta only when ``decay_affine`` is True; the learning rate falls linearly
-    to 0. ``test_score`` is the test MSE, :math:`\frac{1}{Nd}\sum (y - \hat y)^2`.
+    Seed ``s`` fixes a run's initialization and the order of its mini-batches; the runs
+    train together as one sweep (:func:`~course_lib.experiments.common.train_sweep`). The
+    optimizer (AdamW by default, or SGD) decays weight matrices by ``weight_decay`` and
+    decays gamma and beta only when ``decay_affine`` is True; the learning rate falls
+    linearly to 0. ``test_score`` is the test MSE, :math:`\frac{1}{Nd}\sum (y - \hat y)^2`.
 
     Shape:
-        the task's x and y ``(N, d)``; the model maps ``(*, d) -> (*, d)``.
+        the task's x and y ``(N, d)``; each model maps ``(*, d) -> (*, d)``; returns one
+        :class:`FitResult` per seed.
     """
     if not isinstance(task, AffineTask):
         raise TypeError(f"task must be an AffineTask, got {type(task).__name__}")
-    seed = check_seed(seed)
-    torch.manual_seed(seed)
+    seeds = check_seeds(seeds)
     d = task.x_train.shape[1]
-    with default_dtype(DTYPE):
-        model = NormNet(d, d, norm, depth=depth, head=head)
-    losses, history = _fit(
-        model,
+    models = _seeded(seeds, lambda: NormNet(d, d, norm, depth=depth, head=head))
+    fits = _fit(
+        models,
         task.x_train,
         task.y_train,
         nn.functional.mse_loss,
-        seed=seed,
+        seeds=seeds,
         steps=steps,
         lr=lr,
         batch_size=batch_size,
@@ -493,10 +504,13 @@ def fit_affine(
         decay_affine=decay_affine,
         track=track,
     )
-    model.eval()
-    with torch.no_grad():
-        test = float(nn.functional.mse_loss(model(task.x_test), task.y_test))
-    return FitResult(losses, test, model, history)
+    results = []
+    for model, (losses, history) in zip(models, fits, strict=True):
+        model.eval()
+        with torch.no_grad():
+            test = float(nn.functional.mse_loss(model(task.x_test), task.y_test))
+        results.append(FitResult(losses, test, model, history))
+    return results
 
 
 class _MagnitudeClassifier(nn.Module):
@@ -514,46 +528,49 @@ class _MagnitudeClassifier(nn.Module):
 
 def fit_magnitude(
     norm: str,
-    seed: int,
+    seeds: Sequence[int],
     task: MagnitudeTask,
     *,
     steps: int = 100,
     lr: float = 0.03,
     batch_size: int = 128,
-) -> FitResult:
-    r"""Train ``norm(x) -> Linear(d, 32) -> ReLU -> Linear(32, 1)`` to predict the label.
+) -> list[FitResult]:
+    r"""Train ``norm(x) -> Linear(d, 32) -> ReLU -> Linear(32, 1)`` per seed to predict the label.
 
-    Binary cross-entropy on the logit :math:`z`, AdamW; ``test_score`` is the test
-    accuracy. With a LayerNorm first, learnable or not, the network sees only each
-    token's normalized pattern, which carries no information about the label.
+    Binary cross-entropy on the logit :math:`z`, AdamW, the runs trained as one sweep;
+    ``test_score`` is the test accuracy. With a LayerNorm first, learnable or not, the
+    network sees only each token's normalized pattern, which carries no information
+    about the label.
 
     .. math:: L = -\,\overline{t \log \sigma(z) + (1 - t)\log(1 - \sigma(z))}
 
     Shape:
-        the task's x ``(N, d)`` and labels ``(N,)``; the model maps ``(*, d) -> (*,)``.
+        the task's x ``(N, d)`` and labels ``(N,)``; each model maps ``(*, d) -> (*,)``;
+        returns one :class:`FitResult` per seed.
     """
     if not isinstance(task, MagnitudeTask):
         raise TypeError(f"task must be a MagnitudeTask, got {type(task).__name__}")
-    seed = check_seed(seed)
-    torch.manual_seed(seed)
-    with default_dtype(DTYPE):
-        model = _MagnitudeClassifier(task.x_train.shape[1], check_choice(norm, "norm", NORM_KINDS))
-    loss_fn = nn.functional.binary_cross_entropy_with_logits
-    losses, history = _fit(  # AdamW without weight decay
-        model,
+    seeds = check_seeds(seeds)
+    norm = check_choice(norm, "norm", NORM_KINDS)
+    models = _seeded(seeds, lambda: _MagnitudeClassifier(task.x_train.shape[1], norm))
+    fits = _fit(  # AdamW without weight decay
+        models,
         task.x_train,
         task.y_train,
-        loss_fn,
-        seed=seed,
+        nn.functional.binary_cross_entropy_with_logits,
+        seeds=seeds,
         steps=steps,
         lr=lr,
         batch_size=batch_size,
     )
-    model.eval()
-    with torch.no_grad():
-        predicted = (model(task.x_test) > 0).to(task.y_test.dtype)
-        accuracy = float((predicted == task.y_test).to(torch.float64).mean())
-    return FitResult(losses, accuracy, model, history)
+    results = []
+    for model, (losses, history) in zip(models, fits, strict=True):
+        model.eval()
+        with torch.no_grad():
+            predicted = (model(task.x_test) > 0).to(task.y_test.dtype)
+            accuracy = float((predicted == task.y_test).to(torch.float64).mean())
+        results.append(FitResult(losses, accuracy, model, history))
+    return results
 
 
 # --------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ draw no random numbers. Only where the normalization sits differs.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
-from .. import functional as CF
 from .._checks import (
     check_instance,
     check_int,
@@ -41,14 +39,13 @@ from .._checks import (
 )
 from ..plotting import color
 from ..transformer import BlockConfig, TransformerStack
-from .common import default_dtype, stream_seed, train, train_stacked
+from .common import default_dtype, stream_seed, train_sweep
 
 __all__ = [
     "PLACEMENTS",
     "InitStats",
     "MarkovSource",
     "ModelConfig",
-    "StackedTinyLM",
     "TaskConfig",
     "TinyLM",
     "WarmupResult",
@@ -61,7 +58,6 @@ __all__ = [
     "loglog_slope",
     "make_model",
     "next_token_loss",
-    "next_token_losses",
     "plot_depth_trend",
     "plot_layer_gradients",
     "plot_loss_curves",
@@ -392,134 +388,6 @@ def make_model(task: TaskConfig, config: ModelConfig, seed: int) -> TinyLM:
             )
 
 
-class StackedTinyLM(nn.Module):
-    r"""``M`` :class:`TinyLM` s of one configuration, computed as one model.
-
-    Every parameter is the ``M`` models' parameters stacked on a leading dimension (the
-    models' own names, with ``.`` written ``__``), and every operation of
-    :class:`TinyLM` runs once for all ``M`` models: a linear layer is a batched matrix
-    product, LayerNorm is course_lib's over the last dimension followed by each model's
-    gamma and beta. Its output for model ``i`` is model ``i``'s own output (the tests
-    check it for both placements). Used to train a sweep at once
-    (:func:`~course_lib.experiments.common.train_stacked`).
-
-    Shape:
-        tokens ``(M, B, T)`` int64; output logits ``(M, B, T, vocab_size)``.
-    """
-
-    def __init__(self, models: Sequence[TinyLM]) -> None:
-        super().__init__()
-        if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
-            raise TypeError("models must be a non-empty sequence of TinyLM")
-        if not all(isinstance(m, TinyLM) for m in models):
-            raise TypeError("models must be a non-empty sequence of TinyLM")
-        first = models[0]
-        config = first.stack.config
-        if config.norm != "layer" or config.dropout != 0.0 or not config.bias:
-            raise ValueError("StackedTinyLM supports LayerNorm blocks with biases, no dropout")
-        names = [n for n, _ in first.named_parameters()]
-        for m in models[1:]:
-            if m.stack.config != config or [n for n, _ in m.named_parameters()] != names:
-                raise ValueError("models must share one configuration and one architecture")
-        self.config = config
-        self.n_models = len(models)
-        self.n_layers = len(first.stack.layers)
-        self.has_final_norm = first.stack.final_norm is not None
-        for name in names:
-            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models])
-            self.register_parameter(name.replace(".", "__"), nn.Parameter(stacked.clone()))
-
-    def _p(self, name: str) -> torch.Tensor:
-        return getattr(self, name.replace(".", "__"))
-
-    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        w, b = self._p(name + ".weight"), self._p(name + ".bias")  # (M, out, in), (M, out)
-        flat = x.reshape(x.shape[0], -1, x.shape[-1])  # (M, B*T, in)
-        out = torch.baddbmm(b[:, None, :], flat, w.transpose(1, 2))  # (M, B*T, out)
-        return out.view(*x.shape[:-1], w.shape[1])
-
-    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        # y = gamma * x_hat + beta, each model with its own gamma and beta: (M, 1, 1, d)
-        x_hat = CF.layer_norm(x, (x.shape[-1],), eps=self.config.eps)
-        return (
-            x_hat * self._p(name + ".weight")[:, None, None]
-            + self._p(name + ".bias")[:, None, None]
-        )
-
-    def _attention(self, x: torch.Tensor, name: str, allowed: torch.Tensor) -> torch.Tensor:
-        m, b, t, d = x.shape
-        h = self.config.n_heads
-        qkv = self._linear(x, name + ".in_proj")  # (M, B, T, 3d)
-        q, k, v = qkv.split(d, dim=-1)
-        # (M, B, T, d) -> (M, B, H, T, d / H)
-        q, k, v = (z.view(m, b, t, h, d // h).transpose(2, 3) for z in (q, k, v))
-        weights = CF.attention_weights(q, k, attn_mask=allowed)  # (M, B, H, T, T)
-        heads = torch.matmul(weights, v).transpose(2, 3).reshape(m, b, t, d)
-        return self._linear(heads, name + ".out_proj")
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
-            raise TypeError("tokens must be a torch.long tensor of symbols")
-        if tokens.dim() != 3 or tokens.shape[0] != self.n_models:
-            raise ValueError(
-                f"tokens must have shape ({self.n_models}, B, T), got {tuple(tokens.shape)}"
-            )
-        emb = self._p("embedding.weight")  # (M, V, d)
-        rows = torch.arange(self.n_models)[:, None, None]
-        x = emb[rows, tokens]  # (M, B, T, d)
-        allowed = causal_mask(tokens.shape[-1])  # (T, T), broadcast over (M, B, H)
-        act = nn.functional.relu if self.config.activation == "relu" else nn.functional.gelu
-        for i in range(self.n_layers):
-            pre = f"stack.layers.{i}."
-
-            def ffn(z: torch.Tensor, pre: str = pre) -> torch.Tensor:
-                return self._linear(act(self._linear(z, pre + "linear1")), pre + "linear2")
-
-            if self.config.norm_first:
-                x = x + self._attention(self._norm(x, pre + "norm1"), pre + "self_attn", allowed)
-                x = x + ffn(self._norm(x, pre + "norm2"))
-            else:
-                x = self._norm(x + self._attention(x, pre + "self_attn", allowed), pre + "norm1")
-                x = self._norm(x + ffn(x), pre + "norm2")
-        if self.has_final_norm:
-            x = self._norm(x, "stack.final_norm")
-        return self._linear(x, "head")  # (M, B, T, V)
-
-    def unstack(self, models: Sequence[TinyLM]) -> list[TinyLM]:
-        """Copies of ``models`` (the ones it was built from) holding the stacked weights.
-
-        Shape:
-            returns ``M`` models.
-        """
-        out = []
-        for i, model in enumerate(models):
-            fresh = copy.deepcopy(model)
-            with torch.no_grad():
-                for name, p in fresh.named_parameters():
-                    p.copy_(self._p(name)[i])
-            out.append(fresh)
-        return out
-
-
-def next_token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    r""":func:`next_token_loss` of each of ``M`` stacked models.
-
-    .. math:: \mathcal{L}_i = -rac{1}{BT}\sum_{b,t} \log q_i(x_{b,t+1} \mid x_{b,\le t})
-
-    Shape:
-        logits ``(M, B, T, V)``, targets ``(M, B, T)``; output ``(M,)``.
-    """
-    if logits.dim() != 4 or targets.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"logits must be (M, B, T, V) and targets (M, B, T), got {tuple(logits.shape)} "
-            f"and {tuple(targets.shape)}"
-        )
-    per_token = nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
-    )
-    return per_token.view(targets.shape[0], -1).mean(dim=1)
-
-
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     r"""Mean cross-entropy of the next-symbol predictions, in nats.
 
@@ -760,19 +628,10 @@ def train_lm(
     Shape:
         returns ``steps`` per-step losses and the trained model.
     """
-    check_int(steps, "steps")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    model = make_model(task, config, seed)
-    data = training_batches(task, seed, steps)  # (steps, B, T)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=True)
-    scheduler = warmup_linear_decay(optimizer, warmup_steps, steps)
-
-    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return data[step, :, :-1], data[step, :, 1:]  # inputs, next-symbol targets
-
-    losses = train(model, batch, next_token_loss, optimizer, steps, scheduler=scheduler)
-    return losses, model
+    result = warmup_experiment(
+        task, {"run": (config, warmup_steps)}, (seed,), lr=lr, steps=steps, betas=betas
+    )
+    return result.losses["run"][0].tolist(), result.models["run"][0]
 
 
 def heldout_loss(
@@ -843,8 +702,8 @@ def warmup_experiment(
 
     Every run uses the same peak learning rate ``lr``, Adam ``betas`` and steps, and per
     seed the same initial weights and batches: only the architecture and the warmup
-    differ. The runs of one architecture train together as one :class:`StackedTinyLM`; each ends
-    where its own :func:`train_lm` run ends, up to round-off (the tests check it).
+    differ. The runs of one architecture train together as one sweep
+    (:func:`~course_lib.experiments.common.train_sweep`).
 
     Shape:
         see :class:`WarmupResult`.
@@ -861,28 +720,26 @@ def warmup_experiment(
     data = torch.stack([training_batches(task, seed, steps) for seed in seeds])  # (S, ...)
     losses: dict[str, torch.Tensor] = {}
     models: dict[str, list[TinyLM]] = {}
-    # The runs of one architecture train as one stacked model, each run and seed with its
-    # own schedule (common.train_stacked).
+    # The runs of one architecture train as one sweep (common.train_sweep), each run and
+    # seed with its own schedule.
     for config in dict.fromkeys(c for c, _ in runs.values()):
         names = [name for name, (c, _) in runs.items() if c == config]
-        starts = [make_model(task, config, seed) for _ in names for seed in seeds]
+        sweep = [make_model(task, config, seed) for _ in names for seed in seeds]
         rates = torch.stack(
             [lr * schedule_factors(runs[name][1], steps) for name in names for _ in seeds]
         )  # (runs * S, steps)
         batches = data.repeat(len(names), 1, 1, 1)  # (runs * S, steps, B, T)
-        stacked = StackedTinyLM(starts)
-        curves = train_stacked(
-            stacked,
+        curves = train_sweep(
+            sweep,
             lambda step, b=batches: (b[:, step, :, :-1], b[:, step, :, 1:]),
-            next_token_losses,
+            next_token_loss,
             rates,
             betas=betas,
         )
-        trained = stacked.unstack(starts)
         for k, name in enumerate(names):
             rows = slice(k * len(seeds), (k + 1) * len(seeds))
             losses[name] = curves[rows]
-            models[name] = trained[rows]
+            models[name] = sweep[rows]
     source = task.source()
     return WarmupResult(losses, models, source.entropy_rate, source.unigram_entropy)
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
-from .._checks import check_choice, check_seed
+from .._checks import check_choice, check_instance, check_int, check_real, check_seed
 
-__all__ = ["STREAMS", "default_dtype", "stream_seed", "train", "train_stacked"]
+__all__ = ["OPTIMIZERS", "STREAMS", "default_dtype", "stream_seed", "train_sweep"]
 
 #: The named random streams of one run. A run with seed ``s`` draws its initial weights
 #: from ``s`` itself and every other kind of randomness from its own generator, seeded
@@ -60,127 +62,198 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def train(
-    model: nn.Module,
-    batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    steps: int,
-    *,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    on_step: Callable[[int, nn.Module], None] | None = None,
-) -> list[float]:
-    """Run ``steps`` optimizer steps and return the loss of each step.
-
-    ``batch(step)`` returns ``(inputs, targets)``; ``on_step(step, model)`` is called
-    at the start of each step, before the gradients are zeroed: parameters are
-    those the step starts from, and any ``.grad`` read there is the previous
-    step's. A non-finite loss ends the run early:
-    the remaining losses are recorded as ``nan``, so a diverged run is visible.
-    """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    losses: list[float] = []
-    model.train()
-    for step in range(steps):
-        inputs, targets = batch(step)
-        if on_step is not None:
-            on_step(step, model)
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs), targets)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            losses.extend([math.nan] * (steps - step))
-            break
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        losses.append(value)
-    return losses
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def train_stacked(
-    model: nn.Module,
+def train_sweep(
+    models: Sequence[nn.Module],
     batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     lr: torch.Tensor,
     *,
+    optimizer: str = "adam",
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    weight_decay: float | Mapping[str, float] = 0.0,
+    on_step: Callable[[int, int, nn.Module], None] | None = None,
 ) -> torch.Tensor:
-    r"""Train ``M`` models at once: one module whose every parameter is ``M`` models' stacked.
+    r"""Train ``M`` models of one architecture at once, as one batched model; return the losses.
 
-    ``model`` holds the parameters of ``M`` independent models stacked on a leading
-    dimension (for example chapter 7's
-    :class:`~course_lib.experiments.ch07_prenorm_vs_postnorm.StackedTinyLM`), and
-    ``loss_fn(model(inputs), targets)`` returns the ``M`` losses, one per model. Their sum
-    is differentiated once: since model ``i``'s loss depends only on its own parameters,
-    the gradient of the sum at row ``i`` is model ``i``'s own gradient. For models this
-    small a step costs mostly per-operation overhead, which the ``M`` models then share.
+    The book's models are tiny, so a training step costs mostly per-operation overhead.
+    This loop stacks the ``M`` models' parameters on a leading dimension
+    (``torch.func.stack_module_state``) and runs each step's forward pass for all of them
+    as one ``vmap`` over ``functional_call``: the ``M`` models share that overhead. Model
+    ``i``'s loss depends only on its own parameters, so the gradient of the summed loss at
+    row ``i`` is model ``i``'s own gradient. A sweep is any set of runs of one
+    architecture: seeds, learning rates, schedules.
 
-    Each model takes its own Adam step (Kingma & Ba 2015, in PyTorch's arrangement) with
-    its own learning rate at every step, ``lr[i, t]``:
+    Each model then takes its own optimizer step with its own learning rate ``lr[i, t]``
+    at step ``t``, in PyTorch's arrangement of each rule (one model alone ends where
+    ``torch.optim`` would take it, up to round-off; the tests check it):
 
     .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
-        \theta_t = \theta_{t-1} - \frac{\eta_{i,t}}{1-\beta_1^t}\,
-        \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+                ext{sgd: } 	heta_t = 	heta_{t-1} - \eta_{i,t}\,(g_t + \lambda	heta_{t-1})
 
-    so each model ends where its own run with ``torch.optim.Adam`` ends, up to round-off
-    (the tests check it). As in :func:`train`, a model whose loss is not finite stops
-    there: its remaining losses are ``nan`` and its parameters keep their values.
+                ext{adam: } m_t = eta_1 m_{t-1} + (1-eta_1) g_t,\quad
+        v_t = eta_2 v_{t-1} + (1-eta_2) g_t^2,\quad
+                heta_t = 	heta_{t-1} - rac{\eta_{i,t}}{1-eta_1^t}\,
+        rac{m_t}{\sqrt{v_t}/\sqrt{1-eta_2^t} + \epsilon}
+
+    where Adam's :math:`g_t` includes :math:`\lambda	heta_{t-1}` (L2, as
+    ``torch.optim.Adam``), and ``"adamw"`` instead decays the weights directly,
+    :math:`	heta \leftarrow (1 - \eta_{i,t}\lambda)\,	heta`, before the Adam step
+    (Loshchilov & Hutter 2019, as ``torch.optim.AdamW``). ``weight_decay`` is one
+    :math:`\lambda` for every parameter or a mapping from parameter name to its
+    :math:`\lambda` (names missing from it get 0).
+
+    A model whose loss is not finite stops there: its remaining losses are ``nan`` and its
+    parameters keep the values of that step. ``on_step(step, i, model)`` is called at the
+    start of each step for every model ``i`` still training, with ``model`` holding that
+    model's current parameters and, in ``.grad``, the previous step's gradients; buffers
+    it changes (new noise, say) are used by that step's forward pass. At the end the
+    trained parameters and buffers are written back into ``models``, and the last step's
+    gradients into ``.grad`` of every model that trained to the end.
+
+    Args:
+        models: ``M`` modules with the same parameter names and shapes.
+        batch: ``batch(step)`` returns ``(inputs, targets)``, each with a leading model
+            dimension ``M``: model ``i`` sees ``inputs[i]`` and ``targets[i]``.
+        loss_fn: ``loss_fn(output, target)`` of one model, a scalar.
+        lr: the learning rates, one row per model and one column per step.
+        optimizer: one of :data:`OPTIMIZERS`.
+        betas, eps: Adam's coefficients.
+        weight_decay: :math:`\lambda`, one number or one per parameter name.
+        on_step: an optional per-model hook, see above.
 
     Shape:
-        ``lr`` ``(M, steps)``; ``batch(step)`` returns ``(inputs, targets)``, each with the
-        leading model dimension ``M``; returns the losses ``(M, steps)``. ``model`` is
-        trained in place.
+        ``lr`` ``(M, steps)``; returns the losses ``(M, steps)`` float64.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> models = [nn.Linear(3, 1) for _ in range(2)]
+        >>> x = torch.randn(2, 8, 3)  # (M, batch, features)
+        >>> y = x.sum(-1, keepdim=True)
+        >>> rates = torch.tensor([[0.1] * 50, [0.0] * 50])  # model 1 never moves
+        >>> losses = train_sweep(models, lambda t: (x, y), nn.functional.mse_loss, rates)
+        >>> bool(losses[0, -1] < losses[0, 0]), bool(losses[1, -1] == losses[1, 0])
+        (True, True)
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model must have parameters to train")
-    if not isinstance(lr, torch.Tensor) or lr.dim() != 2:
-        raise ValueError("lr must be a tensor of shape (M, steps), one row per model")
-    n, steps = lr.shape
-    if any(p.dim() == 0 or p.shape[0] != n for p in params):
-        raise ValueError(f"every parameter must have a leading model dimension of {n}")
+    models = list(check_instance(models, "models", (list, tuple)))
+    if not models or not all(isinstance(m, nn.Module) for m in models):
+        raise TypeError("models must be a non-empty list of nn.Module")
+    optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
+    layout = [(name, p.shape) for name, p in models[0].named_parameters()]
+    names = [name for name, _ in layout]
+    for m in models:
+        if [(name, p.shape) for name, p in m.named_parameters()] != layout:
+            raise ValueError("models must all have the same parameter names and shapes")
+    if not names:
+        raise ValueError("models must have parameters to train")
+    n = len(models)
+    if not isinstance(lr, torch.Tensor) or lr.shape[:1] != (n,) or lr.dim() != 2:
+        raise ValueError(f"lr must be a tensor of shape ({n}, steps), one row per model")
+    steps = check_int(lr.shape[1], "lr.shape[1]")
     if not bool(torch.isfinite(lr).all()) or bool((lr < 0).any()):
         raise ValueError("lr must hold finite learning rates >= 0")
     beta1, beta2 = betas
-    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+    check_real(beta1, "betas[0]", minimum=0.0, strict=False)
+    check_real(beta2, "betas[1]", minimum=0.0, strict=False)
+    if not (beta1 < 1.0 and beta2 < 1.0):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    if not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    check_real(eps, "eps", minimum=0.0)
+    if isinstance(weight_decay, Mapping):
+        unknown = set(weight_decay) - set(names)
+        if unknown:
+            raise ValueError(f"weight_decay names unknown parameters: {sorted(unknown)}")
+        decay = {
+            k: check_real(weight_decay.get(k, 0.0), "weight_decay", minimum=0.0, strict=False)
+            for k in names
+        }
+    else:
+        lam = check_real(weight_decay, "weight_decay", minimum=0.0, strict=False)
+        decay = dict.fromkeys(names, lam)
 
-    exp_avg = [torch.zeros_like(p) for p in params]
-    exp_avg_sq = [torch.zeros_like(p) for p in params]
+    for m in models:
+        m.train()
+    params, buffers = stack_module_state(models)  # name -> (M, *shape), leaves with grads
+    template = copy.deepcopy(models[0]).to("meta")  # the architecture, without storage
+
+    def one_loss(p, b, inputs, targets):
+        return loss_fn(functional_call(template, (p, b), (inputs,)), targets)
+
+    batched_loss = vmap(one_loss, randomness="error")
+    state = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in params.items()}
     alive = torch.ones(n, dtype=torch.bool)
     losses = torch.full((n, steps), math.nan, dtype=torch.float64)
-    model.train()
     for step in range(steps):
+        if on_step is not None:
+            buffers = _call_hook(on_step, step, models, params, buffers, alive)
         inputs, targets = batch(step)
-        for p in params:
+        for p in params.values():
             p.grad = None
-        per_model = loss_fn(model(inputs), targets)  # (M,)
+        per_model = batched_loss(params, buffers, inputs, targets)
         if per_model.shape != (n,):
-            raise ValueError(f"loss_fn must return ({n},) losses, got {tuple(per_model.shape)}")
+            raise ValueError(
+                f"loss_fn must return a scalar per model, got {tuple(per_model.shape)}"
+            )
         values = per_model.detach().to(torch.float64)
         alive &= torch.isfinite(values)
         if not bool(alive.any()):
             break
         losses[alive, step] = values[alive]
         per_model.sum().backward()
-        t = step + 1
-        bias1, bias2 = 1.0 - beta1**t, 1.0 - beta2**t
         rate = torch.where(alive, lr[:, step], 0.0)  # (M,): a stopped model does not move
         with torch.no_grad():
-            for p, m, v in zip(params, exp_avg, exp_avg_sq, strict=True):
-                shape = (n,) + (1,) * (p.dim() - 1)
-                live = alive.view(shape)
-                g = torch.where(live, p.grad, 0.0)
-                m.copy_(torch.where(live, m * beta1 + g * (1.0 - beta1), m))
-                v.copy_(torch.where(live, v * beta2 + g * g * (1.0 - beta2), v))
-                denom = v.sqrt() / math.sqrt(bias2) + eps
-                p.sub_((rate / bias1).view(shape).to(p.dtype) * m / denom)
+            for k, p in params.items():
+                _update(p, state[k], rate, alive, step + 1, optimizer, betas, eps, decay[k])
+    with torch.no_grad():
+        for i, m in enumerate(models):
+            for k, p in m.named_parameters():
+                p.copy_(params[k][i])
+                if alive[i] and params[k].grad is not None:
+                    p.grad = params[k].grad[i].clone()
+            for k, b in m.named_buffers():
+                b.copy_(buffers[k][i])
     return losses
+
+
+def _call_hook(on_step, step, models, params, buffers, alive):
+    """Give every live model its current parameters, run the hook, re-stack the buffers."""
+    with torch.no_grad():
+        for i, m in enumerate(models):
+            if not alive[i]:
+                continue
+            for k, p in m.named_parameters():
+                p.copy_(params[k][i])
+                grad = params[k].grad
+                p.grad = None if grad is None else grad[i].clone()
+            for k, b in m.named_buffers():
+                b.copy_(buffers[k][i])
+    for i, m in enumerate(models):
+        if alive[i]:
+            on_step(step, i, m)
+    if not buffers:
+        return buffers
+    return {k: torch.stack([dict(m.named_buffers())[k] for m in models]) for k in buffers}
+
+
+def _update(p, moments, rate, alive, t, optimizer, betas, eps, decay):
+    """One optimizer step of every live model on the stacked parameter ``p``, in place."""
+    shape = (p.shape[0],) + (1,) * (p.dim() - 1)
+    live = alive.view(shape)
+    rate = rate.view(shape).to(p.dtype)
+    g = torch.where(live, p.grad, 0.0)
+    theta = p * (1.0 - rate * decay) if optimizer == "adamw" else p
+    if decay and optimizer != "adamw":
+        g = g + decay * p  # L2: the decay joins the gradient
+    if optimizer == "sgd":
+        step = rate * g
+    else:
+        beta1, beta2 = betas
+        m, v = moments
+        m.copy_(torch.where(live, m * beta1 + g * (1.0 - beta1), m))
+        v.copy_(torch.where(live, v * beta2 + g * g * (1.0 - beta2), v))
+        denom = v.sqrt() / math.sqrt(1.0 - beta2**t) + eps
+        step = rate / (1.0 - beta1**t) * m / denom
+    p.copy_(torch.where(live, theta - step, p))  # a stopped model keeps its values
