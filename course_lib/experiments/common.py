@@ -92,16 +92,16 @@ def train_sweep(
     ``torch.optim`` would take it, up to round-off; the tests check it):
 
     .. math::
-                ext{sgd: } 	heta_t = 	heta_{t-1} - \eta_{i,t}\,(g_t + \lambda	heta_{t-1})
+        \text{sgd: } \theta_t = \theta_{t-1} - \eta_{i,t}\,(g_t + \lambda\theta_{t-1})
 
-                ext{adam: } m_t = eta_1 m_{t-1} + (1-eta_1) g_t,\quad
-        v_t = eta_2 v_{t-1} + (1-eta_2) g_t^2,\quad
-                heta_t = 	heta_{t-1} - rac{\eta_{i,t}}{1-eta_1^t}\,
-        rac{m_t}{\sqrt{v_t}/\sqrt{1-eta_2^t} + \epsilon}
+        \text{adam: } m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
+        \theta_t = \theta_{t-1} - \frac{\eta_{i,t}}{1-\beta_1^t}\,
+        \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    where Adam's :math:`g_t` includes :math:`\lambda	heta_{t-1}` (L2, as
+    where Adam's :math:`g_t` includes :math:`\lambda\theta_{t-1}` (L2, as
     ``torch.optim.Adam``), and ``"adamw"`` instead decays the weights directly,
-    :math:`	heta \leftarrow (1 - \eta_{i,t}\lambda)\,	heta`, before the Adam step
+    :math:`\theta \leftarrow (1 - \eta_{i,t}\lambda)\,\theta`, before the Adam step
     (Loshchilov & Hutter 2019, as ``torch.optim.AdamW``). ``weight_decay`` is one
     :math:`\lambda` for every parameter or a mapping from parameter name to its
     :math:`\lambda` (names missing from it get 0).
@@ -176,84 +176,201 @@ def train_sweep(
 
     for m in models:
         m.train()
-    params, buffers = stack_module_state(models)  # name -> (M, *shape), leaves with grads
-    template = copy.deepcopy(models[0]).to("meta")  # the architecture, without storage
-
-    def one_loss(p, b, inputs, targets):
-        return loss_fn(functional_call(template, (p, b), (inputs,)), targets)
-
-    batched_loss = vmap(one_loss, randomness="error")
-    state = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in params.items()}
+    # One model trains as itself; several as one vmapped model with stacked parameters.
+    sweep = _One(models[0], loss_fn) if n == 1 else _Stacked(models, loss_fn)
+    update = _Update(sweep.values, [decay[k] for k in names], optimizer, betas, eps)
     alive = torch.ones(n, dtype=torch.bool)
+    all_alive = True
     losses = torch.full((n, steps), math.nan, dtype=torch.float64)
     for step in range(steps):
         if on_step is not None:
-            buffers = _call_hook(on_step, step, models, params, buffers, alive)
+            sweep.hook(on_step, step, alive)
         inputs, targets = batch(step)
-        for p in params.values():
+        for p in sweep.leaves:
             p.grad = None
-        per_model = batched_loss(params, buffers, inputs, targets)
+        per_model = sweep.losses(inputs, targets)
         if per_model.shape != (n,):
             raise ValueError(
                 f"loss_fn must return a scalar per model, got {tuple(per_model.shape)}"
             )
         values = per_model.detach().to(torch.float64)
-        alive &= torch.isfinite(values)
-        if not bool(alive.any()):
-            break
-        losses[alive, step] = values[alive]
+        finite = torch.isfinite(values)
+        if all_alive and bool(finite.all()):
+            losses[:, step] = values
+            rate = lr[:, step]
+        else:
+            all_alive = False
+            alive &= finite
+            if not bool(alive.any()):
+                break
+            losses[alive, step] = values[alive]
+            rate = torch.where(alive, lr[:, step], 0.0)  # a stopped model does not move
         per_model.sum().backward()
-        rate = torch.where(alive, lr[:, step], 0.0)  # (M,): a stopped model does not move
         with torch.no_grad():
-            for k, p in params.items():
-                _update(p, state[k], rate, alive, step + 1, optimizer, betas, eps, decay[k])
-    with torch.no_grad():
-        for i, m in enumerate(models):
-            for k, p in m.named_parameters():
-                p.copy_(params[k][i])
-                if alive[i] and params[k].grad is not None:
-                    p.grad = params[k].grad[i].clone()
-            for k, b in m.named_buffers():
-                b.copy_(buffers[k][i])
+            update(sweep.grads(), rate, step + 1, None if all_alive else alive)
+    sweep.finish(alive)
     return losses
 
 
-def _call_hook(on_step, step, models, params, buffers, alive):
-    """Give every live model its current parameters, run the hook, re-stack the buffers."""
-    with torch.no_grad():
-        for i, m in enumerate(models):
-            if not alive[i]:
-                continue
-            for k, p in m.named_parameters():
-                p.copy_(params[k][i])
-                grad = params[k].grad
-                p.grad = None if grad is None else grad[i].clone()
-            for k, b in m.named_buffers():
-                b.copy_(buffers[k][i])
-    for i, m in enumerate(models):
-        if alive[i]:
-            on_step(step, i, m)
-    if not buffers:
-        return buffers
-    return {k: torch.stack([dict(m.named_buffers())[k] for m in models]) for k in buffers}
+class _One:
+    """A sweep of one model: the model itself, its parameters seen as ``(1, *shape)``."""
+
+    def __init__(self, model, loss_fn):
+        self.model = model
+        self.loss_fn = loss_fn
+        self.leaves = list(model.parameters())
+        self.values = [p.detach().unsqueeze(0) for p in self.leaves]  # views: updates land
+
+    def losses(self, inputs, targets):
+        return self.loss_fn(self.model(inputs[0]), targets[0])[None]
+
+    def grads(self):
+        return [p.grad.unsqueeze(0) for p in self.leaves]
+
+    def hook(self, on_step, step, alive):
+        on_step(step, 0, self.model)
+
+    def finish(self, alive):
+        pass  # trained in place; .grad holds the last step's gradients
 
 
-def _update(p, moments, rate, alive, t, optimizer, betas, eps, decay):
-    """One optimizer step of every live model on the stacked parameter ``p``, in place."""
-    shape = (p.shape[0],) + (1,) * (p.dim() - 1)
-    live = alive.view(shape)
-    rate = rate.view(shape).to(p.dtype)
-    g = torch.where(live, p.grad, 0.0)
-    theta = p * (1.0 - rate * decay) if optimizer == "adamw" else p
-    if decay and optimizer != "adamw":
-        g = g + decay * p  # L2: the decay joins the gradient
-    if optimizer == "sgd":
-        step = rate * g
-    else:
-        beta1, beta2 = betas
-        m, v = moments
-        m.copy_(torch.where(live, m * beta1 + g * (1.0 - beta1), m))
-        v.copy_(torch.where(live, v * beta2 + g * g * (1.0 - beta2), v))
-        denom = v.sqrt() / math.sqrt(1.0 - beta2**t) + eps
-        step = rate / (1.0 - beta1**t) * m / denom
-    p.copy_(torch.where(live, theta - step, p))  # a stopped model keeps its values
+class _Stacked:
+    """``M`` models as one: parameters and buffers stacked on a leading dimension, the
+    forward pass one ``vmap`` over ``functional_call``."""
+
+    def __init__(self, models, loss_fn):
+        self.models = models
+        self.params, self.buffers = stack_module_state(models)  # leaves with grads
+        self.leaves = list(self.params.values())
+        self.values = [p.detach() for p in self.leaves]
+        template = copy.deepcopy(models[0]).to("meta")  # the architecture, no storage
+
+        def one_loss(p, b, inputs, targets):
+            return loss_fn(functional_call(template, (p, b), (inputs,)), targets)
+
+        self.batched_loss = vmap(one_loss, randomness="error")
+        self.shared = False
+
+    def losses(self, inputs, targets):
+        return self.batched_loss(self.params, self.buffers, inputs, targets)
+
+    def grads(self):
+        return [p.grad for p in self.leaves]
+
+    def _share(self):
+        """Each model's parameters become views of its row (nothing is copied after)."""
+        self.named = [list(m.named_parameters()) for m in self.models]
+        self.owners = []  # per model: (name, submodule, attribute) of each buffer
+        for m in self.models:
+            owned = []
+            for name in self.buffers:
+                path, _, attr = name.rpartition(".")
+                owned.append((name, m.get_submodule(path), attr))
+            self.owners.append(owned)
+        for i, named in enumerate(self.named):
+            for k, p in named:
+                p.data = self.params[k].detach()[i]
+        self.shared = True
+
+    def hook(self, on_step, step, alive):
+        """Run ``on_step`` on every live model, with its last gradients and current
+        buffers; then re-stack the buffers, which the hook may have replaced."""
+        if not self.shared:
+            self._share()
+        with torch.no_grad():
+            for i in range(len(self.models)):
+                if not alive[i]:
+                    continue
+                for k, p in self.named[i]:
+                    grad = self.params[k].grad
+                    p.grad = None if grad is None else grad[i]
+                for k, owner, attr in self.owners[i]:
+                    getattr(owner, attr).copy_(self.buffers[k][i])
+        for i, m in enumerate(self.models):
+            if alive[i]:
+                on_step(step, i, m)
+        self.buffers = {
+            k: torch.stack([getattr(owned[j][1], owned[j][2]) for owned in self.owners])
+            for j, k in enumerate(self.buffers)
+        }
+
+    def finish(self, alive):
+        """Write each model's trained parameters, last gradients and buffers back."""
+        with torch.no_grad():
+            for i, m in enumerate(self.models):
+                for k, p in m.named_parameters():
+                    p.data = self.params[k][i].detach().clone()
+                    grad = self.params[k].grad
+                    if alive[i] and grad is not None:
+                        p.grad = grad[i].clone()
+                for k, b in m.named_buffers():
+                    b.copy_(self.buffers[k][i])
+
+
+class _Update:
+    """One optimizer step of every model, on all the stacked parameters at once.
+
+    The arithmetic is the formulas of :func:`train_sweep`, one elementwise operation at
+    a time, applied to the list of parameters with torch's ``_foreach`` operations (one
+    call per operation instead of one per parameter).
+    """
+
+    def __init__(self, params, decays, optimizer, betas, eps):
+        self.params = params
+        self.decays = decays
+        self.optimizer = optimizer
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def _per_param(self, values):
+        """A (M,) tensor as one broadcastable view per parameter, in its dtype."""
+        return [values.view((p.shape[0],) + (1,) * (p.dim() - 1)).to(p.dtype) for p in self.params]
+
+    def __call__(self, grads, rate, t, alive):
+        params = self.params
+        if alive is not None:  # a stopped model's gradient may be nan: it counts as 0
+            live = self._per_param(alive)
+            grads = [torch.where(a.bool(), g, 0.0) for a, g in zip(live, grads, strict=True)]
+        rates = self._per_param(rate)
+        if self.optimizer == "adamw":  # decoupled: theta <- theta * (1 - rate * lambda)
+            theta = [
+                p * (1.0 - r * d) if d else p
+                for p, r, d in zip(params, rates, self.decays, strict=True)
+            ]
+        else:  # L2: the decay joins the gradient
+            theta = params
+            grads = [
+                g + d * p if d else g for g, p, d in zip(grads, params, self.decays, strict=True)
+            ]
+        if self.optimizer == "sgd":
+            steps = torch._foreach_mul(grads, rates)
+        else:
+            beta1, beta2 = self.beta1, self.beta2
+            m = torch._foreach_add(
+                torch._foreach_mul(self.m, beta1), torch._foreach_mul(grads, 1.0 - beta1)
+            )
+            v = torch._foreach_add(
+                torch._foreach_mul(self.v, beta2),
+                torch._foreach_mul(torch._foreach_mul(grads, grads), 1.0 - beta2),
+            )
+            if alive is not None:  # a stopped model's moments keep their values
+                m = [
+                    torch.where(a.bool(), new, old)
+                    for a, new, old in zip(live, m, self.m, strict=True)
+                ]
+                v = [
+                    torch.where(a.bool(), new, old)
+                    for a, new, old in zip(live, v, self.v, strict=True)
+                ]
+            self.m, self.v = m, v
+            denom = torch._foreach_add(
+                torch._foreach_div(torch._foreach_sqrt(v), math.sqrt(1.0 - beta2**t)), self.eps
+            )
+            scaled = self._per_param(rate / (1.0 - beta1**t))
+            steps = torch._foreach_div(torch._foreach_mul(m, scaled), denom)
+        new = torch._foreach_sub(theta, steps)
+        if alive is not None:  # a stopped model keeps its values
+            new = [torch.where(a.bool(), x, p) for a, x, p in zip(live, new, params, strict=True)]
+        torch._foreach_copy_(params, new)
