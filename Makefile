@@ -46,7 +46,7 @@ build: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check course_lib tests book scripts _ext
-	$(BIN)/ruff format --check course_lib tests scripts _ext
+	$(BIN)/ruff format --check course_lib tests scripts _ext book
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15 \

@@ -1,12 +1,13 @@
 """Sphinx extension: write each inline ``<script>`` once per page.
 
-Sphinx 7.4 (pinned by Jupyter Book 1) adds an inline script that an extension registers
-after the HTML builder has started twice: once under the file name ``None`` and once
-under ``''`` (fixed upstream in sphinx-doc/sphinx#13402, Sphinx 8.2). sphinx-thebe
-registers ``const THEBE_JS_URL = ...`` that way, so every page threw "Identifier
-'THEBE_JS_URL' has already been declared" in the reader's browser. This extension drops
-the second copy of any script (same file, same attributes, same body) from the page
-context before the page is written. With a fixed Sphinx it changes nothing.
+Sphinx 7.4 (pinned by Jupyter Book 1) adds an inline script that an extension
+registers after the HTML builder has started twice: once under the file name
+``None`` and once under ``''`` (fixed upstream in sphinx-doc/sphinx#13402, Sphinx
+8.2). sphinx-thebe registers ``const THEBE_JS_URL = ...`` that way, so every page
+threw "Identifier 'THEBE_JS_URL' has already been declared" in the reader's browser.
+This extension drops the second copy of any script (same file, same attributes, same
+body) from the page context before the page is written. With a fixed Sphinx it
+changes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from sphinx.application import Sphinx
 
 
 def _dedupe_scripts(
-    app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
+    app: Sphinx,
+    pagename: str,
+    templatename: str,
+    context: dict[str, Any],
+    doctree: Any,
 ) -> None:
     scripts = context.get("script_files")
     if not scripts:
@@ -27,7 +32,10 @@ def _dedupe_scripts(
     for script in scripts:
         filename = getattr(script, "filename", script) or ""
         attributes = getattr(script, "attributes", {}) or {}
-        key = (str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        key = (
+            str(filename),
+            tuple(sorted((k, str(v)) for k, v in attributes.items())),
+        )
         if key not in seen:
             seen.add(key)
             unique.append(script)

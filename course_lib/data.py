@@ -75,8 +75,8 @@ _CONTEXT = [
 def contextual_batch(dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The notes' contextual vectors (after self-attention) for the same batch.
 
-    The notes keep the PAD rows at zero here; chapter 3 shows that a real encoder does
-    not.
+    The notes keep the PAD rows at zero here; chapter 3 shows that a real encoder
+    does not.
 
     Shape:
         ``(2, 4, 3)``: (sentence, position, feature).
@@ -84,11 +84,13 @@ def contextual_batch(dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.tensor(_CONTEXT, dtype=dtype)
 
 
-def scale_pair(name: str = "10-20-30", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def scale_pair(
+    name: str = "10-20-30", dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """Two vectors with the same pattern at different scales, from the notes.
 
-    ``"10-20-30"``: ``[10, 20, 30]`` and ``[100, 200, 300]``;
-    ``"1-2"``: ``[1, 2]`` and ``[100, 102]`` (same pattern after centering and scaling).
+    ``"10-20-30"``: ``[10, 20, 30]`` and ``[100, 200, 300]``; ``"1-2"``: ``[1, 2]``
+    and ``[100, 102]`` (same pattern after centering and scaling).
 
     Shape:
         ``(2, 3)`` for ``"10-20-30"``, ``(2, 2)`` for ``"1-2"``.

@@ -1,19 +1,20 @@
 """Reference normalizations and attention, written the way the book derives them.
 
-Every function keeps the name and signature of its ``torch.nn.functional`` counterpart,
-so a reader can put the two side by side; the tests check each one against torch.
+Every function keeps the name and signature of its ``torch.nn.functional``
+counterpart, so a reader can put the two side by side; the tests check each one
+against torch.
 
 Conventions used throughout:
 
 * channel-last tensors, batch first: ``(B, T, C)`` for a batch of token sequences;
-* variance is computed by subtracting the mean first, ``mean((x - mean(x))**2)``, never
-  as ``E[x^2] - E[x]^2`` (chapter 4 shows why);
+* variance is computed by subtracting the mean first, ``mean((x - mean(x))**2)``,
+  never as ``E[x^2] - E[x]^2`` (chapter 4 shows why);
 * boolean masks mean ``True`` = real token / may attend.
 
-Each public function validates its arguments and hands them to an unchecked kernel of the
-same name with a leading underscore (``_layer_norm``, ...). The modules in
-:mod:`course_lib.norms` and :mod:`course_lib.transformer` call the kernels: they validate
-their settings once, when they are built, and their input once per call.
+Each public function validates its arguments and hands them to an unchecked kernel
+of the same name with a leading underscore (``_layer_norm``, ...). The modules in
+:mod:`course_lib.norms` and :mod:`course_lib.transformer` call the kernels: they
+validate their settings once, when they are built, and their input once per call.
 """
 
 from __future__ import annotations
@@ -55,25 +56,30 @@ def layer_norm(
     bias: torch.Tensor | None = None,
     eps: float = 1e-5,
 ) -> torch.Tensor:
-    r"""Layer normalization (Ba et al., 2016), as ``torch.nn.functional.layer_norm``.
+    r"""Layer normalization (Ba et al., 2016), as
+    ``torch.nn.functional.layer_norm``.
 
-    Each row (the last ``len(normalized_shape)`` dimensions) is normalized with its own
-    statistics:
+    Each row (the last ``len(normalized_shape)`` dimensions) is normalized with its
+    own statistics:
 
     .. math::
         \mu = \frac{1}{D}\sum_j x_j,\quad
         \sigma^2 = \frac{1}{D}\sum_j (x_j - \mu)^2,\quad
         y_j = \gamma_j \frac{x_j - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta_j
 
-    The variance is the biased one (divide by D) and ``eps`` sits inside the square root,
-    exactly as in torch.
+    The variance is the biased one (divide by D) and ``eps`` sits inside the square
+    root, exactly as in torch.
 
     Args:
-        input (Tensor): floating-point, ending in the dimensions ``normalized_shape``.
+        input (Tensor): floating-point, ending in the dimensions
+            ``normalized_shape``.
         normalized_shape (int or sequence of int): the trailing dimensions of a row.
-        weight (Tensor or None): gamma, of shape ``normalized_shape``. Default: ``None``.
-        bias (Tensor or None): beta, of shape ``normalized_shape``. Default: ``None``.
-        eps (float): added to the variance inside the square root. Default: ``1e-5``.
+        weight (Tensor or None): gamma, of shape ``normalized_shape``. Default:
+            ``None``.
+        bias (Tensor or None): beta, of shape ``normalized_shape``. Default:
+            ``None``.
+        eps (float): added to the variance inside the square root. Default:
+            ``1e-5``.
 
     Shape:
         input ``(*, *normalized_shape)``; weight and bias ``normalized_shape``;
@@ -97,12 +103,15 @@ def layer_norm(
 def moments(
     input: torch.Tensor, dim: int | Sequence[int], *, keepdim: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Mean and biased variance over ``dim``: the statistics every norm here divides by.
+    r"""Mean and biased variance over ``dim``: the statistics every norm here
+    divides by.
 
-    .. math:: \mu = \frac{1}{n}\sum_i x_i,\qquad \sigma^2 = \frac{1}{n}\sum_i (x_i - \mu)^2
+    .. math:: \mu = \frac{1}{n}\sum_i x_i,\qquad \sigma^2 = \frac{1}{n}\sum_i (x_i
+        - \mu)^2
 
     The variance subtracts the mean first (two passes), never
-    :math:`\overline{x^2} - \mu^2`, which cancels catastrophically when the mean is large
+    :math:`\overline{x^2} - \mu^2`,
+    which cancels catastrophically when the mean is large
     against the spread (chapter 4). :func:`layer_norm` takes them over each row's
     features, :func:`batch_norm` over the batch for each channel.
 
@@ -114,7 +123,8 @@ def moments(
 
     Shape:
         - Input: any shape.
-        - Output: two tensors, the input's shape without ``dim`` (size 1 with ``keepdim``).
+        - Output: two tensors, the input's shape without ``dim`` (size 1 with
+          ``keepdim``).
 
     Example:
         >>> import torch
@@ -145,7 +155,8 @@ def _normalize(
     weight: torch.Tensor | None,
     bias: torch.Tensor | None,
 ) -> torch.Tensor:
-    """``(x - mean) / sqrt(var + eps)``, then times ``weight`` and plus ``bias`` if given."""
+    """``(x - mean) / sqrt(var + eps)``, then times ``weight`` and plus ``bias`` if
+    given."""
     y = (x - mean) / torch.sqrt(var + eps)
     if weight is not None:
         y = y * weight
@@ -161,9 +172,11 @@ def _layer_norm(
     bias: torch.Tensor | None,
     eps: float,
 ) -> torch.Tensor:
-    """:func:`layer_norm` over the last ``n_dims`` dimensions, on validated arguments."""
+    """:func:`layer_norm` over the last ``n_dims`` dimensions, on validated
+    arguments."""
     dims = tuple(range(-n_dims, 0))
-    mean, var = _moments(x, dims, True)  # (*, 1, ..., 1) each; the variance is biased
+    # (*, 1, ..., 1) each; the variance is biased
+    mean, var = _moments(x, dims, True)
     return _normalize(x, mean, var, eps, weight, bias)
 
 
@@ -181,19 +194,20 @@ def rms_norm(
         y_j = \gamma_j \frac{x_j}{\sqrt{\frac{1}{D}\sum_k x_k^2 + \epsilon}}
 
     Args:
-        input (Tensor): floating-point, ending in the dimensions ``normalized_shape``.
-        normalized_shape (int or sequence of int): the trailing dimensions of a row.
-        weight (Tensor or None): gamma, of shape ``normalized_shape``. Default: ``None``.
-        eps (float or None): added to the mean square inside the square root; ``None``
-            uses ``torch.finfo(input.dtype).eps``, torch's default. Default: ``None``.
+        input, normalized_shape, weight: as in :func:`layer_norm`.
+        eps (float or None): added to the mean square inside the square root;
+            ``None`` uses ``torch.finfo(input.dtype).eps``, torch's default.
+            Default: ``None``.
 
     Shape:
-        input ``(*, *normalized_shape)``; weight ``normalized_shape``; output as input.
+        input ``(*, *normalized_shape)``; weight ``normalized_shape``; output as
+        input.
 
     Example:
         >>> import torch
         >>> from course_lib.functional import rms_norm
-        >>> y = rms_norm(torch.tensor([[3.0, 4.0]]), 2, eps=1e-6)  # RMS = sqrt(12.5)
+        >>> # RMS = sqrt(12.5)
+        >>> y = rms_norm(torch.tensor([[3.0, 4.0]]), 2, eps=1e-6)
         >>> [f"{v:.4f}" for v in y[0].tolist()]
         ['0.8485', '1.1314']
     """
@@ -207,7 +221,8 @@ def rms_norm(
 def _rms_norm(
     x: torch.Tensor, n_dims: int, weight: torch.Tensor | None, eps: float | None
 ) -> torch.Tensor:
-    """:func:`rms_norm` over the last ``n_dims`` dimensions, on validated arguments."""
+    """:func:`rms_norm` over the last ``n_dims`` dimensions, on validated
+    arguments."""
     if eps is None:
         eps = torch.finfo(x.dtype).eps  # torch's default
     dims = tuple(range(-n_dims, 0))
@@ -238,10 +253,11 @@ def batch_norm(
     .. math::
         \mu_c = \frac{1}{n}\sum_i x_{ic},\quad
         \sigma_c^2 = \frac{1}{n}\sum_i (x_{ic} - \mu_c)^2,\quad
-        y_{ic} = \gamma_c \frac{x_{ic} - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}} + \beta_c
+        y_{ic} = \gamma_c \frac{x_{ic} - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}
+        + \beta_c
 
-    In training mode the batch statistics are used (biased variance, divide by n) and,
-    when running buffers are given, they are updated in place exactly as
+    In training mode the batch statistics are used (biased variance, divide by n)
+    and, when running buffers are given, they are updated in place exactly as
     ``nn.BatchNorm1d`` does, with the *unbiased* variance (divide by n - 1):
 
     .. math::
@@ -258,16 +274,19 @@ def batch_norm(
         running_var (Tensor or None): ``(C,)``, updated in place in training mode.
         weight (Tensor or None): gamma, ``(C,)``. Default: ``None``.
         bias (Tensor or None): beta, ``(C,)``. Default: ``None``.
-        training (bool): normalize with the batch's statistics (and update the running
-            ones) rather than with the running ones. Default: ``False``.
+        training (bool): normalize with the batch's statistics (and update the
+            running ones) rather than with the running ones. Default: ``False``.
         momentum (float): ``m`` in the running-statistics update. Default: ``0.1``.
-        eps (float): added to the variance inside the square root. Default: ``1e-5``.
-        mask (Tensor or None): keyword-only; ``input.shape[:-1]``, bool, True = a real
-            position, the only ones the statistics are taken over. Default: ``None``.
+        eps (float): added to the variance inside the square root. Default:
+            ``1e-5``.
+        mask (Tensor or None): keyword-only; ``input.shape[:-1]``, bool, True = a
+            real position, the only ones the statistics are taken over. Default:
+            ``None``.
 
     Shape:
-        input ``(N, C)`` or ``(B, T, C)`` or any ``(*, C)``; running stats, weight and
-        bias ``(C,)``; mask ``input.shape[:-1]`` (bool); output same shape as input.
+        input ``(N, C)`` or ``(B, T, C)`` or any ``(*, C)``; running stats, weight
+        and bias ``(C,)``; mask ``input.shape[:-1]`` (bool); output same shape as
+        input.
 
     Example:
         >>> import torch
@@ -288,12 +307,16 @@ def batch_norm(
     running_mean = check_param(running_mean, "running_mean", channels, x)
     running_var = check_param(running_var, "running_var", channels, x)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must be given together or both be None")
+        raise ValueError(
+            "running_mean and running_var must be given together or both be None"
+        )
     weight = check_param(weight, "weight", channels, x)
     bias = check_param(bias, "bias", channels, x)
     if mask is not None:
         mask = check_mask(mask, "mask", tuple(x.shape[:-1]))
-    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, mask)
+    return _batch_norm(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, mask
+    )
 
 
 def _batch_norm(
@@ -309,8 +332,8 @@ def _batch_norm(
 ) -> torch.Tensor:
     """:func:`batch_norm` on validated arguments.
 
-    It still refuses a batch with a single value per channel: that is a property of the
-    data of this call, found while computing its statistics.
+    It still refuses a batch with a single value per channel: that is a property of
+    the data of this call, found while computing its statistics.
     """
     flat = x.reshape(-1, x.shape[-1])  # (n_positions, C)
     if training:
@@ -323,13 +346,20 @@ def _batch_norm(
             raise ValueError(
                 "batch_norm in training mode needs more than 1 value per channel "
                 f"(input shape {tuple(x.shape)}"
-                + (f", {n} position(s) where mask is True)" if mask is not None else ")")
+                + (
+                    f", {n} position(s) where mask is True)"
+                    if mask is not None
+                    else ")"
+                )
             )
-        mean, var = _moments(rows, 0, False)  # (C,) each; the biased variance normalizes
+        # (C,) each; the biased variance normalizes
+        mean, var = _moments(rows, 0, False)
         if running_mean is not None and running_var is not None:
             with torch.no_grad():
                 running_mean.mul_(1.0 - momentum).add_(momentum * mean.detach())
-                running_var.mul_(1.0 - momentum).add_(momentum * var.detach() * n / (n - 1))
+                running_var.mul_(1.0 - momentum).add_(
+                    momentum * var.detach() * n / (n - 1)
+                )
     else:
         if running_mean is None or running_var is None:
             raise ValueError(
@@ -352,11 +382,11 @@ def attention_weights(
     .. math::
         A = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}\right)
 
-    ``scale=None`` uses :math:`1/\sqrt{d_k}` (Vaswani et al., 2017). ``attn_mask`` is
-    boolean, True where a query may attend to a key, and broadcastable to
-    ``(..., L_q, L_k)`` with its last dimension exactly ``L_k``. A query row with no key
-    it may attend to gets all-zero weights (not NaN), as ``F.scaled_dot_product_attention``
-    gives.
+    ``scale=None`` uses :math:`1/\sqrt{d_k}` (Vaswani et al., 2017). ``attn_mask``
+    is boolean, True where a query may attend to a key, and broadcastable to
+    ``(..., L_q, L_k)`` with its last dimension exactly ``L_k``. A query row with no
+    key it may attend to gets all-zero weights (not NaN), as
+    ``F.scaled_dot_product_attention`` gives.
 
     Args:
         query (Tensor): floating-point, ``(*, L_q, d_k)``.
@@ -367,14 +397,16 @@ def attention_weights(
 
     Shape:
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``, attn_mask
-        ``(*, L_q or 1, L_k)`` bool; output ``(*, L_q, L_k)``, rows summing to 1 (or 0).
+        ``(*, L_q or 1, L_k)`` bool; output ``(*, L_q, L_k)``, rows summing to 1 (or
+        0).
 
     Example:
         >>> import torch
         >>> from course_lib.functional import attention_weights
         >>> q = k = torch.eye(2)  # two orthogonal keys
         >>> causal = torch.tensor([[True, False], [True, True]])
-        >>> [[f"{w:.3f}" for w in row] for row in attention_weights(q, k, causal).tolist()]
+        >>> weights = attention_weights(q, k, causal)
+        >>> [[f"{w:.3f}" for w in row] for row in weights.tolist()]
         [['1.000', '0.000'], ['0.330', '0.670']]
     """
     q, k = check_query_key(query, key)
@@ -392,18 +424,25 @@ def _scores_shape(q: torch.Tensor, k: torch.Tensor) -> tuple[int, ...]:
 
 
 def _attention_weights(
-    q: torch.Tensor, k: torch.Tensor, attn_mask: torch.Tensor | None, scale: float | None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    scale: float | None,
 ) -> torch.Tensor:
-    """:func:`attention_weights` on validated arguments (a mask that broadcasts exactly)."""
+    """:func:`attention_weights` on validated arguments (a mask that broadcasts
+    exactly)."""
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (*, L_q, L_k)
     if attn_mask is None:
         return torch.softmax(scores, dim=-1)
     mask = attn_mask.expand(scores.shape)
-    has_key = mask.any(dim=-1, keepdim=True)  # (*, L_q, 1): row has at least one key
+    # (*, L_q, 1): row has at least one key
+    has_key = mask.any(dim=-1, keepdim=True)
     # A row with no allowed key is given scores of 0 (finite), then zeroed below.
-    scores = scores.masked_fill(~mask & has_key, float("-inf")).masked_fill(~has_key, 0.0)
+    scores = scores.masked_fill(~mask & has_key, float("-inf")).masked_fill(
+        ~has_key, 0.0
+    )
     return torch.softmax(scores, dim=-1) * has_key
 
 
@@ -415,10 +454,12 @@ def scaled_dot_product_attention(
     *,
     scale: float | None = None,
 ) -> torch.Tensor:
-    r"""Scaled dot-product attention, as ``F.scaled_dot_product_attention`` (no dropout).
+    r"""Scaled dot-product attention, as ``F.scaled_dot_product_attention`` (no
+    dropout).
 
     .. math::
-        \mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V
+        \mathrm{Attention}(Q, K, V)
+        = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V
 
     See :func:`attention_weights` for the mask convention (True = may attend).
 
@@ -439,7 +480,8 @@ def scaled_dot_product_attention(
         >>> from course_lib.functional import scaled_dot_product_attention
         >>> q = k = torch.eye(2)
         >>> v = torch.tensor([[1.0], [3.0]])
-        >>> out = scaled_dot_product_attention(q, k, v, scale=0.0)  # uniform weights
+        >>> # uniform weights
+        >>> out = scaled_dot_product_attention(q, k, v, scale=0.0)
         >>> [f"{o:.1f}" for o in out[:, 0].tolist()]
         ['2.0', '2.0']
     """
@@ -451,18 +493,24 @@ def scaled_dot_product_attention(
     v = check_float_tensor(value, "value", min_dim=2)
     if v.shape[-2] != k.shape[-2]:
         raise ValueError(
-            f"value must have as many positions as key ({k.shape[-2]}), got {v.shape[-2]}"
+            f"value must have as many positions as key ({k.shape[-2]}), got "
+            f"{v.shape[-2]}"
         )
     if v.dtype != q.dtype:
-        raise TypeError(f"value must have dtype {q.dtype} like query, got {v.dtype}")
+        raise TypeError(
+            f"value must have dtype {q.dtype} like query, got {v.dtype}"
+        )
     return torch.matmul(_attention_weights(q, k, attn_mask, scale), v)
 
 
-def padding_mask(lengths: torch.Tensor | Sequence[int], max_len: int) -> torch.Tensor:
+def padding_mask(
+    lengths: torch.Tensor | Sequence[int], max_len: int
+) -> torch.Tensor:
     r"""Boolean mask of real tokens: ``mask[b, t] = t < lengths[b]``.
 
     Args:
-        lengths (Tensor or sequence of int): the number of real tokens of each sequence.
+        lengths (Tensor or sequence of int): the number of real tokens of each
+            sequence.
         max_len (int): ``T``, the padded length.
 
     Shape:
@@ -470,13 +518,20 @@ def padding_mask(lengths: torch.Tensor | Sequence[int], max_len: int) -> torch.T
 
     Example:
         >>> from course_lib.functional import padding_mask
-        >>> padding_mask([2, 4], 4).tolist()  # "Hi Nitish <pad> <pad>" and a full row
+        >>> # "Hi Nitish <pad> <pad>" and a full row
+        >>> padding_mask([2, 4], 4).tolist()
         [[True, True, False, False], [True, True, True, True]]
     """
     max_len = check_int(max_len, "max_len", minimum=0)
     if isinstance(lengths, torch.Tensor):
-        if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
-            raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
+        if (
+            lengths.dtype.is_floating_point
+            or lengths.dtype == torch.bool
+            or lengths.is_complex()
+        ):
+            raise TypeError(
+                f"lengths must hold integers, got dtype {lengths.dtype}"
+            )
         lens = lengths.to(torch.long)
     elif isinstance(lengths, Sequence) and not isinstance(lengths, str):
         if not all(isinstance(n, int) and not isinstance(n, bool) for n in lengths):
@@ -484,13 +539,17 @@ def padding_mask(lengths: torch.Tensor | Sequence[int], max_len: int) -> torch.T
         lens = torch.tensor(list(lengths), dtype=torch.long)
     else:
         raise TypeError(
-            f"lengths must be a tensor or a sequence of ints, got {type(lengths).__name__}"
+            "lengths must be a tensor or a sequence of ints, got "
+            f"{type(lengths).__name__}"
         )
     if lens.dim() != 1:
         raise ValueError(
-            f"lengths must be 1-D (one length per sequence), got shape {tuple(lens.shape)}"
+            "lengths must be 1-D (one length per sequence), got shape "
+            f"{tuple(lens.shape)}"
         )
     if lens.numel() and (int(lens.min()) < 0 or int(lens.max()) > max_len):
-        raise ValueError(f"lengths must lie in [0, max_len={max_len}], got {lens.tolist()}")
+        raise ValueError(
+            f"lengths must lie in [0, max_len={max_len}], got {lens.tolist()}"
+        )
     positions = torch.arange(max_len)  # (T,)
     return positions.unsqueeze(0) < lens.unsqueeze(1)  # (B, T)

@@ -1,25 +1,25 @@
-r"""The normalization layers, ``nn.Module`` wrappers over :mod:`course_lib.functional`.
+r"""The normalization layers, as ``nn.Module`` s over :mod:`course_lib.functional`.
 
 :class:`LayerNorm`, :class:`RMSNorm` and :class:`BatchNorm` keep torch's constructor
-arguments (in torch's order, ``device`` and ``dtype`` included), torch's parameter and
-buffer names (``weight``, ``bias``, ``running_mean``, ``running_var``,
-``num_batches_tracked``), so ``state_dict``\ s move between them and torch's own modules
-in both directions, and torch's ``reset_parameters()``.
+arguments (in torch's order, ``device`` and ``dtype`` included), torch's parameter
+and buffer names (``weight``, ``bias``, ``running_mean``, ``running_var``,
+``num_batches_tracked``), so ``state_dict``\ s move between them and torch's own
+modules in both directions, and torch's ``reset_parameters()``.
 
 The library names a normalization with one word from :data:`NORMS`, and
 :func:`make_norm` builds it:
 
-======== ============================================= ===================================
-name     layer                                         statistics taken over
-======== ============================================= ===================================
-"none"   ``nn.Identity`` (no normalization)            nothing
-"batch"  :class:`BatchNorm`                            each feature, across the batch
-"layer"  :class:`LayerNorm`                            each token's features (mean, var)
-"rms"    :class:`RMSNorm`                              each token's features (no mean)
-======== ============================================= ===================================
+======== ==================================== ===================================
+name     layer                                statistics taken over
+======== ==================================== ===================================
+"none"   ``nn.Identity`` (no normalization)   nothing
+"batch"  :class:`BatchNorm`                   each feature, across the batch
+"layer"  :class:`LayerNorm`                   each token's features (mean, var)
+"rms"    :class:`RMSNorm`                     each token's features (no mean)
+======== ==================================== ===================================
 
-Each constructor validates its arguments once; ``forward`` then checks only its input and
-calls the unchecked kernels of :mod:`course_lib.functional`.
+Each constructor validates its arguments once; ``forward`` then checks only its
+input and calls the unchecked kernels of :mod:`course_lib.functional`.
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ _Module = TypeVar("_Module", bound=nn.Module)
 def _trusted(cls: type[_Module], *args: Any) -> _Module:
     """An instance of ``cls`` built from arguments that were validated already.
 
-    Each module's ``__init__`` validates its arguments, then hands them to its ``_build``;
-    code that holds validated values (:func:`make_norm`, a ``TransformerBlock`` reading a
-    ``BlockConfig``) builds through here and does not check them a second time.
+    Each module's ``__init__`` validates its arguments, then hands them to its
+    ``_build``; code that holds validated values (:func:`make_norm`, a
+    ``TransformerBlock`` reading a ``BlockConfig``) builds through here and does not
+    check them a second time.
     """
     module = cls.__new__(cls)
     nn.Module.__init__(module)
@@ -75,7 +76,8 @@ def _trusted(cls: type[_Module], *args: Any) -> _Module:
 def _affine_parameters(
     module: nn.Module, shape: Any, affine: bool, bias: bool, factory: dict[str, Any]
 ) -> None:
-    """Register ``weight`` and ``bias`` of ``shape`` (uninitialized), or None, as torch does."""
+    """Register ``weight`` and ``bias`` of ``shape`` (uninitialized), or None, as
+    torch does."""
     weight = nn.Parameter(torch.empty(shape, **factory)) if affine else None
     module.register_parameter("weight", weight)
     has_bias = affine and bias
@@ -85,21 +87,26 @@ def _affine_parameters(
 
 
 class LayerNorm(nn.Module):
-    r"""Layer normalization (Ba et al., 2016) over the trailing dimensions, as ``nn.LayerNorm``.
+    r"""Layer normalization (Ba et al., 2016) over the trailing dimensions, as
+    ``nn.LayerNorm``.
 
-    Each row (the last ``len(normalized_shape)`` dimensions) is normalized with its own mean
-    and biased variance, then scaled and shifted element-wise:
+    Each row (the last ``len(normalized_shape)`` dimensions) is normalized with its
+    own mean and biased variance, then scaled and shifted element-wise:
 
-    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \odot \gamma + \beta
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x]
+        + \epsilon}} \odot \gamma + \beta
 
     Args:
-        normalized_shape (int or sequence of int): the trailing dimensions to normalize
-            over, e.g. ``d_model`` for token vectors ``(B, T, d_model)``.
-        eps (float): added to the variance inside the square root. Default: ``1e-5``.
-        elementwise_affine (bool): learn ``weight`` (gamma, starts at 1) and ``bias``
-            (beta, starts at 0), both of shape ``normalized_shape``. Default: ``True``.
-        bias (bool): with ``elementwise_affine``, learn ``bias`` too; ``False`` keeps only
-            the scale, as several recent language models do. Default: ``True``.
+        normalized_shape (int or sequence of int): the trailing dimensions to
+            normalize over, e.g. ``d_model`` for token vectors ``(B, T, d_model)``.
+        eps (float): added to the variance inside the square root. Default:
+            ``1e-5``.
+        elementwise_affine (bool): learn ``weight`` (gamma, starts at 1) and
+            ``bias`` (beta, starts at 0), both of shape ``normalized_shape``.
+            Default: ``True``.
+        bias (bool): with ``elementwise_affine``, learn ``bias`` too; ``False``
+            keeps only the scale, as several recent language models do. Default:
+            ``True``.
         device: where the parameters are made. Default: torch's default device.
         dtype: the parameters' floating-point dtype. Default: torch's default dtype.
 
@@ -147,7 +154,9 @@ class LayerNorm(nn.Module):
         self.normalized_shape = normalized_shape
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        _affine_parameters(self, normalized_shape, elementwise_affine, bias, factory)
+        _affine_parameters(
+            self, normalized_shape, elementwise_affine, bias, factory
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -159,36 +168,38 @@ class LayerNorm(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         x = check_normalized_input(input, self.normalized_shape, self.weight)
-        return CF._layer_norm(x, len(self.normalized_shape), self.weight, self.bias, self.eps)
+        return CF._layer_norm(
+            x, len(self.normalized_shape), self.weight, self.bias, self.eps
+        )
 
     def extra_repr(self) -> str:
         return (
             f"{self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
+            f"elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
         )
 
 
 class RMSNorm(nn.Module):
     r"""Root-mean-square normalization (Zhang & Sennrich, 2019), as ``nn.RMSNorm``.
 
-    LayerNorm without the centering: each row is divided by its root mean square, then
-    scaled element-wise (there is no shift):
+    LayerNorm without the centering: each row is divided by its root mean square,
+    then scaled element-wise (there is no shift):
 
     .. math:: y = \frac{x}{\sqrt{\frac{1}{D}\sum_k x_k^2 + \epsilon}} \odot \gamma
 
     Args:
-        normalized_shape (int or sequence of int): the trailing dimensions to normalize
-            over.
-        eps (float or None): added to the mean square inside the square root; ``None``
-            uses ``torch.finfo(input.dtype).eps``, as torch does. Default: ``None``.
+        normalized_shape (int or sequence of int): the trailing dimensions to
+            normalize over.
+        eps (float or None): added to the mean square inside the square root;
+            ``None`` uses ``torch.finfo(input.dtype).eps``, as torch does. Default:
+            ``None``.
         elementwise_affine (bool): learn ``weight`` (gamma, starts at 1) of shape
             ``normalized_shape``. Default: ``True``.
-        device: where the parameters are made. Default: torch's default device.
-        dtype: the parameters' floating-point dtype. Default: torch's default dtype.
+        device, dtype: as in :class:`LayerNorm`.
 
     Shape:
-        - Input: ``(*, *normalized_shape)``
-        - Output: ``(*, *normalized_shape)``, the shape of the input
+        as :class:`LayerNorm`'s: the output has the shape of the input.
 
     Example:
         >>> import torch
@@ -242,37 +253,43 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}"
         )
 
 
 class BatchNorm(nn.Module):
-    r"""Channel-last batch normalization (Ioffe & Szegedy, 2015) with an optional mask.
+    r"""Channel-last batch normalization (Ioffe & Szegedy, 2015) with an optional
+    mask.
 
     The arguments, parameters and buffers of ``nn.BatchNorm1d``, whose input is
     channel-first ``(N, C, L)``; this one takes ``(*, C)``, e.g. ``(B, T, C)`` token
-    batches, and ``forward(input, mask=...)`` takes the statistics over the positions where
-    ``mask`` is True only. Training mode normalizes with the batch's statistics (biased
-    variance) and updates the running ones (unbiased variance); eval mode uses the running
-    ones:
+    batches, and ``forward(input, mask=...)`` takes the statistics over the
+    positions where ``mask`` is True only. Training mode normalizes with the batch's
+    statistics (biased variance) and updates the running ones (unbiased variance);
+    eval mode uses the running ones:
 
-    .. math:: y = \frac{x - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}} \odot \gamma + \beta,
+    .. math:: y = \frac{x - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}} \odot \gamma
+        + \beta,
         \qquad \hat\mu \leftarrow (1 - m)\,\hat\mu + m\,\mu_B
 
     Args:
         num_features (int): ``C``, the number of channels (the last dimension).
-        eps (float): added to the variance inside the square root. Default: ``1e-5``.
-        momentum (float or None): ``m`` in the running-statistics update; ``None`` keeps a
-            cumulative average (``m = 1 / num_batches_tracked``), as torch does.
-            Default: ``0.1``.
-        affine (bool): learn ``weight`` (gamma, starts at 1) and ``bias`` (beta, starts at
-            0), both of shape ``(C,)``. Default: ``True``.
-        track_running_stats (bool): keep ``running_mean`` (starts at 0), ``running_var``
-            (starts at 1) and ``num_batches_tracked``; without them, eval mode normalizes
-            with the batch's statistics too. Default: ``True``.
-        device: where the parameters and buffers are made. Default: torch's default device.
+        eps (float): added to the variance inside the square root. Default:
+            ``1e-5``.
+        momentum (float or None): ``m`` in the running-statistics update; ``None``
+            keeps a cumulative average (``m = 1 / num_batches_tracked``), as torch
+            does. Default: ``0.1``.
+        affine (bool): learn ``weight`` (gamma, starts at 1) and ``bias`` (beta,
+            starts at 0), both of shape ``(C,)``. Default: ``True``.
+        track_running_stats (bool): keep ``running_mean`` (starts at 0),
+            ``running_var`` (starts at 1) and ``num_batches_tracked``; without them,
+            eval mode normalizes with the batch's statistics too. Default: ``True``.
+        device: where the parameters and buffers are made. Default: torch's default
+            device.
         dtype: their floating-point dtype. Default: torch's default dtype.
-        bias (bool): keyword-only; with ``affine``, learn ``bias`` too. Default: ``True``.
+        bias (bool): keyword-only; with ``affine``, learn ``bias`` too. Default:
+            ``True``.
 
     Shape:
         - Input: ``(*, C)``, at least 2-D
@@ -283,11 +300,13 @@ class BatchNorm(nn.Module):
         >>> import torch
         >>> from course_lib.norms import BatchNorm
         >>> norm = BatchNorm(1)
-        >>> x = torch.tensor([[1.0], [2.0], [3.0], [99.0]])  # the last row is padding
+        >>> # the last row is padding
+        >>> x = torch.tensor([[1.0], [2.0], [3.0], [99.0]])
         >>> real = torch.tensor([True, True, True, False])
         >>> [f"{v:.4f}" for v in norm(x, mask=real)[:3, 0].tolist()]
         ['-1.2247', '0.0000', '1.2247']
-        >>> f"{norm.running_mean.item():.4f}"  # 0.9 * 0 + 0.1 * 2, over real rows only
+        >>> # 0.9 * 0 + 0.1 * 2, over real rows only
+        >>> f"{norm.running_mean.item():.4f}"
         '0.2000'
     """
 
@@ -331,7 +350,9 @@ class BatchNorm(nn.Module):
         self.track_running_stats = track_running_stats
         _affine_parameters(self, num_features, affine, bias, factory)
         if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer(
+                "running_mean", torch.zeros(num_features, **factory)
+            )
             self.register_buffer("running_var", torch.ones(num_features, **factory))
             counter = {"device": factory["device"], "dtype": torch.long}
             self.register_buffer("num_batches_tracked", torch.tensor(0, **counter))
@@ -342,21 +363,25 @@ class BatchNorm(nn.Module):
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
-        """``running_mean`` back to 0, ``running_var`` to 1, ``num_batches_tracked`` to 0."""
+        """``running_mean`` back to 0, ``running_var`` to 1, ``num_batches_tracked``
+        to 0."""
         if self.track_running_stats:
             self.running_mean.zero_()
             self.running_var.fill_(1)
             self.num_batches_tracked.zero_()
 
     def reset_parameters(self) -> None:
-        """The running statistics reset, ``weight`` back to ones and ``bias`` to zeros."""
+        """The running statistics reset, ``weight`` back to ones and ``bias`` to
+        zeros."""
         self.reset_running_stats()
         if self.weight is not None:
             nn.init.ones_(self.weight)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, input: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         like = self.weight if self.weight is not None else self.running_mean
         x = check_normalized_input(input, (self.num_features,), like, min_dim=2)
         if mask is not None:
@@ -395,31 +420,37 @@ def make_norm(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> nn.Module:
-    """The normalization layer named ``norm`` (one of :data:`NORMS`) over ``num_features``.
+    """The normalization layer named ``norm`` (one of :data:`NORMS`) over
+    ``num_features``.
 
-    The arguments keep torch's names and defaults; each goes to the layer that has it:
+    The arguments keep torch's names and defaults; each goes to the layer that has
+    it:
 
-    ============ ===================================================================
+    ============ ==================================================================
     ``norm``     layer
-    ============ ===================================================================
+    ============ ==================================================================
     ``"none"``   ``nn.Identity()``: the other arguments are checked, then unused
-    ``"batch"``  ``BatchNorm(num_features, eps, affine=elementwise_affine, bias=bias)``
+    ``"batch"``  ``BatchNorm(num_features, eps, affine=elementwise_affine,
+                 bias=bias)``
     ``"layer"``  ``LayerNorm(num_features, eps, elementwise_affine, bias)``
-    ``"rms"``    ``RMSNorm(num_features, eps, elementwise_affine)``: it has no shift,
-                 so ``bias`` does not apply
-    ============ ===================================================================
+    ``"rms"``    ``RMSNorm(num_features, eps, elementwise_affine)``: no shift, so
+                 ``bias`` does not apply
+    ============ ==================================================================
 
     Args:
-        norm (str): which normalization, one of ``"none"``, ``"batch"``, ``"layer"``,
-            ``"rms"``.
-        num_features (int): the size of the normalized (last) dimension, e.g. ``d_model``.
+        norm (str): which normalization, one of ``"none"``, ``"batch"``,
+            ``"layer"``, ``"rms"``.
+        num_features (int): the size of the normalized (last) dimension, e.g.
+            ``d_model``.
         eps (float): keyword-only; added inside the square root. Default: ``1e-5``.
-        elementwise_affine (bool): keyword-only; learn a scale ``weight`` (and, where the
-            layer has one, a shift ``bias``). Default: ``True``.
+        elementwise_affine (bool): keyword-only; learn a scale ``weight`` (and,
+            where the layer has one, a shift ``bias``). Default: ``True``.
         bias (bool): keyword-only; learn the shift ``bias`` ("batch", "layer").
             Default: ``True``.
-        device: keyword-only; where the parameters are made. Default: torch's default.
-        dtype: keyword-only; their floating-point dtype. Default: torch's default dtype.
+        device: keyword-only; where the parameters are made. Default: torch's
+            default.
+        dtype: keyword-only; their floating-point dtype. Default: torch's default
+            dtype.
 
     Shape:
         - Input: ``(*, num_features)`` (at least 2-D for ``"batch"``)
@@ -451,11 +482,23 @@ def _make_norm(
     bias: bool,
     factory: dict[str, Any],
 ) -> nn.Module:
-    """:func:`make_norm` on validated arguments (a ``BlockConfig``'s, or its own)."""
+    """:func:`make_norm` on validated arguments (a ``BlockConfig``'s, or its
+    own)."""
     if norm == "none":
         return nn.Identity()
     if norm == "batch":
-        return _trusted(BatchNorm, num_features, eps, 0.1, elementwise_affine, True, bias, factory)
+        return _trusted(
+            BatchNorm,
+            num_features,
+            eps,
+            0.1,
+            elementwise_affine,
+            True,
+            bias,
+            factory,
+        )
     if norm == "layer":
-        return _trusted(LayerNorm, (num_features,), eps, elementwise_affine, bias, factory)
+        return _trusted(
+            LayerNorm, (num_features,), eps, elementwise_affine, bias, factory
+        )
     return _trusted(RMSNorm, (num_features,), eps, elementwise_affine, factory)

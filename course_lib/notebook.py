@@ -19,9 +19,10 @@ __all__ = ["Table", "below", "check", "setup"]
 def _use_deterministic_algorithms() -> None:
     """Make eager torch ops deterministic (or raise where they cannot be).
 
-    ``torch.use_deterministic_algorithms(True)`` also sets a flag of ``torch.compile``'s
-    inductor backend, and importing it costs about 1.3 s of CPU per kernel. Nothing in
-    the course compiles, so set the eager flag directly when torch exposes it.
+    ``torch.use_deterministic_algorithms(True)`` also sets a flag of
+    ``torch.compile``'s inductor backend, and importing it costs about 1.3 s of CPU
+    per kernel. Nothing in the course compiles, so set the eager flag directly when
+    torch exposes it.
     """
     set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
     if set_flag is None:  # pragma: no cover - another torch version
@@ -33,16 +34,17 @@ def _use_deterministic_algorithms() -> None:
 def setup(seed: int = 0) -> None:
     """Seed everything, use one thread, fix print options and the figure style.
 
-    Call it first in a notebook, and again with a seed before an experiment that must
-    not depend on what ran before it.
+    Call it first in a notebook, and again with a seed before an experiment that
+    must not depend on what ran before it.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     torch.set_num_threads(1)
     _use_deterministic_algorithms()
-    # Deterministic mode also fills every new uninitialized tensor with NaN, a debugging
-    # aid for code that reads memory it never wrote. Nothing in the course does (nbval
-    # would see a NaN), and the fill costs about 15% of a small training run.
+    # Deterministic mode also fills every new uninitialized tensor with NaN, a
+    # debugging aid for code that reads memory it never wrote. Nothing in the course
+    # does (nbval would see a NaN), and the fill costs about 15% of a small training
+    # run.
     torch.utils.deterministic.fill_uninitialized_memory = False
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - readers may use the legacy global RNG
@@ -61,9 +63,9 @@ def setup(seed: int = 0) -> None:
 class Table:
     """A small table that renders as HTML in the book and as aligned text elsewhere.
 
-    Numbers are printed with ``digits`` significant digits, so the stored output is the
-    same on every run; floats with ``abs(value) <= zero_below`` (round-off, e.g. the
-    mean of a column that was just centred) print as ``0``.
+    Numbers are printed with ``digits`` significant digits, so the stored output is
+    the same on every run; floats with ``abs(value) <= zero_below`` (round-off, e.g.
+    the mean of a column that was just centred) print as ``0``.
     """
 
     def __init__(
@@ -82,7 +84,9 @@ class Table:
         rows = [list(r) for r in rows]
         for i, row in enumerate(rows):
             if len(row) != len(columns):
-                raise ValueError(f"row {i} has {len(row)} cells for {len(columns)} columns")
+                raise ValueError(
+                    f"row {i} has {len(row)} cells for {len(columns)} columns"
+                )
         self.columns = [str(c) for c in columns]
         self.rows = rows
         self.digits = digits
@@ -98,9 +102,11 @@ class Table:
             return str(value)
         if isinstance(value, float):
             if abs(value) <= self.zero_below:
-                return "0"  # never print "-0"; round-off below zero_below prints as 0
+                # never print "-0"; round-off below zero_below prints as 0
+                return "0"
             text = f"{value:#.{self.digits}g}"  # '#' keeps trailing zeros: 2.000
-            return text[:-1] if text.endswith(".") else text  # but not a bare point: 231
+            # but not a bare point: 231
+            return text[:-1] if text.endswith(".") else text
         return str(value)
 
     def _cells(self) -> list[list[str]]:
@@ -108,11 +114,19 @@ class Table:
 
     def __repr__(self) -> str:
         cells = self._cells()
-        widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(self.columns)]
+        widths = [
+            max(len(c), *(len(r[j]) for r in cells))
+            for j, c in enumerate(self.columns)
+        ]
         lines = [self.caption] if self.caption else []
-        lines.append("  ".join(c.rjust(w) for c, w in zip(self.columns, widths, strict=True)))
+        lines.append(
+            "  ".join(c.rjust(w) for c, w in zip(self.columns, widths, strict=True))
+        )
         lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+        lines += [
+            "  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True))
+            for r in cells
+        ]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -120,7 +134,8 @@ class Table:
 
         head = "".join(f"<th>{escape(c)}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r) + "</tr>" for r in self._cells()
+            "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r) + "</tr>"
+            for r in self._cells()
         )
         cap = f"<caption>{escape(self.caption)}</caption>" if self.caption else ""
         return (
@@ -130,28 +145,37 @@ class Table:
 
 
 def check(label: str, passed: bool) -> None:
-    """Print one self-check line, ``PASS: ...`` or ``FAIL: ...``, instead of raising."""
+    """Print one self-check line, ``PASS: ...`` or ``FAIL: ...``, instead of
+    raising."""
     print(f"{'PASS' if passed else 'FAIL'}: {label}")
 
 
 def below(value: float | torch.Tensor, bound: float) -> str:
-    """``"< 1e-12"``: the claim that ``|value|`` is under ``bound``, never the value itself.
+    """``"< 1e-12"``: the claim that ``|value|`` is under ``bound``, never the value
+    itself.
 
-    Round-off (the difference between two ways of computing the same number) depends on
-    the order in which a processor's kernels add, so its digits differ from machine to
-    machine; the bound it stays under does not. A value at or above the bound prints as
-    ``"1.2e-09 (NOT below 1e-12)"``, so a broken claim is visible in the output.
+    Round-off (the difference between two ways of computing the same number) depends
+    on the order in which a processor's kernels add, so its digits differ from
+    machine to machine; the bound it stays under does not. A value at or above the
+    bound prints as ``"1.2e-09 (NOT below 1e-12)"``, so a broken claim is visible in
+    the output.
 
     Shape:
         ``value`` a float or a one-element tensor; returns a str.
     """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"value must be a single number, got shape {tuple(value.shape)}")
+            raise ValueError(
+                f"value must be a single number, got shape {tuple(value.shape)}"
+            )
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"value must be a real number, got {type(value).__name__}")
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+    if (
+        isinstance(bound, bool)
+        or not isinstance(bound, (int, float))
+        or not bound > 0
+    ):
         raise ValueError(f"bound must be a positive number, got {bound!r}")
     if abs(value) < bound:
         return f"< {bound:.0e}".replace("e-0", "e-").replace("e+0", "e")

@@ -1,7 +1,7 @@
 """Figure helpers shared by the chapters: one colour-blind-safe palette, one style.
 
-Every helper returns ``(fig, ax)`` so a notebook can add to the figure before it ends
-the cell with ``plt.show()``.
+Every helper returns ``(fig, ax)`` so a notebook can add to the figure before it
+ends the cell with ``plt.show()``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 __all__ = ["PALETTE", "apply_style", "bar_groups", "color", "new_figure"]
 
-#: Okabe & Ito (2008) colours, distinguishable with the common colour-vision deficiencies.
+#: Okabe & Ito (2008) colours, distinguishable with the common colour-vision
+#: deficiencies.
 PALETTE: dict[str, str] = {
     "blue": "#0072B2",
     "orange": "#E69F00",
@@ -28,7 +29,16 @@ PALETTE: dict[str, str] = {
     "yellow": "#F0E442",
     "black": "#000000",
 }
-_ORDER = ("blue", "orange", "green", "vermillion", "sky", "purple", "black", "yellow")
+_ORDER = (
+    "blue",
+    "orange",
+    "green",
+    "vermillion",
+    "sky",
+    "purple",
+    "black",
+    "yellow",
+)
 
 
 def color(i: int) -> str:
@@ -37,7 +47,8 @@ def color(i: int) -> str:
 
 
 def apply_style() -> None:
-    """Set matplotlib's defaults for the book: palette, sizes, PNG output in notebooks."""
+    """Set matplotlib's defaults for the book: palette, sizes, PNG output in
+    notebooks."""
     mpl.rcParams.update(
         {
             "axes.prop_cycle": cycler(color=[PALETTE[c] for c in _ORDER]),
@@ -65,7 +76,9 @@ def new_figure(
     ncols: int = 1, nrows: int = 1, *, width: float = 7.0, height: float = 3.6, **kw
 ) -> tuple[Figure, np.ndarray | Axes]:
     """``plt.subplots`` with the book's size and a constrained layout."""
-    fig, ax = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kw)
+    fig, ax = plt.subplots(
+        nrows, ncols, figsize=(width, height), layout="constrained", **kw
+    )
     return fig, ax
 
 
@@ -83,8 +96,17 @@ def bar_groups(
     x = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
         if len(values) != len(groups):
-            raise ValueError(f"series {label!r} has {len(values)} values for {len(groups)} groups")
-        ax.bar(x + (i - (n - 1) / 2) * width, values, width, label=label, color=color(i))
+            raise ValueError(
+                f"series {label!r} has {len(values)} values for {len(groups)} "
+                "groups"
+            )
+        ax.bar(
+            x + (i - (n - 1) / 2) * width,
+            values,
+            width,
+            label=label,
+            color=color(i),
+        )
     ax.set_xticks(x, list(groups))
     ax.set_ylabel(ylabel)
     if title:

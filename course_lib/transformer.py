@@ -1,13 +1,14 @@
-r"""The Transformer: multi-head attention, a typed block configuration, blocks and stacks.
+r"""The Transformer: multi-head attention, a block configuration, blocks and stacks.
 
 Submodule and parameter names follow ``nn.TransformerEncoderLayer`` (``self_attn``,
-``linear1``, ``linear2``, ``norm1``, ``norm2``), so a reader can set the two side by side
-and :meth:`TransformerBlock.from_torch` copies one of torch's layers. Tensors are
-batch-first, ``(B, T, d_model)``; masks are boolean with True = real token / may attend.
+``linear1``, ``linear2``, ``norm1``, ``norm2``), so a reader can set the two side by
+side and :meth:`TransformerBlock.from_torch` copies one of torch's layers. Tensors
+are batch-first, ``(B, T, d_model)``; masks are boolean with True = real token / may
+attend.
 
-A :class:`BlockConfig` is frozen and validates itself when it is made; blocks and stacks
-trust it after that and build their parts without checking its values again. Each
-module's ``forward`` checks its own input once per call.
+A :class:`BlockConfig` is frozen and validates itself when it is made; blocks and
+stacks trust it after that and build their parts without checking its values again.
+Each module's ``forward`` checks its own input once per call.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ from ._checks import (
 )
 from .norms import _make_norm, _trusted
 
-__all__ = ["BlockConfig", "MultiHeadAttention", "TransformerBlock", "TransformerStack"]
+__all__ = [
+    "BlockConfig",
+    "MultiHeadAttention",
+    "TransformerBlock",
+    "TransformerStack",
+]
 
 #: The norms a block can use, named as in :data:`course_lib.norms.NORMS`.
 _BLOCK_NORMS = ("layer", "rms")
@@ -45,13 +51,15 @@ class MultiHeadAttention(nn.Module):
     r"""Multi-head self-attention with torch's parameter layout and initialisation.
 
     .. math::
-        \mathrm{head}_h = \mathrm{softmax}\!\left(\frac{Q_h K_h^\top}{\sqrt{d_k}}\right)V_h,
+        \mathrm{head}_h
+        = \mathrm{softmax}\!\left(\frac{Q_h K_h^\top}{\sqrt{d_k}}\right)V_h,
         \quad \mathrm{out} = [\mathrm{head}_1, \dots, \mathrm{head}_H]\,W_O
 
-    ``in_proj`` packs the query, key and value projections as ``nn.MultiheadAttention``'s
-    ``in_proj_weight`` does (Xavier-uniform, zero bias); ``out_proj`` is ``W_O`` (zero
-    bias). ``forward(x, mask=...)`` takes a padding mask with True = real token (the
-    opposite of torch's ``key_padding_mask``) and ``attn_mask`` with True = may attend.
+    ``in_proj`` packs the query, key and value projections as
+    ``nn.MultiheadAttention``'s ``in_proj_weight`` does (Xavier-uniform, zero bias);
+    ``out_proj`` is ``W_O`` (zero bias). ``forward(x, mask=...)`` takes a padding
+    mask with True = real token (the opposite of torch's ``key_padding_mask``) and
+    ``attn_mask`` with True = may attend.
 
     Args:
         d_model (int): the width of the token vectors (torch's ``embed_dim``).
@@ -60,15 +68,18 @@ class MultiHeadAttention(nn.Module):
         dropout (float): dropout on the attention weights in training mode.
             Default: ``0.0``.
         bias (bool): biases in ``in_proj`` and ``out_proj``. Default: ``True``.
-        device: keyword-only; where the parameters are made. Default: torch's default.
-        dtype: keyword-only; their floating-point dtype. Default: torch's default dtype.
+        device: keyword-only; where the parameters are made. Default: torch's
+            default.
+        dtype: keyword-only; their floating-point dtype. Default: torch's default
+            dtype.
 
     Shape:
         - x: ``(B, T, d_model)``
         - mask: ``(B, T)``, bool, True = real token (keys that may be attended to)
-        - attn_mask: ``(T, T)`` or ``(B, T, T)``, bool, True = query may attend to key
-        - Output: ``(B, T, d_model)``; with ``return_weights=True`` also the attention
-          weights ``(B, n_heads, T, T)`` (before dropout)
+        - attn_mask: ``(T, T)`` or ``(B, T, T)``, bool, True = query may attend to
+          key
+        - Output: ``(B, T, d_model)``; with ``return_weights=True`` also the
+          attention weights ``(B, n_heads, T, T)`` (before dropout)
 
     Example:
         >>> import torch
@@ -80,7 +91,8 @@ class MultiHeadAttention(nn.Module):
         >>> out, weights = attn(x, attn_mask=causal, return_weights=True)
         >>> tuple(out.shape), tuple(weights.shape)
         ((1, 3, 8), (1, 2, 3, 3))
-        >>> [f"{w:.1f}" for w in weights[0, 0, 0].tolist()]  # token 0 sees only itself
+        >>> # token 0 sees only itself
+        >>> [f"{w:.1f}" for w in weights[0, 0, 0].tolist()]
         ['1.0', '0.0', '0.0']
     """
 
@@ -95,7 +107,10 @@ class MultiHeadAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        d_model, n_heads = check_int(d_model, "d_model"), check_int(n_heads, "n_heads")
+        d_model, n_heads = (
+            check_int(d_model, "d_model"),
+            check_int(n_heads, "n_heads"),
+        )
         check_heads(d_model, n_heads)
         self._build(
             d_model,
@@ -106,7 +121,12 @@ class MultiHeadAttention(nn.Module):
         )
 
     def _build(
-        self, d_model: int, n_heads: int, dropout: float, bias: bool, factory: dict[str, Any]
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float,
+        bias: bool,
+        factory: dict[str, Any],
     ) -> None:
         self.d_model = d_model
         self.n_heads = n_heads
@@ -117,7 +137,8 @@ class MultiHeadAttention(nn.Module):
         self._init_like_torch()
 
     def _init_like_torch(self) -> None:
-        # nn.MultiheadAttention's initialisation: xavier-uniform in_proj, zero biases.
+        # nn.MultiheadAttention's initialisation: xavier-uniform in_proj, zero
+        # biases.
         nn.init.xavier_uniform_(self.in_proj.weight)
         if self.in_proj.bias is not None:
             nn.init.zeros_(self.in_proj.bias)
@@ -126,9 +147,10 @@ class MultiHeadAttention(nn.Module):
     def reset_parameters(self) -> None:
         """Re-draw the parameters as construction draws them, in the same order.
 
-        Both ``nn.Linear`` initialisations run first, as when the layers are made (the
-        Xavier draw then replaces ``in_proj``'s): a model built under a seed draws the same
-        random numbers as it always has, and the chapters' printed numbers depend on them.
+        Both ``nn.Linear`` initialisations run first, as when the layers are made
+        (the Xavier draw then replaces ``in_proj``'s): a model built under a seed
+        draws the same random numbers as it always has, and the chapters' printed
+        numbers depend on them.
         """
         self.in_proj.reset_parameters()
         self.out_proj.reset_parameters()
@@ -150,7 +172,11 @@ class MultiHeadAttention(nn.Module):
             allowed = mask[:, None, None, :]  # keys must be real tokens
         if attn_mask is not None:
             attn_mask = check_self_attn_mask(attn_mask, b, t)
-            per_query = attn_mask[None, None] if attn_mask.dim() == 2 else attn_mask[:, None]
+            per_query = (
+                attn_mask[None, None]
+                if attn_mask.dim() == 2
+                else attn_mask[:, None]
+            )
             allowed = per_query if allowed is None else allowed & per_query
         if allowed is not None:
             allowed = allowed.expand(b, 1, t, t)
@@ -158,9 +184,14 @@ class MultiHeadAttention(nn.Module):
         qkv = self.in_proj(x)  # (B, T, 3 d_model)
         q, k, v = qkv.split(self.d_model, dim=-1)
         # (B, T, d_model) -> (B, H, T, d_head)
-        q, k, v = (z.view(b, t, self.n_heads, self.d_head).transpose(1, 2) for z in (q, k, v))
+        q, k, v = (
+            z.view(b, t, self.n_heads, self.d_head).transpose(1, 2)
+            for z in (q, k, v)
+        )
         weights = CF._attention_weights(q, k, allowed, None)  # (B, H, T, T)
-        attn = nn.functional.dropout(weights, p=self.dropout, training=self.training)
+        attn = nn.functional.dropout(
+            weights, p=self.dropout, training=self.training
+        )
         heads = torch.matmul(attn, v)  # (B, H, T, d_head)
         out = self.out_proj(heads.transpose(1, 2).reshape(b, t, self.d_model))
         return (out, weights) if return_weights else out
@@ -176,7 +207,10 @@ class BlockConfig:
 
     Example:
         >>> from course_lib.transformer import BlockConfig
-        >>> BlockConfig(d_model=32, n_heads=2, d_ff=128, norm="rms", norm_first=True).norm
+        >>> config = BlockConfig(
+        ...     d_model=32, n_heads=2, d_ff=128, norm="rms", norm_first=True
+        ... )
+        >>> config.norm
         'rms'
         >>> BlockConfig(d_model=30, n_heads=4)
         Traceback (most recent call last):
@@ -186,12 +220,15 @@ class BlockConfig:
 
     d_model: int = 64  # width of the residual stream
     n_heads: int = 4  # d_model / n_heads = 16 dims per head
-    d_ff: int = 256  # feed-forward width, 4 x d_model as in the original Transformer
+    # feed-forward width, 4 x d_model as in the original Transformer
+    d_ff: int = 256
     dropout: float = 0.0  # off: the chapters measure deterministic quantities
     eps: float = 1e-5  # torch's LayerNorm default
-    bias: bool = True  # biases in linears and in LayerNorm, as nn.TransformerEncoderLayer
+    # biases in linears and in LayerNorm, as nn.TransformerEncoderLayer
+    bias: bool = True
     norm: Literal["layer", "rms"] = "layer"  # LayerNorm, or RMSNorm (no centering)
-    norm_first: bool = False  # False: Post-LN (Vaswani et al.); True: Pre-LN (Xiong et al.)
+    # False: Post-LN (Vaswani et al.); True: Pre-LN (Xiong et al.)
+    norm_first: bool = False
     activation: Literal["relu", "gelu"] = "relu"  # torch's default is relu
 
     def __post_init__(self) -> None:
@@ -207,8 +244,11 @@ class BlockConfig:
 
 
 def _block_norm(config: BlockConfig, factory: dict[str, Any]) -> nn.Module:
-    """The normalization ``config`` asks for, over ``d_model`` (config already valid)."""
-    return _make_norm(config.norm, config.d_model, config.eps, True, config.bias, factory)
+    """The normalization ``config`` asks for, over ``d_model`` (config already
+    valid)."""
+    return _make_norm(
+        config.norm, config.d_model, config.eps, True, config.bias, factory
+    )
 
 
 class TransformerBlock(nn.Module):
@@ -223,16 +263,15 @@ class TransformerBlock(nn.Module):
         x \leftarrow x + \mathrm{MHA}(\mathrm{LN}(x)),\;
         x \leftarrow x + \mathrm{FFN}(\mathrm{LN}(x))
 
-    with :math:`\mathrm{FFN}(x) = W_2\,\mathrm{act}(W_1 x + b_1) + b_2`. Submodule names
-    follow torch (``self_attn``, ``linear1``, ``linear2``, ``norm1``, ``norm2``), and
-    :meth:`from_torch` copies an ``nn.TransformerEncoderLayer``.
+    with :math:`\mathrm{FFN}(x) = W_2\,\mathrm{act}(W_1 x + b_1) + b_2`. Submodule
+    names follow torch (``self_attn``, ``linear1``, ``linear2``, ``norm1``,
+    ``norm2``), and :meth:`from_torch` copies an ``nn.TransformerEncoderLayer``.
 
     Args:
-        config (BlockConfig): the block's hyper-parameters (``d_model``, ``n_heads``,
-            ``d_ff``, ``dropout``, ``eps``, ``bias``, ``norm``, ``norm_first``,
-            ``activation``), validated when it was made.
-        device: keyword-only; where the parameters are made. Default: torch's default.
-        dtype: keyword-only; their floating-point dtype. Default: torch's default dtype.
+        config (BlockConfig): the block's hyper-parameters (``d_model``,
+            ``n_heads``, ``d_ff``, ``dropout``, ``eps``, ``bias``, ``norm``,
+            ``norm_first``, ``activation``), validated when it was made.
+        device, dtype: keyword-only, as in :class:`MultiHeadAttention`.
 
     Shape:
         - x: ``(B, T, d_model)``
@@ -245,7 +284,8 @@ class TransformerBlock(nn.Module):
         >>> from course_lib.transformer import BlockConfig, TransformerBlock
         >>> _ = torch.manual_seed(0)
         >>> block = TransformerBlock(BlockConfig(d_model=16, n_heads=2, d_ff=32))
-        >>> mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])  # lengths 5 and 3
+        >>> # lengths 5 and 3
+        >>> mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
         >>> y = block(torch.randn(2, 5, 16), mask=mask)
         >>> tuple(y.shape)
         (2, 5, 16)
@@ -262,22 +302,36 @@ class TransformerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self._build(
-            check_instance(config, "config", BlockConfig), check_factory_kwargs(device, dtype)
+            check_instance(config, "config", BlockConfig),
+            check_factory_kwargs(device, dtype),
         )
 
     def _build(self, config: BlockConfig, factory: dict[str, Any]) -> None:
         self.config = config
         self.self_attn = _trusted(
-            MultiHeadAttention, config.d_model, config.n_heads, config.dropout, config.bias, factory
+            MultiHeadAttention,
+            config.d_model,
+            config.n_heads,
+            config.dropout,
+            config.bias,
+            factory,
         )
-        self.linear1 = nn.Linear(config.d_model, config.d_ff, bias=config.bias, **factory)
-        self.linear2 = nn.Linear(config.d_ff, config.d_model, bias=config.bias, **factory)
+        self.linear1 = nn.Linear(
+            config.d_model, config.d_ff, bias=config.bias, **factory
+        )
+        self.linear2 = nn.Linear(
+            config.d_ff, config.d_model, bias=config.bias, **factory
+        )
         self.norm1 = _block_norm(config, factory)
         self.norm2 = _block_norm(config, factory)
         self.dropout = nn.Dropout(config.dropout)
         self.dropout1 = nn.Dropout(config.dropout)
         self.dropout2 = nn.Dropout(config.dropout)
-        self.activation = nn.functional.relu if config.activation == "relu" else nn.functional.gelu
+        self.activation = (
+            nn.functional.relu
+            if config.activation == "relu"
+            else nn.functional.gelu
+        )
 
     def reset_parameters(self) -> None:
         """Re-draw every parameter as construction draws them, in the same order."""
@@ -288,12 +342,17 @@ class TransformerBlock(nn.Module):
         self.norm2.reset_parameters()
 
     def _sa_block(
-        self, x: torch.Tensor, mask: torch.Tensor | None, attn_mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        attn_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         return self.dropout1(self.self_attn(x, mask=mask, attn_mask=attn_mask))
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return self.dropout2(
+            self.linear2(self.dropout(self.activation(self.linear1(x))))
+        )
 
     def forward(
         self,
@@ -314,14 +373,16 @@ class TransformerBlock(nn.Module):
         """A block with the configuration and a copy of the weights of ``layer``.
 
         Args:
-            layer (nn.TransformerEncoderLayer): built with ``batch_first=True`` and relu or
-                gelu activation.
+            layer (nn.TransformerEncoderLayer): built with ``batch_first=True`` and
+                relu or gelu activation.
 
         Example:
             >>> import torch
             >>> from torch import nn
             >>> from course_lib.transformer import TransformerBlock
-            >>> layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+            >>> layer = nn.TransformerEncoderLayer(
+            ...     8, 2, 16, dropout=0.0, batch_first=True
+            ... )
             >>> block = TransformerBlock.from_torch(layer.eval()).eval()
             >>> x = torch.randn(2, 4, 8)
             >>> bool((block(x) - layer(x)).abs().max() < 1e-5)
@@ -373,27 +434,25 @@ class TransformerBlock(nn.Module):
 class TransformerStack(nn.Module):
     r"""``n_layers`` blocks of one configuration, with an optional final norm.
 
-    Pre-LN stacks end with a final normalization (Xiong et al., 2020), since the residual
-    stream itself is never normalized inside the blocks:
+    Pre-LN stacks end with a final normalization (Xiong et al., 2020), since the
+    residual stream itself is never normalized inside the blocks:
 
     .. math:: x_{l+1} = \mathrm{Block}_l(x_l),\quad
-        \mathrm{out} = \mathrm{Norm}(x_L) \text{ (or } x_L \text{ without a final norm)}
+        \mathrm{out} = \mathrm{Norm}(x_L) \text{ (or } x_L \text{ without a final
+        norm)}
 
     Args:
         config (BlockConfig): the configuration of every block.
         n_layers (int): the number of blocks, ``L``.
-        final_norm (bool or None): add a final normalization (of kind ``config.norm``);
-            ``None`` adds it exactly when ``config.norm_first`` is True. Default: ``None``.
-        device: keyword-only; where the parameters are made. Default: torch's default.
-        dtype: keyword-only; their floating-point dtype. Default: torch's default dtype.
+        final_norm (bool or None): add a final normalization (of kind
+            ``config.norm``); ``None`` adds it exactly when ``config.norm_first`` is
+            True. Default: ``None``.
+        device, dtype: keyword-only, as in :class:`MultiHeadAttention`.
 
     Shape:
-        - x: ``(B, T, d_model)``
-        - mask: ``(B, T)``, bool, True = real token
-        - attn_mask: ``(T, T)`` or ``(B, T, T)``, bool, True = may attend
-        - Output: ``(B, T, d_model)``; with ``return_hidden=True`` also the list of
-          ``n_layers + 1`` hidden states (the input, then each block's output, before the
-          final norm)
+        x, mask, attn_mask and the output as in :class:`TransformerBlock`; with
+        ``return_hidden=True`` also the list of ``n_layers + 1`` hidden states (the
+        input, then each block's output, before the final norm).
 
     Example:
         >>> import torch

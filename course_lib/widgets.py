@@ -1,8 +1,8 @@
 """Thin builders for the chapters' interactive explorers (ipywidgets).
 
 An explorer is a plotting function plus its controls; the figure is redrawn when a
-control changes. Explorers need a live kernel: in the HTML book they are replaced by a
-"launch to interact" note, and a static figure of the same thing comes first.
+control changes. Explorers need a live kernel: in the HTML book they are replaced by
+a "launch to interact" note, and a static figure of the same thing comes first.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import matplotlib.pyplot as plt
 __all__ = ["explorer"]
 
 
-def explorer(plot: Callable[..., object], **controls: widgets.ValueWidget) -> widgets.VBox:
+def explorer(
+    plot: Callable[..., object], **controls: widgets.ValueWidget
+) -> widgets.VBox:
     """Return a box of ``controls`` above an output area showing ``plot(**values)``.
 
     ``plot`` receives each control's value by keyword and draws one figure.
@@ -27,7 +29,8 @@ def explorer(plot: Callable[..., object], **controls: widgets.ValueWidget) -> wi
     for name, control in controls.items():
         if not isinstance(control, widgets.ValueWidget):
             raise TypeError(
-                f"control {name!r} must be an ipywidgets value widget, got {type(control).__name__}"
+                f"control {name!r} must be an ipywidgets value widget, got "
+                f"{type(control).__name__}"
             )
 
     def draw(**values: object) -> None:

@@ -1,11 +1,12 @@
-"""Re-run chapter notebooks in place so their stored outputs are what a fresh run prints.
+"""Re-run notebooks in place: their stored outputs become what a fresh run prints.
 
     python scripts/execute_notebooks.py book/02_batchnorm_arithmetic.ipynb [...]
 
-Each notebook runs in a fresh kernel from its own folder, with the environment, kernel
-start-up timeout and per-cell timeout of ``scripts/kernel.env`` (a kernel start can hang
-once in a while). Widget state is not stored: the HTML book shows a "launch to interact"
-note instead of dead controls. ``make bench`` times notebooks with the same client.
+Each notebook runs in a fresh kernel from its own folder, with the environment,
+kernel start-up timeout and per-cell timeout of ``scripts/kernel.env`` (a kernel
+start can hang once in a while). Widget state is not stored: the HTML book shows a
+"launch to interact" note instead of dead controls. ``make bench`` times notebooks
+with the same client.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _TIMEOUTS = {
 
 @dataclass(frozen=True)
 class KernelEnv:
-    """``scripts/kernel.env``: the pinned environment and the timeouts, in seconds."""
+    """``scripts/kernel.env``: the pinned environment and the timeouts, in
+    seconds."""
 
     environment: Mapping[str, str]  # the `export` lines: every kernel's environment
     start_timeout_s: int  # a kernel start
@@ -42,15 +44,20 @@ class KernelEnv:
 
 
 def read_kernel_env(path: Path = KERNEL_ENV_FILE) -> KernelEnv:
-    """Parse ``kernel.env``; a line that make or the shell would read otherwise is an error."""
+    """Parse ``kernel.env``; a line that make or the shell would read otherwise is
+    an error."""
     environment: dict[str, str] = {}
     timeouts: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(
+        path.read_text(encoding="utf-8").splitlines(), start=1
+    ):
         if not line.strip() or line.startswith("#"):
             continue
         match = _LINE.fullmatch(line)
         if match is None:
-            raise ValueError(f"{path.name}:{number}: expected NAME=value, got {line!r}")
+            raise ValueError(
+                f"{path.name}:{number}: expected NAME=value, got {line!r}"
+            )
         exported, name, value = match.groups()
         if exported:
             environment[name] = value
@@ -58,10 +65,14 @@ def read_kernel_env(path: Path = KERNEL_ENV_FILE) -> KernelEnv:
             timeouts[_TIMEOUTS[name]] = int(value)
         else:
             raise ValueError(
-                f"{path.name}:{number}: {name}={value!r} is neither an `export` line nor "
-                f"one of the timeouts {sorted(_TIMEOUTS)} with a positive whole number"
+                f"{path.name}:{number}: {name}={value!r} is neither an `export` "
+                "line nor "
+                f"one of the timeouts {sorted(_TIMEOUTS)} with a positive whole "
+                "number"
             )
-    missing = sorted(name for name, field in _TIMEOUTS.items() if field not in timeouts)
+    missing = sorted(
+        name for name, field in _TIMEOUTS.items() if field not in timeouts
+    )
     if missing:
         raise ValueError(f"{path.name}: missing {', '.join(missing)}")
     return KernelEnv(environment, **timeouts)
@@ -71,17 +82,21 @@ KERNEL = read_kernel_env()
 
 
 def kernel_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) with kernel.env's variables set."""
+    """``base`` (default: this process's environment) with kernel.env's variables
+    set."""
     env = dict(os.environ if base is None else base)
     env.update(KERNEL.environment)
     return env
 
 
-def notebook_client(nb: nbformat.NotebookNode, folder: Path, **hooks: object) -> NotebookClient:
-    """The client every notebook run uses: kernel.env's timeouts, run from ``folder``.
+def notebook_client(
+    nb: nbformat.NotebookNode, folder: Path, **hooks: object
+) -> NotebookClient:
+    """The client every notebook run uses: kernel.env's timeouts, run from
+    ``folder``.
 
-    ``hooks`` are further NotebookClient options (``make bench`` passes its timers). Run it
-    with ``client.execute(env=kernel_environment())``.
+    ``hooks`` are further NotebookClient options (``make bench`` passes its timers).
+    Run it with ``client.execute(env=kernel_environment())``.
     """
     return NotebookClient(
         nb,
@@ -89,7 +104,8 @@ def notebook_client(nb: nbformat.NotebookNode, folder: Path, **hooks: object) ->
         startup_timeout=KERNEL.start_timeout_s,
         kernel_name="python3",
         resources={"metadata": {"path": str(folder)}},
-        # False trips an nbclient KeyError on Output widgets; the state is dropped below
+        # False trips an nbclient KeyError on Output widgets; the state is dropped
+        # below
         store_widget_state=True,
         record_timing=False,
         **hooks,

@@ -1,15 +1,15 @@
-"""Strict nbval on every notebook under each arithmetic setting of portability/settings.ini.
+"""Strict nbval on every notebook, once per setting of portability/settings.ini.
 
-    python scripts/portability.py [--only NAME ...] [--junit-dir DIR] -- PYTEST_ARGS...
+    python scripts/portability.py [--only NAME ...] [--junit-dir DIR] -- ARGS...
 
-A stored output must be what any x86-64 processor prints. One machine cannot be another
-processor, but it can run the kernels another processor would pick: each section of
-``portability/settings.ini`` is a set of environment variables (torch's ATen kernel width,
-MKL's code path, oneDNN's ISA, NumPy's dispatch) that emulates one. This script checks
-that a setting really reaches torch (it asks a fresh interpreter), runs nbval with it, and
-prints one line per setting: cells compared, cells that differ, seconds. A setting whose
-``requires`` flags this processor lacks is skipped with a printed line. Exit status 1 if
-any cell differs under any setting.
+A stored output must be what any x86-64 processor prints. One machine cannot be
+another processor, but it can run the kernels another processor would pick: each
+section of ``portability/settings.ini`` is a set of environment variables (torch's
+ATen kernel width, MKL's code path, oneDNN's ISA, NumPy's dispatch) that emulates
+one. This script checks that a setting really reaches torch (it asks a fresh
+interpreter), runs nbval with it, and prints one line per setting: cells compared,
+cells that differ, seconds. A setting whose ``requires`` flags this processor lacks
+is skipped with a printed line. Exit status 1 if any cell differs under any setting.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class Setting:
 
 
 def read_settings(path: Path = SETTINGS) -> list[Setting]:
-    """The sections of ``settings.ini``, in file order (variable names keep their case)."""
+    """The sections of ``settings.ini``, in file order (variable names keep their
+    case)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # environment variables are case-sensitive
     parser.read(path, encoding="utf-8")
@@ -49,7 +50,8 @@ def read_settings(path: Path = SETTINGS) -> list[Setting]:
 
 
 def cpu_flags() -> set[str]:
-    """The flags of the first processor in /proc/cpuinfo (empty where there is none)."""
+    """The flags of the first processor in /proc/cpuinfo (empty where there is
+    none)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
@@ -62,7 +64,8 @@ def cpu_flags() -> set[str]:
 
 
 def environment(setting: Setting) -> dict[str, str]:
-    """This process's environment with the setting's variables; an empty value unsets."""
+    """This process's environment with the setting's variables; an empty value
+    unsets."""
     env = dict(os.environ)
     for key, value in setting.env.items():
         if value:
@@ -76,7 +79,11 @@ def torch_capability(env: dict[str, str]) -> str:
     """The ATen CPU capability a fresh interpreter reports under ``env``."""
     code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip()
 
@@ -90,13 +97,17 @@ def count_cells(junit: Path) -> tuple[int, int]:
     return tests, bad
 
 
-def run_setting(setting: Setting, pytest_args: list[str], junit: Path) -> tuple[int, int, float]:
+def run_setting(
+    setting: Setting, pytest_args: list[str], junit: Path
+) -> tuple[int, int, float]:
     env = environment(setting)
     wanted = setting.env.get("ATEN_CPU_CAPABILITY", "").upper()
     if wanted:
         got = torch_capability(env)
         if got != wanted:
-            raise SystemExit(f"{setting.name}: torch runs {got} kernels, not {wanted}")
+            raise SystemExit(
+                f"{setting.name}: torch runs {got} kernels, not {wanted}"
+            )
     cmd = [sys.executable, "-m", "pytest", *pytest_args, f"--junitxml={junit}"]
     start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, env=env, check=False)
@@ -108,7 +119,9 @@ def run_setting(setting: Setting, pytest_args: list[str], junit: Path) -> tuple[
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="settings to run")
-    parser.add_argument("--junit-dir", type=Path, default=ROOT / "_build" / "portability")
+    parser.add_argument(
+        "--junit-dir", type=Path, default=ROOT / "_build" / "portability"
+    )
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     pytest_args = [a for a in args.pytest_args if a != "--"] or ["--nbval", "book"]
@@ -120,7 +133,10 @@ def main(argv: list[str]) -> int:
             continue
         missing = [f for f in setting.requires if f not in flags]
         if missing:
-            lines.append(f"{setting.name:8s} skipped: this processor lacks {' '.join(missing)}")
+            lines.append(
+                f"{setting.name:8s} skipped: this processor lacks "
+                f"{' '.join(missing)}"
+            )
             print(lines[-1], flush=True)
             continue
         print(f"=== portability: setting {setting.name} ===", flush=True)
@@ -129,7 +145,8 @@ def main(argv: list[str]) -> int:
         failed |= bad > 0 or tests == 0
         verdict = "ok" if bad == 0 and tests > 0 else "DIFFERS"
         lines.append(
-            f"{setting.name:8s} {verdict:7s} {tests} cells compared, {bad} differ, {elapsed:.0f} s"
+            f"{setting.name:8s} {verdict:7s} {tests} cells compared, {bad} differ, "
+            f"{elapsed:.0f} s"
         )
     print("\nportability summary (strict nbval per arithmetic setting):")
     for line in lines:

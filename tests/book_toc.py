@@ -1,4 +1,4 @@
-"""The pages of the book, read from ``_toc.yml`` (shared by the hygiene and browser tests)."""
+"""The book's pages, read from ``_toc.yml`` (for the hygiene and browser tests)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def toc_entries() -> list[str]:
-    """Every ``file`` entry of ``_toc.yml``, root first, in reading order, as written."""
+    """Every ``file`` entry of ``_toc.yml``, root first, in reading order, as
+    written."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     entries = [toc["root"]]
 

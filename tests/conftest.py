@@ -1,9 +1,9 @@
 """Shared test set-up: the conditions the notebooks run under.
 
-Every chapter notebook calls ``course_lib.notebook.setup()``, which uses one thread and
-deterministic kernels; the claim tests re-run the chapters' experiments, so they run
-under the same conditions (on a busy 2-core machine, two threads per test process is
-also several times slower).
+Every chapter notebook calls ``course_lib.notebook.setup()``, which uses one thread
+and deterministic kernels; the claim tests re-run the chapters' experiments, so they
+run under the same conditions (on a busy 2-core machine, two threads per test
+process is also several times slower).
 """
 
 from __future__ import annotations

@@ -9,12 +9,14 @@ import torch
 from torch import nn
 
 
-def assert_reset_redraws_construction(build: Callable[[], nn.Module], seed: int) -> None:
+def assert_reset_redraws_construction(
+    build: Callable[[], nn.Module], seed: int
+) -> None:
     """Under ``seed``, ``reset_parameters()`` draws exactly what construction drew.
 
-    The module's parameters are first overwritten, so a ``reset_parameters`` that did
-    nothing fails; the random state after the reset must be the state after construction,
-    so a reset that draws more or fewer numbers fails too.
+    The module's parameters are first overwritten, so a ``reset_parameters`` that
+    did nothing fails; the random state after the reset must be the state after
+    construction, so a reset that draws more or fewer numbers fails too.
     """
     torch.manual_seed(seed)
     module = build()
@@ -24,7 +26,9 @@ def assert_reset_redraws_construction(build: Callable[[], nn.Module], seed: int)
         for p in module.parameters():
             p.fill_(0.5)
     if list(module.parameters()):
-        assert any(not torch.equal(module.state_dict()[k], v) for k, v in built.items())
+        assert any(
+            not torch.equal(module.state_dict()[k], v) for k, v in built.items()
+        )
     torch.manual_seed(seed)
     module.reset_parameters()
     assert torch.equal(torch.get_rng_state(), after_construction)
@@ -33,7 +37,8 @@ def assert_reset_redraws_construction(build: Callable[[], nn.Module], seed: int)
 
 
 def count_calls(monkeypatch, modules: tuple, names: tuple[str, ...]) -> list[str]:
-    """Wrap each function ``names`` that a module of ``modules`` holds; return the calls' log.
+    """Wrap each function ``names`` that a module of ``modules`` holds; return the
+    calls' log.
 
     Used to show that a value validated once is not checked again downstream.
     """

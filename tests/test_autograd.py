@@ -1,4 +1,4 @@
-"""LayerNormFunction's hand-derived backward: gradcheck in float64, and its geometry.
+"""LayerNormFunction's derived backward: gradcheck in float64, and its geometry.
 
 Its values and gradients against torch, and against the readable reference
 ``layer_norm_backward``, are in test_layernorm_implementations.py.
@@ -14,7 +14,10 @@ from course_lib.autograd import LayerNormFunction, layer_norm_forward
 
 def _inputs(normalized_shape: tuple[int, ...], seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(3, 2, *normalized_shape, generator=g, dtype=torch.float64) * 2 + 0.5
+    x = (
+        torch.randn(3, 2, *normalized_shape, generator=g, dtype=torch.float64) * 2
+        + 0.5
+    )
     w = torch.randn(normalized_shape, generator=g, dtype=torch.float64)
     b = torch.randn(normalized_shape, generator=g, dtype=torch.float64)
     return x.requires_grad_(), w.requires_grad_(), b.requires_grad_()
@@ -34,7 +37,8 @@ def test_gradcheck_with_weight_and_bias(normalized_shape):
 def test_gradcheck_without_affine(normalized_shape):
     x, _, _ = _inputs(normalized_shape, seed=1)
     assert torch.autograd.gradcheck(
-        lambda x: LayerNormFunction.apply(x, normalized_shape, None, None, 1e-5), (x,)
+        lambda x: LayerNormFunction.apply(x, normalized_shape, None, None, 1e-5),
+        (x,),
     )
 
 
@@ -46,7 +50,8 @@ def test_gradcheck_weight_only():
 
 
 def test_input_gradient_is_orthogonal_to_ones_and_x_hat():
-    """Exactly orthogonal to the ones vector; to x_hat up to a factor eps / (var + eps)."""
+    """Exactly orthogonal to the ones vector; to x_hat up to a factor eps / (var +
+    eps)."""
     x, w, b = _inputs((16,), seed=5)
     up = torch.randn(x.shape, dtype=torch.float64)
     eps = 1e-12

@@ -17,15 +17,30 @@ rm, rv = torch.zeros(3), torch.ones(3)
 
 CASES = [
     # (id, callable, exception type, words the message must contain)
-    ("layer_norm not a tensor", lambda: CF.layer_norm([[1.0, 2.0]], 2), TypeError, "input"),
+    (
+        "layer_norm not a tensor",
+        lambda: CF.layer_norm([[1.0, 2.0]], 2),
+        TypeError,
+        "input",
+    ),
     (
         "layer_norm integer dtype",
         lambda: CF.layer_norm(torch.arange(6).view(2, 3), 3),
         TypeError,
         "floating",
     ),
-    ("layer_norm 0-d input", lambda: CF.layer_norm(torch.tensor(1.0), 1), ValueError, "input"),
-    ("layer_norm shape mismatch", lambda: CF.layer_norm(x3, 4), ValueError, "normalized_shape"),
+    (
+        "layer_norm 0-d input",
+        lambda: CF.layer_norm(torch.tensor(1.0), 1),
+        ValueError,
+        "input",
+    ),
+    (
+        "layer_norm shape mismatch",
+        lambda: CF.layer_norm(x3, 4),
+        ValueError,
+        "normalized_shape",
+    ),
     (
         "layer_norm shape longer than input",
         lambda: CF.layer_norm(torch.randn(3), (1, 3)),
@@ -38,11 +53,36 @@ CASES = [
         TypeError,
         "normalized_shape",
     ),
-    ("layer_norm eps zero", lambda: CF.layer_norm(x3, 3, eps=0.0), ValueError, "eps"),
-    ("layer_norm eps negative", lambda: CF.layer_norm(x3, 3, eps=-1e-5), ValueError, "eps"),
-    ("layer_norm eps nan", lambda: CF.layer_norm(x3, 3, eps=math.nan), ValueError, "eps"),
-    ("layer_norm eps inf", lambda: CF.layer_norm(x3, 3, eps=math.inf), ValueError, "eps"),
-    ("layer_norm eps string", lambda: CF.layer_norm(x3, 3, eps="1e-5"), TypeError, "eps"),
+    (
+        "layer_norm eps zero",
+        lambda: CF.layer_norm(x3, 3, eps=0.0),
+        ValueError,
+        "eps",
+    ),
+    (
+        "layer_norm eps negative",
+        lambda: CF.layer_norm(x3, 3, eps=-1e-5),
+        ValueError,
+        "eps",
+    ),
+    (
+        "layer_norm eps nan",
+        lambda: CF.layer_norm(x3, 3, eps=math.nan),
+        ValueError,
+        "eps",
+    ),
+    (
+        "layer_norm eps inf",
+        lambda: CF.layer_norm(x3, 3, eps=math.inf),
+        ValueError,
+        "eps",
+    ),
+    (
+        "layer_norm eps string",
+        lambda: CF.layer_norm(x3, 3, eps="1e-5"),
+        TypeError,
+        "eps",
+    ),
     (
         "layer_norm weight broadcastable but wrong",
         lambda: CF.layer_norm(x3, 3, weight=torch.ones(1)),
@@ -80,7 +120,12 @@ CASES = [
         ValueError,
         "eps",
     ),
-    ("batch_norm 1-d input", lambda: CF.batch_norm(torch.randn(3), rm, rv), ValueError, "input"),
+    (
+        "batch_norm 1-d input",
+        lambda: CF.batch_norm(torch.randn(3), rm, rv),
+        ValueError,
+        "input",
+    ),
     (
         "batch_norm integer dtype",
         lambda: CF.batch_norm(torch.ones(4, 3, dtype=torch.long), rm, rv),
@@ -89,13 +134,17 @@ CASES = [
     ),
     (
         "batch_norm one value per channel",
-        lambda: CF.batch_norm(torch.randn(1, 3), rm.clone(), rv.clone(), training=True),
+        lambda: CF.batch_norm(
+            torch.randn(1, 3), rm.clone(), rv.clone(), training=True
+        ),
         ValueError,
         "more than 1 value per channel",
     ),
     (
         "batch_norm one real position",
-        lambda: CF.batch_norm(x3, None, None, training=True, mask=CF.padding_mask([1, 0], 4)),
+        lambda: CF.batch_norm(
+            x3, None, None, training=True, mask=CF.padding_mask([1, 0], 4)
+        ),
         ValueError,
         "more than 1 value per channel",
     ),
@@ -127,11 +176,18 @@ CASES = [
     ),
     (
         "batch_norm momentum out of range",
-        lambda: CF.batch_norm(x3, rm.clone(), rv.clone(), training=True, momentum=1.5),
+        lambda: CF.batch_norm(
+            x3, rm.clone(), rv.clone(), training=True, momentum=1.5
+        ),
         ValueError,
         "momentum",
     ),
-    ("batch_norm eps zero", lambda: CF.batch_norm(x3, rm, rv, eps=0), ValueError, "eps"),
+    (
+        "batch_norm eps zero",
+        lambda: CF.batch_norm(x3, rm, rv, eps=0),
+        ValueError,
+        "eps",
+    ),
     (
         "attention d_k mismatch",
         lambda: CF.attention_weights(torch.randn(2, 3), torch.randn(4, 5)),
@@ -149,7 +205,9 @@ CASES = [
     (
         "attention mask wrong key length",
         lambda: CF.attention_weights(
-            torch.randn(2, 3), torch.randn(4, 3), attn_mask=torch.ones(2, 3, dtype=torch.bool)
+            torch.randn(2, 3),
+            torch.randn(4, 3),
+            attn_mask=torch.ones(2, 3, dtype=torch.bool),
         ),
         ValueError,
         "attn_mask",
@@ -157,14 +215,18 @@ CASES = [
     (
         "attention mask transposed",
         lambda: CF.attention_weights(
-            torch.randn(2, 3), torch.randn(4, 3), attn_mask=torch.ones(4, 2, dtype=torch.bool)
+            torch.randn(2, 3),
+            torch.randn(4, 3),
+            attn_mask=torch.ones(4, 2, dtype=torch.bool),
         ),
         ValueError,
         "attn_mask",
     ),
     (
         "attention integer query",
-        lambda: CF.attention_weights(torch.ones(2, 3, dtype=torch.long), torch.randn(4, 3)),
+        lambda: CF.attention_weights(
+            torch.ones(2, 3, dtype=torch.long), torch.randn(4, 3)
+        ),
         TypeError,
         "query",
     ),
@@ -176,15 +238,30 @@ CASES = [
         ValueError,
         "value",
     ),
-    ("padding_mask length too long", lambda: CF.padding_mask([2, 5], 4), ValueError, "lengths"),
-    ("padding_mask negative length", lambda: CF.padding_mask([-1], 4), ValueError, "lengths"),
+    (
+        "padding_mask length too long",
+        lambda: CF.padding_mask([2, 5], 4),
+        ValueError,
+        "lengths",
+    ),
+    (
+        "padding_mask negative length",
+        lambda: CF.padding_mask([-1], 4),
+        ValueError,
+        "lengths",
+    ),
     (
         "padding_mask float lengths",
         lambda: CF.padding_mask(torch.tensor([1.5]), 4),
         TypeError,
         "lengths",
     ),
-    ("padding_mask max_len float", lambda: CF.padding_mask([1], 4.0), TypeError, "max_len"),
+    (
+        "padding_mask max_len float",
+        lambda: CF.padding_mask([1], 4.0),
+        TypeError,
+        "max_len",
+    ),
     (
         "config d_model not divisible",
         lambda: TR.BlockConfig(d_model=10, n_heads=3),
@@ -192,37 +269,102 @@ CASES = [
         "divisible",
     ),
     ("config bad norm", lambda: TR.BlockConfig(norm="batch"), ValueError, "norm"),
-    ("config bad activation", lambda: TR.BlockConfig(activation="tanh"), ValueError, "activation"),
-    ("mha d_model not divisible", lambda: TR.MultiHeadAttention(10, 4), ValueError, "divisible"),
+    (
+        "config bad activation",
+        lambda: TR.BlockConfig(activation="tanh"),
+        ValueError,
+        "activation",
+    ),
+    (
+        "mha d_model not divisible",
+        lambda: TR.MultiHeadAttention(10, 4),
+        ValueError,
+        "divisible",
+    ),
     (
         "mha wrong mask dtype",
-        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 8), mask=torch.ones(2, 3)),
+        lambda: TR.MultiHeadAttention(8, 2)(
+            torch.randn(2, 3, 8), mask=torch.ones(2, 3)
+        ),
         TypeError,
         "mask",
     ),
-    ("mha wrong width", lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 6)), ValueError, "x"),
-    ("block needs a config", lambda: TR.TransformerBlock({"d_model": 8}), TypeError, "config"),
+    (
+        "mha wrong width",
+        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 6)),
+        ValueError,
+        "x",
+    ),
+    (
+        "block needs a config",
+        lambda: TR.TransformerBlock({"d_model": 8}),
+        TypeError,
+        "config",
+    ),
     (
         "from_torch needs batch_first",
-        lambda: TR.TransformerBlock.from_torch(torch.nn.TransformerEncoderLayer(8, 2)),
+        lambda: TR.TransformerBlock.from_torch(
+            torch.nn.TransformerEncoderLayer(8, 2)
+        ),
         ValueError,
         "batch_first",
     ),
-    ("stack zero layers", lambda: TR.TransformerStack(TR.BlockConfig(), 0), ValueError, "n_layers"),
-    ("module layer norm eps zero", lambda: N.LayerNorm(4, eps=0.0), ValueError, "eps"),
-    ("module batch norm features", lambda: N.BatchNorm(0), ValueError, "num_features"),
-    # constructors: every argument, device and dtype included, is checked where it enters
-    ("module layer norm shape zero", lambda: N.LayerNorm((2, 0)), ValueError, "normalized_shape"),
-    ("module layer norm shape float", lambda: N.LayerNorm(2.5), TypeError, "normalized_shape"),
-    ("module layer norm shape empty", lambda: N.LayerNorm(()), ValueError, "normalized_shape"),
-    ("module layer norm shape bool", lambda: N.LayerNorm(True), TypeError, "normalized_shape"),
+    (
+        "stack zero layers",
+        lambda: TR.TransformerStack(TR.BlockConfig(), 0),
+        ValueError,
+        "n_layers",
+    ),
+    (
+        "module layer norm eps zero",
+        lambda: N.LayerNorm(4, eps=0.0),
+        ValueError,
+        "eps",
+    ),
+    (
+        "module batch norm features",
+        lambda: N.BatchNorm(0),
+        ValueError,
+        "num_features",
+    ),
+    # constructors: every argument, device and dtype included, is checked where it
+    # enters
+    (
+        "module layer norm shape zero",
+        lambda: N.LayerNorm((2, 0)),
+        ValueError,
+        "normalized_shape",
+    ),
+    (
+        "module layer norm shape float",
+        lambda: N.LayerNorm(2.5),
+        TypeError,
+        "normalized_shape",
+    ),
+    (
+        "module layer norm shape empty",
+        lambda: N.LayerNorm(()),
+        ValueError,
+        "normalized_shape",
+    ),
+    (
+        "module layer norm shape bool",
+        lambda: N.LayerNorm(True),
+        TypeError,
+        "normalized_shape",
+    ),
     (
         "module layer norm affine not a bool",
         lambda: N.LayerNorm(4, elementwise_affine=1),
         TypeError,
         "elementwise_affine",
     ),
-    ("module layer norm bias not a bool", lambda: N.LayerNorm(4, bias=None), TypeError, "bias"),
+    (
+        "module layer norm bias not a bool",
+        lambda: N.LayerNorm(4, bias=None),
+        TypeError,
+        "bias",
+    ),
     (
         "module layer norm integer dtype",
         lambda: N.LayerNorm(4, dtype=torch.int64),
@@ -241,10 +383,30 @@ CASES = [
         ValueError,
         "device",
     ),
-    ("module rms norm eps negative", lambda: N.RMSNorm(4, eps=-1e-6), ValueError, "eps"),
-    ("module rms norm eps string", lambda: N.RMSNorm(4, eps="1e-6"), TypeError, "eps"),
-    ("module batch norm momentum", lambda: N.BatchNorm(4, momentum=1.5), ValueError, "momentum"),
-    ("module batch norm features float", lambda: N.BatchNorm(4.0), TypeError, "num_features"),
+    (
+        "module rms norm eps negative",
+        lambda: N.RMSNorm(4, eps=-1e-6),
+        ValueError,
+        "eps",
+    ),
+    (
+        "module rms norm eps string",
+        lambda: N.RMSNorm(4, eps="1e-6"),
+        TypeError,
+        "eps",
+    ),
+    (
+        "module batch norm momentum",
+        lambda: N.BatchNorm(4, momentum=1.5),
+        ValueError,
+        "momentum",
+    ),
+    (
+        "module batch norm features float",
+        lambda: N.BatchNorm(4.0),
+        TypeError,
+        "num_features",
+    ),
     (
         "module batch norm stats flag",
         lambda: N.BatchNorm(4, track_running_stats="no"),
@@ -253,9 +415,19 @@ CASES = [
     ),
     ("module batch norm bias", lambda: N.BatchNorm(4, bias=1), TypeError, "bias"),
     ("make_norm unknown name", lambda: N.make_norm("group", 4), ValueError, "norm"),
-    ("make_norm chapter 4 name", lambda: N.make_norm("LayerNorm", 4), ValueError, "norm"),
+    (
+        "make_norm chapter 4 name",
+        lambda: N.make_norm("LayerNorm", 4),
+        ValueError,
+        "norm",
+    ),
     ("make_norm name not a str", lambda: N.make_norm(1, 4), TypeError, "norm"),
-    ("make_norm zero features", lambda: N.make_norm("rms", 0), ValueError, "num_features"),
+    (
+        "make_norm zero features",
+        lambda: N.make_norm("rms", 0),
+        ValueError,
+        "num_features",
+    ),
     # module forwards: the input is checked once per call, in the module
     (
         "module layer norm input width",
@@ -275,8 +447,18 @@ CASES = [
         TypeError,
         "input",
     ),
-    ("module rms norm input width", lambda: N.RMSNorm(4)(torch.randn(2, 3)), ValueError, "input"),
-    ("module batch norm 1-d input", lambda: N.BatchNorm(3)(torch.randn(3)), ValueError, "input"),
+    (
+        "module rms norm input width",
+        lambda: N.RMSNorm(4)(torch.randn(2, 3)),
+        ValueError,
+        "input",
+    ),
+    (
+        "module batch norm 1-d input",
+        lambda: N.BatchNorm(3)(torch.randn(3)),
+        ValueError,
+        "input",
+    ),
     (
         "module batch norm input width",
         lambda: N.BatchNorm(3)(torch.randn(4, 5)),
@@ -296,11 +478,23 @@ CASES = [
         "more than 1 value per channel",
     ),
     ("mha zero heads", lambda: TR.MultiHeadAttention(8, 0), ValueError, "n_heads"),
-    ("mha dropout", lambda: TR.MultiHeadAttention(8, 2, dropout=2.0), ValueError, "dropout"),
-    ("mha bias not a bool", lambda: TR.MultiHeadAttention(8, 2, bias="yes"), TypeError, "bias"),
+    (
+        "mha dropout",
+        lambda: TR.MultiHeadAttention(8, 2, dropout=2.0),
+        ValueError,
+        "dropout",
+    ),
+    (
+        "mha bias not a bool",
+        lambda: TR.MultiHeadAttention(8, 2, bias="yes"),
+        TypeError,
+        "bias",
+    ),
     (
         "mha float attn_mask",
-        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 8), attn_mask=torch.ones(3, 3)),
+        lambda: TR.MultiHeadAttention(8, 2)(
+            torch.randn(2, 3, 8), attn_mask=torch.ones(3, 3)
+        ),
         TypeError,
         "attn_mask",
     ),
@@ -322,12 +516,24 @@ CASES = [
     ),
     (
         "mha input dtype",
-        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 8, dtype=torch.float64)),
+        lambda: TR.MultiHeadAttention(8, 2)(
+            torch.randn(2, 3, 8, dtype=torch.float64)
+        ),
         TypeError,
         "x",
     ),
-    ("config d_model bool", lambda: TR.BlockConfig(d_model=True), TypeError, "d_model"),
-    ("config n_heads zero", lambda: TR.BlockConfig(n_heads=0), ValueError, "n_heads"),
+    (
+        "config d_model bool",
+        lambda: TR.BlockConfig(d_model=True),
+        TypeError,
+        "d_model",
+    ),
+    (
+        "config n_heads zero",
+        lambda: TR.BlockConfig(n_heads=0),
+        ValueError,
+        "n_heads",
+    ),
     ("config dropout", lambda: TR.BlockConfig(dropout=-0.5), ValueError, "dropout"),
     ("config eps zero", lambda: TR.BlockConfig(eps=0.0), ValueError, "eps"),
     (
@@ -343,7 +549,12 @@ CASES = [
         TypeError,
         "dtype",
     ),
-    ("stack needs a config", lambda: TR.TransformerStack("config", 2), TypeError, "config"),
+    (
+        "stack needs a config",
+        lambda: TR.TransformerStack("config", 2),
+        TypeError,
+        "config",
+    ),
     (
         "stack final_norm not a bool",
         lambda: TR.TransformerStack(TR.BlockConfig(), 2, final_norm=0),
@@ -359,13 +570,17 @@ CASES = [
     # functional: checks moved to _checks keep naming the argument
     (
         "attention scale inf",
-        lambda: CF.attention_weights(torch.randn(2, 3), torch.randn(4, 3), scale=math.inf),
+        lambda: CF.attention_weights(
+            torch.randn(2, 3), torch.randn(4, 3), scale=math.inf
+        ),
         ValueError,
         "scale",
     ),
     (
         "attention scale string",
-        lambda: CF.attention_weights(torch.randn(2, 3), torch.randn(4, 3), scale="0.5"),
+        lambda: CF.attention_weights(
+            torch.randn(2, 3), torch.randn(4, 3), scale="0.5"
+        ),
         TypeError,
         "scale",
     ),
@@ -383,7 +598,9 @@ CASES = [
     (
         "sdpa value dtype",
         lambda: CF.scaled_dot_product_attention(
-            torch.randn(2, 3), torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float64)
+            torch.randn(2, 3),
+            torch.randn(4, 3),
+            torch.randn(4, 3, dtype=torch.float64),
         ),
         TypeError,
         "value",
@@ -394,11 +611,18 @@ CASES = [
         TypeError,
         "training",
     ),
-    ("padding_mask negative max_len", lambda: CF.padding_mask([0], -1), ValueError, "max_len"),
+    (
+        "padding_mask negative max_len",
+        lambda: CF.padding_mask([0], -1),
+        ValueError,
+        "max_len",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "fn", "exc", "words"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "fn", "exc", "words"), CASES, ids=[c[0] for c in CASES]
+)
 def test_bad_input_is_rejected_with_a_message_naming_it(case, fn, exc, words):
     with pytest.raises(exc) as info:
         fn()
@@ -408,7 +632,8 @@ def test_bad_input_is_rejected_with_a_message_naming_it(case, fn, exc, words):
 
 
 def test_sdpa_fifth_positional_argument_is_refused():
-    """torch's fifth positional argument is ``dropout_p``: ``scale`` is keyword-only here."""
+    """torch's fifth positional argument is ``dropout_p``: ``scale`` is keyword-only
+    here."""
     q = torch.randn(2, 3)
     with pytest.raises(TypeError, match="positional"):
         CF.scaled_dot_product_attention(q, q, q, None, 0.5)

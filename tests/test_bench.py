@@ -1,10 +1,11 @@
 """``make bench`` and the fast LayerNorm reference it times.
 
-The timings themselves are not tested (they belong to the machine, and ``make bench``
-reports them); what is tested is what the table's other columns and docs/DEVELOPMENT.md claim:
-the pass counts, that the notes' module it times computes LayerNorm, and that the
-faster ``course_lib.autograd`` keeps its contract (no input modified, the forward still
-differentiable; its values against torch are in test_layernorm_implementations.py).
+The timings themselves are not tested (they belong to the machine, and
+``make bench`` reports them); what is tested is what the table's other columns and
+docs/DEVELOPMENT.md claim: the pass counts, that the notes' module it times computes
+LayerNorm, and that the faster ``course_lib.autograd`` keeps its contract (no input
+modified, the forward still differentiable; its values against torch are in
+test_layernorm_implementations.py).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ f64 = torch.float64
 
 @pytest.fixture(scope="module")
 def bench():
-    """The bench package, scripts/bench/, with the modules tested here (bench.passes, ...).
+    """The bench package, scripts/bench/, with the modules tested here
+    (bench.passes, ...).
 
-    ``scripts`` is loaded from its ``__init__.py`` as a package, so that the bench's relative
-    imports resolve as under ``python -m scripts.bench`` (``make bench``).
+    ``scripts`` is loaded from its ``__init__.py`` as a package, so that the bench's
+    relative imports resolve as under ``python -m scripts.bench`` (``make bench``).
     """
     spec = importlib.util.spec_from_file_location(
         "scripts",
@@ -43,14 +45,17 @@ def bench():
     for name in ("layernorm", "notebooks", "passes", "table"):
         importlib.import_module(f"scripts.bench.{name}")
     yield importlib.import_module("scripts.bench")
-    for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
+    for name in [
+        n for n in sys.modules if n == "scripts" or n.startswith("scripts.")
+    ]:
         del sys.modules[name]
 
 
 @pytest.fixture
 def as_in_the_bench():
     """The bench times without deterministic mode, in which torch fills every
-    ``empty_like`` with NaN (one more pass per fresh tensor); count passes as it runs."""
+    ``empty_like`` with NaN (one more pass per fresh tensor); count passes as it
+    runs."""
     torch.use_deterministic_algorithms(False)
     yield
     torch.use_deterministic_algorithms(True)
@@ -63,7 +68,8 @@ def as_in_the_bench():
 )
 def test_pass_counts(bench, name, fwd, fwd_bwd):
     """The pass counts docs/DEVELOPMENT.md quotes."""
-    forward, with_backward = bench.layernorm.layernorm_calls((4, 8, 16))  # N = 32 rows, D = 16
+    # N = 32 rows, D = 16
+    forward, with_backward = bench.layernorm.layernorm_calls((4, 8, 16))
     assert bench.passes.count_passes(forward[name], 32, 16) == fwd
     assert bench.passes.count_passes(with_backward[name], 32, 16) == fwd_bwd
 
@@ -71,7 +77,8 @@ def test_pass_counts(bench, name, fwd, fwd_bwd):
 @pytest.mark.usefixtures("as_in_the_bench")
 @pytest.mark.parametrize("block_numel", [64, 100, 512])
 def test_blocks_of_rows_count_the_same_passes(bench, monkeypatch, block_numel):
-    """Through the rows in 8, 6 or 1 blocks, course_lib still makes 5 and 15 passes."""
+    """Through the rows in 8, 6 or 1 blocks, course_lib still makes 5 and 15
+    passes."""
     monkeypatch.setattr(autograd, "ROW_BLOCK_NUMEL", block_numel)
     forward, with_backward = bench.layernorm.layernorm_calls((4, 8, 16))
     assert bench.passes.count_passes(forward["course"], 32, 16) == 5
@@ -80,16 +87,22 @@ def test_blocks_of_rows_count_the_same_passes(bench, monkeypatch, block_numel):
 
 def test_pass_count_ignores_views_and_small_tensors(bench):
     x = torch.randn(6, 5)
-    assert bench.passes.count_passes(lambda: x.view(30).reshape(5, 6).t(), 6, 5) == 0
-    assert bench.passes.count_passes(lambda: x.mean(-1, keepdim=True) + 1.0, 6, 5) == 1
+    assert (
+        bench.passes.count_passes(lambda: x.view(30).reshape(5, 6).t(), 6, 5) == 0
+    )
+    assert (
+        bench.passes.count_passes(lambda: x.mean(-1, keepdim=True) + 1.0, 6, 5) == 1
+    )
     assert bench.passes.count_passes(lambda: (x * 2).sum(), 6, 5) == 2
-    assert bench.passes.count_passes(lambda: x[:3] * 2, 6, 5) == 0.5  # half the rows
+    # half the rows
+    assert bench.passes.count_passes(lambda: x[:3] * 2, 6, 5) == 0.5
     assert bench.passes.count_passes(lambda: [t * 2 for t in x.chunk(3)], 6, 5) == 1
 
 
 @pytest.mark.parametrize("var_as_mean_of_squares", [False, True])
 def test_the_notes_module_computes_layer_norm(bench, var_as_mean_of_squares):
-    """The bench compares like with like: the notes' module is LayerNorm (gamma=1, beta=0)."""
+    """The bench compares like with like: the notes' module is LayerNorm (gamma=1,
+    beta=0)."""
     g = torch.Generator().manual_seed(0)
     module = bench.layernorm.notes_layer_norm_module(
         16, var_as_mean_of_squares=var_as_mean_of_squares
@@ -120,7 +133,10 @@ def test_floor_runs_exactly_the_chapters_imports(bench):
 def test_table_aligns_its_columns(bench, capsys):
     table = bench.table
     table.print_table(
-        [table.Row("a", 1.25, 3, "1.00x floor"), table.Row("longer name", 0.0042, 15, passes="13")]
+        [
+            table.Row("a", 1.25, 3, "1.00x floor"),
+            table.Row("longer name", 0.0042, 15, passes="13"),
+        ]
     )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and set(lines[1]) <= {"-", " "}
@@ -128,7 +144,7 @@ def test_table_aligns_its_columns(bench, capsys):
     assert lines[2].index("3") == lines[3].index("15") + 1  # runs right-aligned
 
 
-# --- the fast reference keeps its contract -------------------------------------------------
+# --- the fast reference keeps its contract ----------------------------------------
 
 
 def _case(shape, normalized_shape, seed=0, dtype=f64):
@@ -150,14 +166,16 @@ def test_forward_does_not_modify_its_input():
 def test_forward_is_differentiable_and_the_same_with_or_without_autograd():
     x, *_ = _case((3, 5), (5,), seed=1)
     x.requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: layer_norm_forward(t, (-1,), 1e-5), (x,))
+    assert torch.autograd.gradcheck(
+        lambda t: layer_norm_forward(t, (-1,), 1e-5), (x,)
+    )
     with_grad = layer_norm_forward(x, (-1,), 1e-5)
     without = layer_norm_forward(x.detach(), (-1,), 1e-5)
     for a, b in zip(with_grad, without, strict=True):
         torch.testing.assert_close(a.detach(), b, atol=0, rtol=0)
 
 
-# --- blocks of rows ------------------------------------------------------------------------
+# --- blocks of rows ---------------------------------------------------------------
 
 
 def test_row_blocks_cut_every_tensor_at_the_same_rows(monkeypatch):
@@ -174,9 +192,14 @@ def test_function_saves_the_input_not_a_new_x_hat():
     x, w, b, _ = _case((3, 4, 8), (8,))
     x.requires_grad_()
     y = LayerNormFunction.apply(x, (8,), w, b, 1e-5)
-    big = [t for t in y.grad_fn.saved_tensors if t is not None and t.numel() == x.numel()]
+    big = [
+        t
+        for t in y.grad_fn.saved_tensors
+        if t is not None and t.numel() == x.numel()
+    ]
     assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()
-    # ... and two numbers per row, the mean and rstd of chapter 4's "as much in another form"
+    # ... and two numbers per row, the mean and rstd of chapter 4's "as much in
+    # another form"
     stats = y.grad_fn.stats
     assert sum(m.shape[0] for m, _ in stats) == 12
     assert all(m.shape == r.shape == (m.shape[0], 1) for m, r in stats)
@@ -185,7 +208,11 @@ def test_function_saves_the_input_not_a_new_x_hat():
 def test_kernel_env_is_the_one_place_for_pins_and_timeouts(bench, tmp_path):
     execute = importlib.import_module("scripts.execute_notebooks")
     env = execute.read_kernel_env()
-    assert env.environment["OMP_NUM_THREADS"] == "1" == env.environment["MKL_NUM_THREADS"]
+    assert (
+        env.environment["OMP_NUM_THREADS"]
+        == "1"
+        == env.environment["MKL_NUM_THREADS"]
+    )
     assert 0 < env.start_timeout_s and 0 < env.cell_timeout_s <= env.test_timeout_s
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert "include scripts/kernel.env" in makefile

@@ -1,26 +1,30 @@
 """The built book as a reader meets it, in a real browser.
 
-Serves the HTML of the built book (``_build/html``, or ``$BOOK_HTML``) on an ephemeral
-localhost port, opens every page listed in ``_toc.yml`` in headless Chromium (Debian's
-``/usr/bin/chromium`` through Playwright's ``executable_path``, or ``$CHROMIUM``) and
-checks what a reader would notice:
+Serves the HTML of the built book (``_build/html``, or ``$BOOK_HTML``) on an
+ephemeral localhost port, opens every page listed in ``_toc.yml`` in headless
+Chromium (Debian's ``/usr/bin/chromium`` through Playwright's ``executable_path``,
+or ``$CHROMIUM``) and checks what a reader would notice:
 
-- the page loads, with no console errors, no uncaught exceptions and no failed request;
-- every request to a host other than localhost is blocked and counted: the count is 0;
+- the page loads, with no console errors, no uncaught exceptions and no failed
+  request;
+- every request to a host other than localhost is blocked and counted: the count is
+  0;
 - every math element is typeset by the book's own MathJax, and no raw TeX is left;
 - every image has loaded and has alt text that describes it;
 - every link to the book itself resolves, anchors included;
 - one ``#`` title per page and headings that do not skip a level;
-- no widget controls without a kernel: each explorer has a static figure before it and
-  a "launch to interact" note in its place;
-- chapter pages: Binder (JupyterLab) and live-code (thebe) launch buttons pointing at the
-  repository, branch and notebook of ``_config.yml``, and a download of the notebook;
+- no widget controls without a kernel: each explorer has a static figure before it
+  and a "launch to interact" note in its place;
+- chapter pages: Binder (JupyterLab) and live-code (thebe) launch buttons pointing
+  at the repository, branch and notebook of ``_config.yml``, and a download of the
+  notebook;
 - exercises are numbered and a solution opens when its dropdown is clicked.
 
-A full-page screenshot of each page is written to ``_build/screenshots/`` for people to
-look at. Run these tests alone with ``make browser`` (after ``make build``).
+A full-page screenshot of each page is written to ``_build/screenshots/`` for people
+to look at. Run these tests alone with ``make browser`` (after ``make build``).
 
-Without a browser or a built book the tests skip locally; under CI (``CI=true``) they fail.
+Without a browser or a built book the tests skip locally; under CI (``CI=true``)
+they fail.
 """
 
 from __future__ import annotations
@@ -50,9 +54,12 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-# Any http(s) or websocket URL whose host is not the local server: matched inside the
-# browser driver, so the book's own requests are not slowed down by a Python round trip.
-OUTSIDE_URL = re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost)[:/])", re.IGNORECASE)
+# Any http(s) or websocket URL whose host is not the local server: matched inside
+# the browser driver, so the book's own requests are not slowed down by a Python
+# round trip.
+OUTSIDE_URL = re.compile(
+    r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost)[:/])", re.IGNORECASE
+)
 VIEWPORT = {"width": 1280, "height": 900}
 TIMEOUT_MS = 20_000
 
@@ -67,11 +74,13 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 
-# Console messages a reader may see without anything being wrong, each with its reason.
-# Matched as substrings of the message text. Empty: every console error fails the page.
+# Console messages a reader may see without anything being wrong, each with its
+# reason. Matched as substrings of the message text. Empty: every console error
+# fails the page.
 ALLOWED_CONSOLE_ERRORS: dict[str, str] = {}
 
-# Alt text shorter than this many words does not describe a figure ("plot", "Figure 1").
+# Alt text shorter than this many words does not describe a figure ("plot", "Figure
+# 1").
 MIN_FIGURE_ALT_WORDS = 4
 
 
@@ -87,7 +96,8 @@ def _unavailable(reason: str) -> None:
 
 
 def _toc_entries() -> list[str]:
-    """Every page of the book, in the order of ``_toc.yml`` (root first), without suffix."""
+    """Every page of the book, in the order of ``_toc.yml`` (root first), without
+    suffix."""
     return [e.removesuffix(".ipynb").removesuffix(".md") for e in toc_entries()]
 
 
@@ -100,38 +110,47 @@ def _source_text(entry: str) -> str:
     nb = ROOT / f"{entry}.ipynb"
     if nb.is_file():
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
-        return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        return "\n".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] == "markdown"
+        )
     md = ROOT / f"{entry}.md"
     return md.read_text(encoding="utf-8") if md.is_file() else ""
 
 
 def _source_has_math(entry: str) -> bool:
-    text = re.sub(r"```(?!\{).*?```", "", _source_text(entry), flags=re.S)  # not code blocks
+    # not code blocks
+    text = re.sub(r"```(?!\{).*?```", "", _source_text(entry), flags=re.S)
     text = re.sub(r"`[^`\n]*`", "", text)  # nor inline code
     return bool(re.search(r"\$[^$\n]+\$|\$\$|\{math\}|\\begin\{", text))
 
 
 def _expected_launch_urls(entry: str) -> dict[str, str]:
-    """The URLs the launch buttons of a chapter page must carry, from ``_config.yml``."""
+    """The URLs the launch buttons of a chapter page must carry, from
+    ``_config.yml``."""
     repo = CONFIG["repository"]
     launch = CONFIG["launch_buttons"]
     url = repo["url"].rstrip("/")
     owner_repo = urlsplit(url).path.strip("/")
     branch = repo.get("branch", "master")
     notebook = posixpath.join(repo.get("path_to_book") or "", f"{entry}.ipynb")
-    interface = {"jupyterlab": "lab/tree", "classic": "tree"}[launch["notebook_interface"]]
+    interface = {"jupyterlab": "lab/tree", "classic": "tree"}[
+        launch["notebook_interface"]
+    ]
     binder = launch["binderhub_url"].rstrip("/")
     return {
         "repository": url,
         "owner_repo": owner_repo,
         "branch": branch,
         "notebook": notebook,
-        "binder": f"{binder}/v2/gh/{owner_repo}/{branch}?urlpath={interface}/{notebook}",
-        "kernel_path": "./" + posixpath.dirname(notebook) if posixpath.dirname(notebook) else ".",
+        "binder": f"{binder}/v2/gh/{owner_repo}/{branch}"
+        f"?urlpath={interface}/{notebook}",
+        "kernel_path": "./" + posixpath.dirname(notebook)
+        if posixpath.dirname(notebook)
+        else ".",
     }
 
 
-# --------------------------------------------------------------------------- fixtures
+# ------------------------------------------------------------------------- fixtures
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -149,7 +168,8 @@ def html_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def server(html_dir: Path):
-    """The built book on http://127.0.0.1:<ephemeral port>/, as `make serve` serves it."""
+    """The built book on http://127.0.0.1:<ephemeral port>/, as `make serve` serves
+    it."""
     handler = partial(_QuietHandler, directory=str(html_dir))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
@@ -166,13 +186,23 @@ def browser():
 
     ``launch`` gives the browser a fresh, temporary user-data-dir every session.
     """
-    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    executable = (
+        os.environ.get("CHROMIUM")
+        or shutil.which("chromium")
+        or "/usr/bin/chromium"
+    )
     if not Path(executable).is_file():
-        _unavailable("no Chromium found (apt-get install chromium, or set $CHROMIUM)")
+        _unavailable(
+            "no Chromium found (apt-get install chromium, or set $CHROMIUM)"
+        )
     try:
         from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - playwright is pinned in requirements.txt
-        _unavailable("playwright is not installed (pip install -r requirements.txt)")
+    except (
+        ImportError
+    ):  # pragma: no cover - playwright is pinned in requirements.txt
+        _unavailable(
+            "playwright is not installed (pip install -r requirements.txt)"
+        )
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
@@ -186,19 +216,24 @@ def screenshots(html_dir: Path) -> Path:
     return out
 
 
-# ------------------------------------------------------------------ one visit per page
+# --------------------------------------------------------------- one visit per page
 
 
 class _Ids(HTMLParser):
-    """Collects every ``id`` and ``<a name>`` of a page: the anchors a link may target."""
+    """Collects every ``id`` and ``<a name>`` of a page: the anchors a link may
+    target."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ids: set[str] = set()
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(
+        self, tag: str, attrs: list[tuple[str, str | None]]
+    ) -> None:
         for key, value in attrs:
-            if value is not None and (key == "id" or (tag == "a" and key == "name")):
+            if value is not None and (
+                key == "id" or (tag == "a" and key == "name")
+            ):
                 self.ids.add(value)
 
 
@@ -229,7 +264,9 @@ class Tab:
         self.failed_local: list[str] = []
         self.console_errors: list[str] = []
         self.page_errors: list[str] = []
-        self.context = browser.new_context(viewport=VIEWPORT, service_workers="block")
+        self.context = browser.new_context(
+            viewport=VIEWPORT, service_workers="block"
+        )
         self.context.set_default_timeout(TIMEOUT_MS)
         self.context.route(OUTSIDE_URL, self._block)
         self.page = self.context.new_page()
@@ -244,15 +281,21 @@ class Tab:
         route.abort("blockedbyclient")
 
     def _request(self, request: Any) -> None:
-        # A second count, of every request the page makes: one to an outside host that the
-        # route above did not match would be counted here (and it would have gone out).
+        # A second count, of every request the page makes: one to an outside host
+        # that the route above did not match would be counted here (and it would
+        # have gone out).
         parts = urlsplit(request.url)
-        if parts.scheme not in {"data", "blob", "about"} and parts.hostname not in LOCAL_HOSTS:
+        if (
+            parts.scheme not in {"data", "blob", "about"}
+            and parts.hostname not in LOCAL_HOSTS
+        ):
             if not OUTSIDE_URL.match(request.url):
                 self.blocked.append(f"NOT BLOCKED: {request.url}")
 
     def _console(self, msg: Any) -> None:
-        if msg.type == "error" and not any(a in msg.text for a in ALLOWED_CONSOLE_ERRORS):
+        if msg.type == "error" and not any(
+            a in msg.text for a in ALLOWED_CONSOLE_ERRORS
+        ):
             self.console_errors.append(msg.text)
 
     def _is_local(self, url: str) -> bool:
@@ -278,8 +321,9 @@ class Tab:
 
 
 # Waits until the book's MathJax has typeset the page and every image has loaded.
-# Returns what happened to MathJax: "none" (no math on the page), "typeset", or "never
-# started" (its script did not load; the math checks then fail with the reason).
+# Returns what happened to MathJax: "none" (no math on the page), "typeset", or
+# "never started" (its script did not load; the math checks then fail with the
+# reason).
 _SETTLE_JS = """
 async () => {
   let mathjax = "none";
@@ -298,7 +342,8 @@ async () => {
   }
   await Promise.all(Array.from(document.images).map(img => {
     img.loading = "eager";
-    return img.complete ? null : new Promise(r => { img.onload = r; img.onerror = r; });
+    return img.complete ? null
+      : new Promise(r => { img.onload = r; img.onerror = r; });
   }));
   return mathjax;
 }
@@ -307,7 +352,8 @@ async () => {
 # For the screenshot only, after every check of the page has run.
 _UNSTICK_SIDEBARS_CSS = (
     ".bd-sidebar-primary, .bd-sidebar-secondary "
-    "{ position: static !important; max-height: none !important; height: auto !important; }"
+    "{ position: static !important; max-height: none !important; "
+    "height: auto !important; }"
 )
 
 # Everything the checks need from the rendered page, in one pass over the DOM.
@@ -323,14 +369,18 @@ _FACTS_JS = r"""
   }
   const mathEls = Array.from(article.querySelectorAll(".math"));
   const heads = Array.from(document.querySelectorAll("h1, h2, h3, h4, h5, h6"))
-    // the page's own headings: not the sidebars, header, footer or the print-only title
+    // the page's own headings: not the sidebars, header, footer or the print-only
+    // title
     .filter(h => !h.closest(
-      ".bd-sidebar-primary, .bd-sidebar-secondary, .bd-header, footer, nav, .onlyprint"))
+      ".bd-sidebar-primary, .bd-sidebar-secondary, .bd-header, footer, nav, "
+      + ".onlyprint"))
     .map(h => [Number(h.tagName[1]), h.textContent.replace("#", "").trim()]);
-  const precedes = (a, b) => Boolean(a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING);
+  const precedes = (a, b) =>
+    Boolean(a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING);
   const explorerNote = el => /interactive explorer/i.test(
     (el.querySelector(".admonition-title") || {}).textContent || "");
-  const notes = Array.from(article.querySelectorAll(".admonition")).filter(explorerNote);
+  const notes = Array.from(article.querySelectorAll(".admonition"))
+    .filter(explorerNote);
   const cells = Array.from(article.querySelectorAll("div.cell"));
   const explorers = cells
     .filter(c => /\b(explorer|interact|interactive)\(/.test(
@@ -338,15 +388,18 @@ _FACTS_JS = r"""
     .map(cell => {
       const before = notes.filter(n => precedes(n, cell));
       const note = before[before.length - 1];
-      const cellBetween = note && cells.some(c => c !== cell && precedes(note, c) && precedes(c, cell));
+      const cellBetween = note && cells.some(
+        c => c !== cell && precedes(note, c) && precedes(c, cell));
       const section = cell.closest("section") || article;
       const figure = Array.from(section.querySelectorAll(".cell_output img"))
         .some(img => precedes(img, note || cell));
       return {
-        code: (cell.querySelector(".cell_input pre") || {}).textContent.slice(0, 80),
+        code: (cell.querySelector(".cell_input pre") || {}).textContent
+          .slice(0, 80),
         hasOutput: Boolean(cell.querySelector(".cell_output")),
         note: Boolean(note) && !cellBetween,
-        noteMentionsLaunch: Boolean(note) && /binder|launch|run the notebook/i.test(note.textContent),
+        noteMentionsLaunch: Boolean(note)
+          && /binder|launch|run the notebook/i.test(note.textContent),
         staticFigureBefore: figure,
       };
     });
@@ -372,24 +425,30 @@ _FACTS_JS = r"""
     widgetScripts: document.querySelectorAll(
       'script[type^="application/vnd.jupyter.widget"]').length,
     widgetElements: document.querySelectorAll(
-      ".jupyter-widgets, .widget-area, .jupyter-widgets-view, .widget-subarea").length,
+      ".jupyter-widgets, .widget-area, .jupyter-widgets-view, "
+      + ".widget-subarea").length,
     widgetReprs: Array.from(article.querySelectorAll(".cell_output"))
       .map(o => o.textContent)
-      .filter(t => /\b(VBox|HBox|interactive)\(children=|\b\w+Slider\(value=|Loading widget/.test(t))
+      .filter(t => /\b(VBox|HBox|interactive)\(children=/.test(t)
+        || /\b\w+Slider\(value=|Loading widget/.test(t))
       .map(t => t.slice(0, 80)),
     explorers: explorers,
-    binder: launch ? Array.from(launch.querySelectorAll("a[href]")).map(a => a.href) : [],
+    binder: launch
+      ? Array.from(launch.querySelectorAll("a[href]")).map(a => a.href) : [],
     thebeButton: Boolean(document.querySelector(".btn-launch-thebe")),
     thebeConfig: thebeConfig ? thebeConfig.textContent : null,
     thebeJsUrl: typeof THEBE_JS_URL === "undefined" ? null : THEBE_JS_URL,
     download: Array.from(document.querySelectorAll("a.btn-download-source-button"))
       .map(a => a.href),
-    repository: Array.from(document.querySelectorAll("a.btn-source-repository-button"))
+    repository: Array.from(
+      document.querySelectorAll("a.btn-source-repository-button"))
       .map(a => a.href),
-    colab: Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]'))
+    colab: Array.from(
+      document.querySelectorAll('a[href*="colab.research.google.com"]'))
       .map(a => a.href),
     exercises: Array.from(article.querySelectorAll(".exercise")).map(e =>
-      ((e.querySelector(".caption-number") || e.querySelector(".admonition-title") || {})
+      ((e.querySelector(".caption-number")
+        || e.querySelector(".admonition-title") || {})
         .textContent || "").trim()),
     solutions: article.querySelectorAll(".solution.dropdown").length,
   };
@@ -400,7 +459,9 @@ _FACTS_JS = r"""
 class Book:
     """Visits each page once (cached), so that each check below is its own test."""
 
-    def __init__(self, browser: Any, base: str, html_dir: Path, screenshots: Path) -> None:
+    def __init__(
+        self, browser: Any, base: str, html_dir: Path, screenshots: Path
+    ) -> None:
         self.browser = browser
         self.base = base
         self.html_dir = html_dir
@@ -410,7 +471,8 @@ class Book:
         self._anchors: dict[str, set[str]] = {}
 
     def visit(self, entry: str) -> Visit:
-        """Open a page once; every later check of it reads what this visit recorded."""
+        """Open a page once; every later check of it reads what this visit
+        recorded."""
         if entry not in self._visits:
             self._visits[entry] = self._visit(entry)
         visit = self._visits[entry]
@@ -425,19 +487,25 @@ class Book:
             visit.status, visit.mathjax = tab.open(entry)
             if visit.status != 200:
                 raise FileNotFoundError(
-                    f"{visit.url} answered HTTP {visit.status}: the page is in _toc.yml but "
+                    f"{visit.url} answered HTTP {visit.status}: the page is in "
+                    "_toc.yml but "
                     "not in the built book (rebuild it)"
                 )
             visit.facts = tab.page.evaluate(_FACTS_JS)
             shot = self.screenshots / f"{entry.replace('/', '__')}.png"
-            # A full-page capture clips the sticky sidebars to a sliver, which no reader
-            # sees: the screenshot shows them whole at the top, as at the top of the page.
+            # A full-page capture clips the sticky sidebars to a sliver, which no
+            # reader sees: the screenshot shows them whole at the top, as at the top
+            # of the page.
             tab.page.add_style_tag(content=_UNSTICK_SIDEBARS_CSS)
-            tab.page.screenshot(path=str(shot), full_page=True, animations="disabled")
+            tab.page.screenshot(
+                path=str(shot), full_page=True, animations="disabled"
+            )
             visit.screenshot = shot
-            if visit.facts["solutions"]:  # after the screenshot: every solution closed there
+            # after the screenshot: every solution closed there
+            if visit.facts["solutions"]:
                 visit.solution = _open_first_solution(tab)
-        except Exception as exc:  # recorded once, reported by every check of the page
+        # recorded once, reported by every check of the page
+        except Exception as exc:
             visit.error = f"{type(exc).__name__}: {exc}"
         finally:
             visit.console_errors = list(tab.console_errors)
@@ -496,7 +564,7 @@ def book(browser: Any, server: str, html_dir: Path, screenshots: Path) -> Book:
     return Book(browser, server, html_dir, screenshots)
 
 
-# ----------------------------------------------------------------------------- checks
+# --------------------------------------------------------------------------- checks
 
 
 def test_the_toc_lists_pages():
@@ -508,12 +576,18 @@ def test_the_toc_lists_pages():
 def test_page_loads_without_errors(book: Book, entry: str):
     visit = book.visit(entry)
     assert visit.status == 200, f"{visit.url} answered HTTP {visit.status}"
-    assert not visit.page_errors, f"uncaught exceptions on {entry}: {visit.page_errors}"
-    assert not visit.console_errors, f"console errors on {entry}: {visit.console_errors}"
-    assert not visit.failed_local, f"requests to the book itself failed: {visit.failed_local}"
-    assert visit.screenshot is not None and visit.screenshot.stat().st_size > 10_000, (
-        f"no full-page screenshot of {entry}"
+    assert not visit.page_errors, (
+        f"uncaught exceptions on {entry}: {visit.page_errors}"
     )
+    assert not visit.console_errors, (
+        f"console errors on {entry}: {visit.console_errors}"
+    )
+    assert not visit.failed_local, (
+        f"requests to the book itself failed: {visit.failed_local}"
+    )
+    assert (
+        visit.screenshot is not None and visit.screenshot.stat().st_size > 10_000
+    ), f"no full-page screenshot of {entry}"
 
 
 @pytest.mark.parametrize("entry", PAGES)
@@ -542,12 +616,21 @@ def test_every_equation_is_typeset(book: Book, entry: str):
         r"\\begin\{",
         r"\\[a-zA-Z]{2,}",
     ):
-        raw += [text[max(m.start() - 30, 0) : m.end() + 30] for m in re.finditer(pattern, text)]
+        raw += [
+            text[max(m.start() - 30, 0) : m.end() + 30]
+            for m in re.finditer(pattern, text)
+        ]
     assert not raw, f"raw TeX in the text of {entry}: {raw[:5]}"
-    assert not facts["mathUntypeset"], f"math left untypeset on {entry}: {facts['mathUntypeset']}"
-    assert not facts["mjxErrors"], f"MathJax errors on {entry}: {facts['mjxErrors']}"
+    assert not facts["mathUntypeset"], (
+        f"math left untypeset on {entry}: {facts['mathUntypeset']}"
+    )
+    assert not facts["mjxErrors"], (
+        f"MathJax errors on {entry}: {facts['mjxErrors']}"
+    )
     if _source_has_math(entry):
-        assert facts["mathElements"] > 0, f"{entry}'s source has math but the page has none"
+        assert facts["mathElements"] > 0, (
+            f"{entry}'s source has math but the page has none"
+        )
         assert facts["mjxContainers"] >= facts["mathElements"], (
             f"{entry}: {facts['mathElements']} math elements, "
             f"{facts['mjxContainers']} typeset (MathJax {facts['mathjaxVersion']})"
@@ -565,7 +648,8 @@ def test_every_image_loads_and_has_alt_text(book: Book, entry: str):
         alt = img["alt"].strip()
         name = posixpath.basename(urlsplit(img["src"]).path)
         assert alt not in img["src"] and alt != name, (
-            f"{entry}: the alt text of {name} is its file name; give the figure cell "
+            f"{entry}: the alt text of {name} is its file name; give the figure "
+            "cell "
             '{"mystnb": {"image": {"alt": "..."}}} metadata'
         )
         if img["inArticle"]:
@@ -594,10 +678,15 @@ def test_every_internal_link_and_anchor_resolves(book: Book, entry: str):
 def test_one_title_and_headings_in_order(book: Book, entry: str):
     headings = book.visit(entry).facts["headings"]
     levels = [level for level, _ in headings]
-    assert levels.count(1) == 1, f"{entry} has {levels.count(1)} h1 titles: {headings}"
-    assert levels[0] == 1, f"{entry} does not start with its # title: {headings[:3]}"
+    assert levels.count(1) == 1, (
+        f"{entry} has {levels.count(1)} h1 titles: {headings}"
+    )
+    assert levels[0] == 1, (
+        f"{entry} does not start with its # title: {headings[:3]}"
+    )
     skips = [
-        f"{headings[i - 1][1]!r} (h{levels[i - 1]}) -> {headings[i][1]!r} (h{levels[i]})"
+        f"{headings[i - 1][1]!r} (h{levels[i - 1]}) -> {headings[i][1]!r} "
+        f"(h{levels[i]})"
         for i in range(1, len(levels))
         if levels[i] > levels[i - 1] + 1
     ]
@@ -607,14 +696,24 @@ def test_one_title_and_headings_in_order(book: Book, entry: str):
 @pytest.mark.parametrize("entry", PAGES)
 def test_no_dead_widget_controls(book: Book, entry: str):
     facts = book.visit(entry).facts
-    assert facts["widgetScripts"] == 0, f"{entry} embeds widget views that need a kernel"
-    assert facts["widgetElements"] == 0, f"{entry} shows widget controls without a kernel"
-    assert not facts["widgetReprs"], f"{entry} prints widget reprs: {facts['widgetReprs']}"
+    assert facts["widgetScripts"] == 0, (
+        f"{entry} embeds widget views that need a kernel"
+    )
+    assert facts["widgetElements"] == 0, (
+        f"{entry} shows widget controls without a kernel"
+    )
+    assert not facts["widgetReprs"], (
+        f"{entry} prints widget reprs: {facts['widgetReprs']}"
+    )
     for explorer in facts["explorers"]:
         where = f"{entry}, explorer {explorer['code']!r}"
         assert not explorer["hasOutput"], f"{where}: tag the cell remove-output"
-        assert explorer["note"], f"{where}: no 'Interactive explorer' note just before it"
-        assert explorer["noteMentionsLaunch"], f"{where}: the note does not say how to launch"
+        assert explorer["note"], (
+            f"{where}: no 'Interactive explorer' note just before it"
+        )
+        assert explorer["noteMentionsLaunch"], (
+            f"{where}: the note does not say how to launch"
+        )
         assert explorer["staticFigureBefore"], (
             f"{where}: no static figure of the same thing before it in its section "
             "(CONTRIBUTING.md: the figure, then the note, then the explorer)"
@@ -626,34 +725,51 @@ def test_launch_and_download_buttons(book: Book, entry: str):
     facts = book.visit(entry).facts
     want = _expected_launch_urls(entry)
     assert want["binder"] in facts["binder"], (
-        f"{entry}: no Binder (JupyterLab) button to {want['binder']}; found {facts['binder']}"
+        f"{entry}: no Binder (JupyterLab) button to {want['binder']}; found "
+        f"{facts['binder']}"
     )
     assert facts["thebeButton"], f"{entry}: no live-code (thebe) button"
     config = facts["thebeConfig"] or ""
-    assert f'repo: "{want["owner_repo"]}"' in config, f"{entry}: thebe repo wrong: {config}"
-    assert f'ref: "{want["branch"]}"' in config, f"{entry}: thebe branch wrong: {config}"
-    assert f'path: "{want["kernel_path"]}"' in config, f"{entry}: thebe path wrong: {config}"
+    assert f'repo: "{want["owner_repo"]}"' in config, (
+        f"{entry}: thebe repo wrong: {config}"
+    )
+    assert f'ref: "{want["branch"]}"' in config, (
+        f"{entry}: thebe branch wrong: {config}"
+    )
+    assert f'path: "{want["kernel_path"]}"' in config, (
+        f"{entry}: thebe path wrong: {config}"
+    )
     assert facts["repository"] == [want["repository"]], facts["repository"]
     if CONFIG["launch_buttons"].get("colab_url"):
-        assert facts["colab"], f"{entry}: colab_url is set but there is no Colab button"
+        assert facts["colab"], (
+            f"{entry}: colab_url is set but there is no Colab button"
+        )
     else:
-        assert not facts["colab"], f"{entry}: a Colab button, but Colab is not supported"
-    downloads = [u for u in facts["download"] if u.endswith(f"_sources/{entry}.ipynb")]
-    assert downloads, f"{entry}: no .ipynb download button; found {facts['download']}"
+        assert not facts["colab"], (
+            f"{entry}: a Colab button, but Colab is not supported"
+        )
+    downloads = [
+        u for u in facts["download"] if u.endswith(f"_sources/{entry}.ipynb")
+    ]
+    assert downloads, (
+        f"{entry}: no .ipynb download button; found {facts['download']}"
+    )
     status, body = book.fetch(downloads[0])
     assert status == 200, f"{downloads[0]} answered HTTP {status}"
     served = json.loads(body)
     source = json.loads((ROOT / f"{entry}.ipynb").read_text(encoding="utf-8"))
-    assert [c["source"] for c in served["cells"]] == [c["source"] for c in source["cells"]], (
-        f"{entry}: the downloadable notebook is not the one in the repository"
-    )
+    assert [c["source"] for c in served["cells"]] == [
+        c["source"] for c in source["cells"]
+    ], f"{entry}: the downloadable notebook is not the one in the repository"
 
 
 @pytest.mark.parametrize("entry", CHAPTERS)
 def test_chapter_has_numbered_exercises_with_solutions(book: Book, entry: str):
     facts = book.visit(entry).facts
     assert facts["exercises"], f"{entry} has no exercise"
-    unnumbered = [t for t in facts["exercises"] if not re.match(r"Exercise \d+(\.\d+)*", t)]
+    unnumbered = [
+        t for t in facts["exercises"] if not re.match(r"Exercise \d+(\.\d+)*", t)
+    ]
     assert not unnumbered, f"{entry}: exercises without a number: {unnumbered}"
     assert facts["solutions"] >= 1, f"{entry}: no solution in a dropdown"
 
@@ -664,32 +780,43 @@ def test_a_solution_opens_when_its_dropdown_is_clicked(book: Book, entry: str):
     if not visit.facts["solutions"]:
         pytest.fail(f"{entry} has no solution dropdown to open")
     opened = visit.solution
-    assert opened["hiddenBefore"], f"{entry}: the first solution is open before any click"
-    assert opened["visibleAfter"], f"{entry}: the first solution did not open when clicked"
+    assert opened["hiddenBefore"], (
+        f"{entry}: the first solution is open before any click"
+    )
+    assert opened["visibleAfter"], (
+        f"{entry}: the first solution did not open when clicked"
+    )
     assert opened["height"] > 20, f"{entry}: the opened solution is empty"
-    assert not opened["errors"], f"{entry}: errors while opening a solution: {opened['errors']}"
+    assert not opened["errors"], (
+        f"{entry}: errors while opening a solution: {opened['errors']}"
+    )
     assert not opened["blocked"], f"{entry}: opening a solution asked outside hosts"
 
 
 def test_live_code_reaches_out_only_when_the_reader_asks(book: Book):
-    """Live code (thebe) is the one feature that needs the network: only after a click."""
+    """Live code (thebe) is the one feature that needs the network: only after a
+    click."""
     entry = CHAPTERS[0]
     tab = Tab(book.browser, book.base)
     try:
         tab.open(entry)
-        assert not tab.blocked, f"{entry} asked outside hosts before any click: {tab.blocked}"
+        assert not tab.blocked, (
+            f"{entry} asked outside hosts before any click: {tab.blocked}"
+        )
         thebe_js = tab.page.evaluate("THEBE_JS_URL")
         tab.page.locator(".dropdown-launch-buttons .dropdown-toggle").click()
         tab.page.locator(".btn-launch-thebe").click()
         tab.page.wait_for_function(
-            "() => document.querySelector('.thebe-launch-button') !== null", timeout=5_000
+            "() => document.querySelector('.thebe-launch-button') !== null",
+            timeout=5_000,
         )
         tab.page.wait_for_load_state("networkidle")
         assert tab.blocked == [thebe_js], (
-            f"clicking Live Code should fetch thebe ({thebe_js}) and nothing else: {tab.blocked}"
+            f"clicking Live Code should fetch thebe ({thebe_js}) and nothing else: "
+            f"{tab.blocked}"
         )
-        assert re.fullmatch(r"https://unpkg\.com/thebe@\d+\.\d+\.\d+/lib/index\.js", thebe_js), (
-            f"thebe is not pinned to a version: {thebe_js}"
-        )
+        assert re.fullmatch(
+            r"https://unpkg\.com/thebe@\d+\.\d+\.\d+/lib/index\.js", thebe_js
+        ), f"thebe is not pinned to a version: {thebe_js}"
     finally:
         tab.close()

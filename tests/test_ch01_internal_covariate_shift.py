@@ -1,9 +1,9 @@
-"""Chapter 1: the covariate-shift experiments, and the claims the chapter makes with them.
+"""Chapter 1: the covariate-shift experiments, and the claims the chapter makes.
 
-The claim tests train the same networks with the same seeds and the same configuration
-as ``book/01_internal_covariate_shift.ipynb`` and check the orderings and ratios the
-chapter states (never exact floats), so a change in course_lib that breaks a claim of
-the chapter fails here, not only in nbval's output comparison.
+The claim tests train the same networks with the same seeds and the same
+configuration as ``book/01_internal_covariate_shift.ipynb`` and check the orderings
+and ratios the chapter states (never exact floats), so a change in course_lib that
+breaks a claim of the chapter fails here, not only in nbval's output comparison.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-# --------------------------------------------------------------------------- the pieces
+# ----------------------------------------------------------------------- the pieces
 
 
 def test_make_task_is_deterministic_and_uses_every_class():
@@ -66,7 +66,8 @@ def test_distribution_drift_measures_scale_free_moves():
     stats[2, 0, :, 0] = 1.0  # ... and stays
     stats[2, 1, :, 1] = 2.0 * math.e  # layer 2 std grows by a factor e at record 2
     shift, rescale = ch01.distribution_drift(stats)
-    torch.testing.assert_close(shift, torch.tensor([0.25, 0.0]))  # (0.5 + 0) / 2 records
+    # (0.5 + 0) / 2 records
+    torch.testing.assert_close(shift, torch.tensor([0.25, 0.0]))
     torch.testing.assert_close(rescale, torch.tensor([0.0, 0.5]))
     # multiplying a whole network's activations by 10 changes nothing
     scaled = stats.clone()
@@ -82,12 +83,15 @@ def test_shift_scale_noise_ranges_and_reproducibility():
     noise.resample(torch.Generator().manual_seed(0))
     assert noise.scale.min() >= 1 / 1.5 - 1e-6 and noise.scale.max() <= 1.5 + 1e-6
     assert noise.shift.abs().max() <= 0.5
-    assert noise.scale.min() < 0.75 and noise.scale.max() > 1.4  # it covers the range
+    # it covers the range
+    assert noise.scale.min() < 0.75 and noise.scale.max() > 1.4
     x = torch.randn(8, 1000)
     torch.testing.assert_close(noise(x), x * noise.scale + noise.shift)
     other = ch01.ShiftScaleNoise(1000, level=0.5)
     other.resample(torch.Generator().manual_seed(0))
-    assert torch.equal(other.scale, noise.scale) and torch.equal(other.shift, noise.shift)
+    assert torch.equal(other.scale, noise.scale) and torch.equal(
+        other.shift, noise.shift
+    )
     off = ch01.ShiftScaleNoise(10, level=0.0)
     off.resample(torch.Generator().manual_seed(0))
     assert torch.equal(off(x[:, :10]), x[:, :10])
@@ -114,7 +118,8 @@ def test_deep_mlp_structure_and_normalization(norm):
     same = ch01.DeepMLP(16, 32, 8, 4, norm=norm, seed=0)
     assert torch.equal(same.linears[3].weight, net.linears[3].weight)
     assert not torch.equal(
-        ch01.DeepMLP(16, 32, 8, 4, norm=norm, seed=1).linears[3].weight, net.linears[3].weight
+        ch01.DeepMLP(16, 32, 8, 4, norm=norm, seed=1).linears[3].weight,
+        net.linears[3].weight,
     )
 
 
@@ -175,7 +180,9 @@ def test_loss_along_gradient_matches_a_hand_computation():
 
 
 def test_train_runs_shapes_and_determinism():
-    config = ch01.RunConfig(steps=12, percentile_every=5, landscape_at=(0, 5, 11), ics_at=(0, 11))
+    config = ch01.RunConfig(
+        steps=12, percentile_every=5, landscape_at=(0, 5, 11), ics_at=(0, 11)
+    )
     (a,) = ch01.train_runs("batch", [3], config)
     (b,) = ch01.train_runs("batch", [3], config)
     assert torch.equal(a.losses, b.losses) and torch.equal(a.moments, b.moments)
@@ -184,18 +191,25 @@ def test_train_runs_shapes_and_determinism():
     assert a.percentile_steps == [0, 5, 10, 12]
     assert a.percentiles.shape == (4, config.depth, config.width, 3)
     assert a.ics_steps == [0, 11] and a.landscape_steps == [0, 5, 11]
-    assert a.ics_l2.shape == a.ics_cos.shape == a.grad_norm.shape == (2, config.depth)
+    assert (
+        a.ics_l2.shape == a.ics_cos.shape == a.grad_norm.shape == (2, config.depth)
+    )
     assert a.landscape.shape == (3, len(config.step_multiples))
     assert a.landscape_range().shape == a.landscape_rise().shape == (3,)
     assert (a.landscape_rise() >= 0).all()
-    # the rise is measured from the training loss of the same step (same weights, batch)
+    # the rise is measured from the training loss of the same step (same weights,
+    # batch)
     expected = (a.landscape.max(1).values - a.losses[[0, 5, 11]]).clamp_min(0)
     torch.testing.assert_close(a.landscape_rise(), expected)
     assert not a.diverged and math.isfinite(a.final_loss(5))
-    # the noise changes the run; no measurement leaves empty tensors of the right width
+    # the noise changes the run; no measurement leaves empty tensors of the right
+    # width
     (noisy,) = ch01.train_runs("batch", [3], replace(config, noise=0.5, ics_at=()))
     assert not torch.equal(noisy.losses, a.losses)
-    assert noisy.ics_l2.shape == (0, config.depth) and noisy.landscape.shape == (3, 5)
+    assert noisy.ics_l2.shape == (0, config.depth) and noisy.landscape.shape == (
+        3,
+        5,
+    )
 
 
 def test_a_run_in_a_sweep_is_the_run_alone():
@@ -205,9 +219,15 @@ def test_a_run_in_a_sweep_is_the_run_alone():
     (alone,) = ch01.train_runs("layer", [4], config)
     for name in ("losses", "moments", "percentiles", "ics_l2", "landscape"):
         torch.testing.assert_close(
-            getattr(together[1], name), getattr(alone, name), rtol=1e-10, atol=1e-12, msg=name
+            getattr(together[1], name),
+            getattr(alone, name),
+            rtol=1e-10,
+            atol=1e-12,
+            msg=name,
         )
-    assert together[1].seed == 4 and not torch.equal(together[0].losses, together[1].losses)
+    assert together[1].seed == 4 and not torch.equal(
+        together[0].losses, together[1].losses
+    )
 
 
 def test_a_diverged_run_is_visible():
@@ -222,14 +242,16 @@ def test_a_diverged_run_is_visible():
 def test_init_profile_matches_the_product_law_direction():
     act_small, _ = ch01.init_profile(16, "none", scale=0.8)
     act_big, _ = ch01.init_profile(16, "none", scale=1.25)
-    assert act_small[-1] / act_small[0] < 0.8**15 * 4  # shrinks, within noise of 0.8^15
+    # shrinks, within noise of 0.8^15
+    assert act_small[-1] / act_small[0] < 0.8**15 * 4
     assert act_small[-1] / act_small[0] < 0.1
     assert act_big[-1] / act_big[0] > 10
     # BatchNorm's forward pass does not depend on the weight scale at all
     a1, g1 = ch01.init_profile(8, "batch", scale=1.0)
     a2, g2 = ch01.init_profile(8, "batch", scale=2.0)
     torch.testing.assert_close(a1, a2, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(g1, 2 * g2, atol=1e-3, rtol=1e-3)  # but gradients scale as 1/s
+    # but gradients scale as 1/s
+    torch.testing.assert_close(g1, 2 * g2, atol=1e-3, rtol=1e-3)
 
 
 def test_figures_draw():
@@ -238,9 +260,13 @@ def test_figures_draw():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = ch01.plot_activation_histograms(depth=6, scale=0.9, norm="layer", n_layers_shown=3)
+    fig, ax = ch01.plot_activation_histograms(
+        depth=6, scale=0.9, norm="layer", n_layers_shown=3
+    )
     assert len(ax.get_legend().get_texts()) == 3
-    (run,) = ch01.train_runs("none", [0], ch01.RunConfig(steps=10, landscape_at=(), ics_at=()))
+    (run,) = ch01.train_runs(
+        "none", [0], ch01.RunConfig(steps=10, landscape_at=(), ics_at=())
+    )
     _, ax2 = plt.subplots()
     ch01.plot_percentiles(ax2, run, layer=2, unit=1)
     plt.close("all")
@@ -258,8 +284,16 @@ def test_figures_draw():
         (lambda: ch01.ShiftScaleNoise(4, 0.5).resample(0), TypeError, "generator"),
         (lambda: ch01.make_task(n=1), ValueError, "n"),
         (lambda: ch01.pre_activation_stats(torch.ones(1, 3)), ValueError, "z"),
-        (lambda: ch01.pre_activation_stats(torch.ones(4, 3, dtype=torch.long)), TypeError, "z"),
-        (lambda: ch01.distribution_drift(torch.ones(1, 2, 3, 2)), ValueError, "stats"),
+        (
+            lambda: ch01.pre_activation_stats(torch.ones(4, 3, dtype=torch.long)),
+            TypeError,
+            "z",
+        ),
+        (
+            lambda: ch01.distribution_drift(torch.ones(1, 2, 3, 2)),
+            ValueError,
+            "stats",
+        ),
         (lambda: ch01.distribution_drift(torch.ones(3, 3, 1)), ValueError, "stats"),
         (lambda: ch01.RunConfig(steps=0), ValueError, "steps"),
         (lambda: ch01.RunConfig(lr=0.0), ValueError, "lr"),
@@ -270,7 +304,11 @@ def test_figures_draw():
         (lambda: ch01.train_runs("layers", [0]), ValueError, "norm"),
         (lambda: ch01.train_runs("batch", 0), TypeError, "seeds"),
         (lambda: ch01.train_runs("batch", []), ValueError, "seeds"),
-        (lambda: ch01.gradient_shift(nn.Linear(2, 2), None, None, 0.1), TypeError, "model"),
+        (
+            lambda: ch01.gradient_shift(nn.Linear(2, 2), None, None, 0.1),
+            TypeError,
+            "model",
+        ),
         (
             lambda: ch01.gradient_shift(
                 ch01.DeepMLP(16, 8, 2, 4), torch.ones(4, 16), torch.ones(4), 0.1
@@ -279,7 +317,9 @@ def test_figures_draw():
             "y must have dtype torch.int64",
         ),
         (
-            lambda: ch01.loss_along_gradient(ch01.DeepMLP(16, 8, 2, 4), torch.ones(4), None, [0.1]),
+            lambda: ch01.loss_along_gradient(
+                ch01.DeepMLP(16, 8, 2, 4), torch.ones(4), None, [0.1]
+            ),
             ValueError,
             "x must have 2 dimension",
         ),
@@ -306,20 +346,24 @@ def test_bad_input_is_rejected_with_a_message_naming_the_argument(call, exc, wor
         call()
 
 
-# --------------------------------------------------------------------------- the chapter's claims
+# ------------------------------------------------------------- the chapter's claims
 
 
 @pytest.fixture(scope="module")
 def runs():
-    """The chapter's nine training runs: three networks, three seeds, default config."""
+    """The chapter's nine training runs: three networks, three seeds, default
+    config."""
     return {norm: ch01.train_runs(norm, SEEDS) for norm in ch01.NORMS}
 
 
 @pytest.fixture(scope="module")
 def noisy():
-    """The chapter's noisy runs: noise after every BatchNorm, and the same noise without."""
+    """The chapter's noisy runs: noise after every BatchNorm, and the same noise
+    without."""
     config = replace(ch01.RunConfig(), noise=NOISE, ics_at=())
-    return {norm: ch01.train_runs(norm, SEEDS, config) for norm in ("batch", "none")}
+    return {
+        norm: ch01.train_runs(norm, SEEDS, config) for norm in ("batch", "none")
+    }
 
 
 def _loss(rs):
@@ -333,7 +377,8 @@ def _drift(rs, which=0):
 def test_claim_batchnorm_trains_better_than_no_normalization(runs):
     assert _loss(runs["batch"]).max() < _loss(runs["none"]).min()
     assert (_loss(runs["batch"]) < _loss(runs["layer"])).all()
-    assert (_loss(runs["none"]) < math.log(4)).all()  # the plain net does learn something
+    # the plain net does learn something
+    assert (_loss(runs["none"]) < math.log(4)).all()
 
 
 def test_claim_drift_grows_with_depth_without_normalization(runs):
@@ -346,14 +391,18 @@ def test_claim_batchnorm_cuts_the_drift_layernorm_does_not(runs):
     plain, bn, ln = (_drift(runs[n]).mean(1) for n in ("none", "batch", "layer"))
     assert (bn / plain < 0.1).all()
     assert (ln / plain > 1.0).all()
-    rescale_plain, rescale_ln = (_drift(runs[n], 1).mean(1) for n in ("none", "layer"))
+    rescale_plain, rescale_ln = (
+        _drift(runs[n], 1).mean(1) for n in ("none", "layer")
+    )
     assert (rescale_ln < rescale_plain).all()
 
 
 def test_claim_batchnorm_does_not_reduce_santurkar_ics(runs):
     # layer 1 has no earlier layers: its shift is 0 by definition, so it is left out
     rel = {
-        n: torch.stack([(r.ics_l2[:, 1:] / r.grad_norm[:, 1:]).mean() for r in runs[n]])
+        n: torch.stack(
+            [(r.ics_l2[:, 1:] / r.grad_norm[:, 1:]).mean() for r in runs[n]]
+        )
         for n in ch01.NORMS
     }
     for r in runs["batch"]:
@@ -375,12 +424,17 @@ def test_claim_noisy_batchnorm(runs, noisy):
 
 
 def test_claim_batchnorm_loss_rises_less_along_the_gradient(runs, noisy):
-    rise = {n: torch.stack([r.landscape_rise().mean() for r in runs[n]]) for n in ch01.NORMS}
+    rise = {
+        n: torch.stack([r.landscape_rise().mean() for r in runs[n]])
+        for n in ch01.NORMS
+    }
     assert (rise["batch"] < rise["none"]).all()
     assert (rise["none"] / rise["batch"] > 2).all()
-    # the chapter states no ordering for the noisy network: its rise is below the plain
-    # net's in some seeds only (it is measured, and shown, all the same)
-    assert len(noisy["batch"][0].landscape_steps) == len(ch01.RunConfig().landscape_at)
+    # the chapter states no ordering for the noisy network: its rise is below the
+    # plain net's in some seeds only (it is measured, and shown, all the same)
+    assert len(noisy["batch"][0].landscape_steps) == len(
+        ch01.RunConfig().landscape_at
+    )
 
 
 def test_claim_batchnorm_gradients_explode_toward_the_input_at_initialization():

@@ -29,7 +29,9 @@ def test_batchnorm_normalizes_with_biased_and_stores_unbiased_variance(z):
     torch.testing.assert_close(out, (z - z.mean(0)) / torch.sqrt(ss / n + bn.eps))
     # and the two conventions differ by sqrt((n-1)/n) on this table
     ratio = torch.sqrt(ss / n) / torch.sqrt(ss / (n - 1))
-    torch.testing.assert_close(ratio, torch.full((3,), math.sqrt((n - 1) / n), dtype=torch.float64))
+    torch.testing.assert_close(
+        ratio, torch.full((3,), math.sqrt((n - 1) / n), dtype=torch.float64)
+    )
 
 
 def test_notes_mix_conventions(z):
@@ -49,11 +51,17 @@ def test_notes_mix_conventions(z):
 def test_course_lib_matches_hand_formula_and_torch(z):
     gamma = torch.tensor([2.0, 0.5, -1.0], dtype=torch.float64)
     beta = torch.tensor([1.0, 0.0, 3.0], dtype=torch.float64)
-    hand = gamma * (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5) + beta
-    torch.testing.assert_close(CF.batch_norm(z, None, None, gamma, beta, training=True), hand)
+    hand = (
+        gamma * (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5) + beta
+    )
+    torch.testing.assert_close(
+        CF.batch_norm(z, None, None, gamma, beta, training=True), hand
+    )
     y = CF.batch_norm(z, None, None, gamma, beta, training=True)
     torch.testing.assert_close(y.mean(0), beta)
-    torch.testing.assert_close(y.std(0, unbiased=False), gamma.abs(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        y.std(0, unbiased=False), gamma.abs(), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_sample_gets_different_outputs_in_different_batches_but_not_in_eval(z):
@@ -84,7 +92,10 @@ def test_batch_of_one_fails_and_batch_of_two_gives_plus_minus_one(z):
 def test_running_statistics_follow_the_momentum_formula(z):
     m = 0.1
     bn = BatchNorm(3, momentum=m).double()
-    r_mean, r_var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    r_mean, r_var = (
+        torch.zeros(3, dtype=torch.float64),
+        torch.ones(3, dtype=torch.float64),
+    )
     for b in (z, z + 10, z * 2):
         bn(b)
         r_mean = (1 - m) * r_mean + m * b.mean(0)

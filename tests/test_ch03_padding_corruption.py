@@ -2,11 +2,14 @@
 
 * the padding law: batch mean (1 - p) mu, variance (1 - p) sigma^2 + p (1 - p) mu^2;
 * LayerNorm of a real token is bit-identical under any amount or content of padding;
-* masked BatchNorm equals BatchNorm on the unpadded rows (outputs and running stats),
-  while unmasked BatchNorm drifts with the padding exactly as the law predicts;
-* what masking leaves: dependence on batch-mates, and eval mode's batch independence;
-* attention outputs of real tokens are unchanged by PAD positions when the padding mask
-  is used (and change without it); a query with no real key gives zeros, not NaN;
+* masked BatchNorm equals BatchNorm on the unpadded rows (outputs and running
+  stats), while unmasked BatchNorm drifts with the padding exactly as the law
+  predicts;
+* what masking leaves: dependence on batch-mates, and eval mode's batch
+  independence;
+* attention outputs of real tokens are unchanged by PAD positions when the padding
+  mask is used (and change without it); a query with no real key gives zeros, not
+  NaN;
 * a constant row leaves LayerNorm as beta, not zero.
 """
 
@@ -27,7 +30,8 @@ F64 = torch.float64
 def _padded_batch(
     seed: int, n_rows: int, feats: int, p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows with random per-feature means and scales; round(p * n_rows) of them zeroed."""
+    """Rows with random per-feature means and scales; round(p * n_rows) of them
+    zeroed."""
     g = torch.Generator().manual_seed(seed)
     mu = torch.empty(feats, dtype=F64).uniform_(-10, 10, generator=g)
     sd = torch.empty(feats, dtype=F64).uniform_(0.1, 5, generator=g)
@@ -37,7 +41,7 @@ def _padded_batch(
     return rows * is_real[:, None], is_real
 
 
-# --- the law ---------------------------------------------------------------------------
+# --- the law ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -54,7 +58,10 @@ def test_padding_law_equals_numeric_batch_statistics(p, seed):
     eps = 1e-5
     expected = (rows - law_mean) / torch.sqrt(law_var + eps)
     torch.testing.assert_close(
-        CF.batch_norm(rows, None, None, training=True, eps=eps), expected, rtol=1e-11, atol=1e-11
+        CF.batch_norm(rows, None, None, training=True, eps=eps),
+        expected,
+        rtol=1e-11,
+        atol=1e-11,
     )
 
 
@@ -65,7 +72,8 @@ def test_padding_law_on_the_notes_batch():
     mean8, var8 = ch03.feature_moments(x)
     torch.testing.assert_close(law_mean, mean8, rtol=1e-12, atol=0)
     torch.testing.assert_close(law_var, var8, rtol=1e-12, atol=0)
-    # the notes' two versions of feature 1's variance: 72.85 / 8 is right, 34.12 / 8 is not
+    # the notes' two versions of feature 1's variance: 72.85 / 8 is right, 34.12 / 8
+    # is not
     assert abs(var8[0].item() * 8 - 72.85) < 0.02
     assert abs(var8[0].item() - 4.27) > 4
 
@@ -76,7 +84,9 @@ def test_production_batch_mean_is_three_tenths_and_variance_follows_the_law(seed
     g = torch.Generator().manual_seed(seed)
     lengths = ch03.lengths_with_total(prod.batch_size, prod.max_len, prod.real, g)
     mask = CF.padding_mask(lengths, prod.max_len)
-    feats = 5.0 + 2.0 * torch.randn(prod.batch_size, prod.max_len, 3, generator=g, dtype=F64)
+    feats = 5.0 + 2.0 * torch.randn(
+        prod.batch_size, prod.max_len, 3, generator=g, dtype=F64
+    )
     feats = feats * mask[..., None]
     assert prod.pad_fraction == pytest.approx(0.7, abs=1e-15)
     mean_r, var_r = ch03.feature_moments(feats, mask)
@@ -84,7 +94,9 @@ def test_production_batch_mean_is_three_tenths_and_variance_follows_the_law(seed
     torch.testing.assert_close(
         mean_p / mean_r, torch.full((3,), 0.3, dtype=F64), rtol=1e-12, atol=0
     )
-    torch.testing.assert_close(var_p, 0.3 * var_r + 0.21 * mean_r**2, rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        var_p, 0.3 * var_r + 0.21 * mean_r**2, rtol=1e-12, atol=0
+    )
 
 
 def test_variance_grows_exactly_above_the_threshold():
@@ -96,17 +108,21 @@ def test_variance_grows_exactly_above_the_threshold():
     for factor, grows in [(0.99, False), (1.01, True)]:
         real = factor * threshold + z
         padded = torch.cat([real, torch.zeros(n - real.shape[0], 1, dtype=F64)])
-        assert (ch03.feature_moments(padded)[1] > ch03.feature_moments(real)[1]).item() is grows
+        assert (
+            ch03.feature_moments(padded)[1] > ch03.feature_moments(real)[1]
+        ).item() is grows
 
 
-# --- LayerNorm vs BatchNorm under padding ----------------------------------------------
+# --- LayerNorm vs BatchNorm under padding -----------------------------------------
 
 
 @pytest.mark.parametrize("d", [3, 16, 64])
 @pytest.mark.parametrize("pad_content", ["zeros", "junk"])
 def test_layer_norm_is_bit_identical_under_any_padding(d, pad_content):
     g = torch.Generator().manual_seed(d)
-    sentences = [torch.randn(n, d, generator=g, dtype=F64) * 3 + 1 for n in (2, 5, 7)]
+    sentences = [
+        torch.randn(n, d, generator=g, dtype=F64) * 3 + 1 for n in (2, 5, 7)
+    ]
     weight = torch.rand(d, generator=g, dtype=F64) + 0.5
     bias = torch.randn(d, generator=g, dtype=F64)
     module = norms.LayerNorm(d).double()
@@ -135,11 +151,17 @@ def test_layer_norm_is_bit_identical_under_any_padding(d, pad_content):
 def test_masked_batch_norm_equals_batch_norm_on_the_unpadded_rows(dtype, seed):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 12, (6,), generator=g).tolist()
-    sentences = [torch.randn(n, 4, generator=g, dtype=dtype) * 2 + 3 for n in lengths]
+    sentences = [
+        torch.randn(n, 4, generator=g, dtype=dtype) * 2 + 3 for n in lengths
+    ]
     batch, mask = ch03.pad_sequences(sentences, max(lengths) + 5)
-    batch = torch.where(mask[..., None], batch, torch.full_like(batch, 7.0))  # non-zero PAD
+    # non-zero PAD
+    batch = torch.where(mask[..., None], batch, torch.full_like(batch, 7.0))
     packed = torch.cat(sentences)  # (sum of lengths, 4): no PAD rows at all
-    masked_bn, packed_bn = norms.BatchNorm(4).to(dtype), norms.BatchNorm(4).to(dtype)
+    masked_bn, packed_bn = (
+        norms.BatchNorm(4).to(dtype),
+        norms.BatchNorm(4).to(dtype),
+    )
     with torch.no_grad():
         masked_bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
         packed_bn.weight.copy_(masked_bn.weight)
@@ -149,11 +171,17 @@ def test_masked_batch_norm_equals_batch_norm_on_the_unpadded_rows(dtype, seed):
         out_masked = masked_bn(batch, mask=mask)
         out_packed = packed_bn(packed)
         torch.testing.assert_close(out_masked[mask], out_packed, rtol=0, atol=0)
-    torch.testing.assert_close(masked_bn.running_mean, packed_bn.running_mean, rtol=0, atol=0)
-    torch.testing.assert_close(masked_bn.running_var, packed_bn.running_var, rtol=0, atol=0)
+    torch.testing.assert_close(
+        masked_bn.running_mean, packed_bn.running_mean, rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        masked_bn.running_var, packed_bn.running_var, rtol=0, atol=0
+    )
     # and the unmasked BatchNorm of the same batch is different (the padding term)
     plain = CF.batch_norm(batch, None, None, training=True)[mask]
-    assert not torch.allclose(plain, CF.batch_norm(packed, None, None, training=True))
+    assert not torch.allclose(
+        plain, CF.batch_norm(packed, None, None, training=True)
+    )
 
 
 def test_unmasked_batch_norm_drifts_with_padding_as_the_law_predicts():
@@ -166,12 +194,17 @@ def test_unmasked_batch_norm_drifts_with_padding_as_the_law_predicts():
         out = ch03.token_outputs(len_other=2, max_len=max_len, token=2)
         law_m, law_v = ch03.padding_law(mean_r, var_r, out["p"])
         torch.testing.assert_close(
-            out["batchnorm"], (you - law_m) / torch.sqrt(law_v + 1e-5), rtol=0, atol=1e-12
+            out["batchnorm"],
+            (you - law_m) / torch.sqrt(law_v + 1e-5),
+            rtol=0,
+            atol=1e-12,
         )
         if previous is not None:
             assert not torch.allclose(out["batchnorm"], previous["batchnorm"])
             assert torch.equal(out["layernorm"], previous["layernorm"])
-            assert torch.equal(out["masked_batchnorm"], previous["masked_batchnorm"])
+            assert torch.equal(
+                out["masked_batchnorm"], previous["masked_batchnorm"]
+            )
         previous = out
 
 
@@ -180,21 +213,28 @@ def test_token_outputs_at_the_notes_setting():
     mask = CF.padding_mask(PADDED_LENGTHS, 4)
     out = ch03.token_outputs()
     assert out["p"] == 0.25
-    assert torch.equal(out["batchnorm"], CF.batch_norm(x, None, None, training=True)[1, 2])
     assert torch.equal(
-        out["masked_batchnorm"], CF.batch_norm(x, None, None, training=True, mask=mask)[1, 2]
+        out["batchnorm"], CF.batch_norm(x, None, None, training=True)[1, 2]
+    )
+    assert torch.equal(
+        out["masked_batchnorm"],
+        CF.batch_norm(x, None, None, training=True, mask=mask)[1, 2],
     )
     assert torch.equal(out["layernorm"], CF.layer_norm(x, 3)[1, 2])
 
 
-# --- what masking leaves ---------------------------------------------------------------
+# --- what masking leaves ----------------------------------------------------------
 
 
 def test_masked_batch_norm_still_depends_on_batch_mates():
     x = contextual_batch()
     tracked = x[1]
     outs = []
-    for mate in (x[0, :2], torch.tensor([[1.0, 9.0, 2.0]], dtype=F64), x[0, :1] * 2):
+    for mate in (
+        x[0, :2],
+        torch.tensor([[1.0, 9.0, 2.0]], dtype=F64),
+        x[0, :1] * 2,
+    ):
         batch, mask = ch03.pad_sequences([tracked, mate])
         outs.append(CF.batch_norm(batch, None, None, training=True, mask=mask)[0])
         assert torch.equal(CF.layer_norm(batch, 3)[0], CF.layer_norm(tracked, 3))
@@ -221,10 +261,12 @@ def test_layer_norm_maps_a_constant_row_to_beta():
         norm.weight.copy_(torch.tensor([2.0, 0.5, 1.0, 3.0]))
         norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
         for value in (0.0, 5.0, -2.5):
-            assert torch.equal(norm(torch.full((1, 4), value, dtype=F64))[0], norm.bias)
+            assert torch.equal(
+                norm(torch.full((1, 4), value, dtype=F64))[0], norm.bias
+            )
 
 
-# --- attention and the padding mask ----------------------------------------------------
+# --- attention and the padding mask -----------------------------------------------
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -235,10 +277,17 @@ def test_sdpa_outputs_of_real_tokens_unchanged_by_pad_positions(seed):
     v = torch.randn(1, 5, 8, generator=g, dtype=F64)
     alone = CF.scaled_dot_product_attention(q, k, v)
     for extra in (1, 4, 30):
-        junk = [100 * torch.randn(1, extra, 8, generator=g, dtype=F64) for _ in range(3)]
-        qp, kp, vp = (torch.cat([t, j], dim=1) for t, j in zip((q, k, v), junk, strict=True))
-        allowed = CF.padding_mask([5], 5 + extra)[:, None, :]  # (1, 1, T) keys that are real
-        masked = CF.scaled_dot_product_attention(qp, kp, vp, attn_mask=allowed)[:, :5]
+        junk = [
+            100 * torch.randn(1, extra, 8, generator=g, dtype=F64) for _ in range(3)
+        ]
+        qp, kp, vp = (
+            torch.cat([t, j], dim=1) for t, j in zip((q, k, v), junk, strict=True)
+        )
+        # (1, 1, T) keys that are real
+        allowed = CF.padding_mask([5], 5 + extra)[:, None, :]
+        masked = CF.scaled_dot_product_attention(qp, kp, vp, attn_mask=allowed)[
+            :, :5
+        ]
         torch.testing.assert_close(masked, alone, rtol=0, atol=1e-12)
         unmasked = CF.scaled_dot_product_attention(qp, kp, vp)[:, :5]
         assert not torch.allclose(unmasked, alone, atol=1e-3)
@@ -247,7 +296,9 @@ def test_sdpa_outputs_of_real_tokens_unchanged_by_pad_positions(seed):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_block_outputs_of_real_tokens_unchanged_by_pad_positions(norm_first):
     torch.manual_seed(0)
-    config = transformer.BlockConfig(d_model=16, n_heads=4, d_ff=32, norm_first=norm_first)
+    config = transformer.BlockConfig(
+        d_model=16, n_heads=4, d_ff=32, norm_first=norm_first
+    )
     block = transformer.TransformerBlock(config).double().eval()
     attn = transformer.MultiHeadAttention(16, 4).double().eval()
     g = torch.Generator().manual_seed(1)
@@ -264,10 +315,17 @@ def test_block_outputs_of_real_tokens_unchanged_by_pad_positions(norm_first):
             out_attn = attn(batch, mask=mask)
             no_mask = block(batch)
             for b, n in enumerate(lengths):
-                torch.testing.assert_close(out_block[b, :n], alone_block[b], rtol=0, atol=1e-12)
-                torch.testing.assert_close(out_attn[b, :n], alone_attn[b], rtol=0, atol=1e-12)
-                if n < max_len:  # without the mask, the PAD junk reaches the real tokens
-                    assert not torch.allclose(no_mask[b, :n], alone_block[b], atol=1e-3)
+                torch.testing.assert_close(
+                    out_block[b, :n], alone_block[b], rtol=0, atol=1e-12
+                )
+                torch.testing.assert_close(
+                    out_attn[b, :n], alone_attn[b], rtol=0, atol=1e-12
+                )
+                # without the mask, the PAD junk reaches the real tokens
+                if n < max_len:
+                    assert not torch.allclose(
+                        no_mask[b, :n], alone_block[b], atol=1e-3
+                    )
 
 
 def test_query_with_no_real_key_gives_zeros_not_nan():
@@ -278,7 +336,10 @@ def test_query_with_no_real_key_gives_zeros_not_nan():
     assert not weights.isnan().any()
     assert torch.equal(weights[2], torch.zeros(4, 4, dtype=F64))
     naive = torch.softmax(
-        (x @ x.transpose(-2, -1) / 8**0.5).masked_fill(~mask[:, None, :], float("-inf")), dim=-1
+        (x @ x.transpose(-2, -1) / 8**0.5).masked_fill(
+            ~mask[:, None, :], float("-inf")
+        ),
+        dim=-1,
     )
     assert naive[2].isnan().all()  # the failure the convention avoids
     torch.testing.assert_close(weights[:2], naive[:2], rtol=0, atol=1e-15)
@@ -293,19 +354,27 @@ def test_masked_loss_equals_the_unpadded_loss_and_sends_no_gradient_to_pad():
     logits = torch.randn(2, 4, 5, generator=g, dtype=F64, requires_grad=True)
     labels = torch.randint(0, 5, (2, 4), generator=g)
     mask = CF.padding_mask(PADDED_LENGTHS, 4)
-    loss = F.cross_entropy(logits.reshape(-1, 5), labels.masked_fill(~mask, -100).reshape(-1))
+    loss = F.cross_entropy(
+        logits.reshape(-1, 5), labels.masked_fill(~mask, -100).reshape(-1)
+    )
     unpadded = F.cross_entropy(logits[mask], labels[mask])
     torch.testing.assert_close(loss, unpadded, rtol=0, atol=1e-14)
     (grad,) = torch.autograd.grad(loss, logits)
     assert torch.equal(grad[~mask], torch.zeros_like(grad[~mask]))
 
 
-# --- the chapter's helpers ---------------------------------------------------------------
+# --- the chapter's helpers --------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("batch_size", "max_len", "total", "seed"),
-    [(32, 100, 960, 0), (32, 100, 960, 1), (5, 10, 14, 0), (5, 10, 50, 0), (1, 7, 7, 0)],
+    [
+        (32, 100, 960, 0),
+        (32, 100, 960, 1),
+        (5, 10, 14, 0),
+        (5, 10, 50, 0),
+        (1, 7, 7, 0),
+    ],
 )
 def test_lengths_with_total(batch_size, max_len, total, seed):
     lengths = ch03.lengths_with_total(
@@ -315,7 +384,9 @@ def test_lengths_with_total(batch_size, max_len, total, seed):
     assert sum(lengths) == total
     assert max(lengths) == max_len == lengths[0]
     assert min(lengths) >= 1
-    again = ch03.lengths_with_total(batch_size, max_len, total, torch.Generator().manual_seed(seed))
+    again = ch03.lengths_with_total(
+        batch_size, max_len, total, torch.Generator().manual_seed(seed)
+    )
     assert again == lengths
 
 
@@ -331,7 +402,9 @@ def test_pad_sequences_and_sinusoidal_positions():
     t, i = 17, 2  # PE[t, 2i] = sin(t / 10000^(2i/d)), PE[t, 2i+1] = cos(...)
     angle = torch.tensor(t / 10000 ** (2 * i / 8), dtype=F64)
     assert pe[t, 2 * i].item() == pytest.approx(torch.sin(angle).item(), abs=1e-14)
-    assert pe[t, 2 * i + 1].item() == pytest.approx(torch.cos(angle).item(), abs=1e-14)
+    assert pe[t, 2 * i + 1].item() == pytest.approx(
+        torch.cos(angle).item(), abs=1e-14
+    )
 
 
 def test_other_sentence_starts_with_the_notes_tokens():
@@ -343,27 +416,58 @@ def test_other_sentence_starts_with_the_notes_tokens():
 
 
 BAD = [
-    ("feature_moments list", lambda: ch03.feature_moments([[1.0, 2.0]]), TypeError, "x"),
-    ("feature_moments 1-d", lambda: ch03.feature_moments(torch.ones(3)), ValueError, "x"),
+    (
+        "feature_moments list",
+        lambda: ch03.feature_moments([[1.0, 2.0]]),
+        TypeError,
+        "x",
+    ),
+    (
+        "feature_moments 1-d",
+        lambda: ch03.feature_moments(torch.ones(3)),
+        ValueError,
+        "x",
+    ),
     (
         "feature_moments mask shape",
-        lambda: ch03.feature_moments(torch.ones(2, 4, 3), torch.ones(2, 3, dtype=torch.bool)),
+        lambda: ch03.feature_moments(
+            torch.ones(2, 4, 3), torch.ones(2, 3, dtype=torch.bool)
+        ),
         ValueError,
         "mask",
     ),
     (
         "feature_moments empty mask",
-        lambda: ch03.feature_moments(torch.ones(2, 3), torch.zeros(2, dtype=torch.bool)),
+        lambda: ch03.feature_moments(
+            torch.ones(2, 3), torch.zeros(2, dtype=torch.bool)
+        ),
         ValueError,
         "mask",
     ),
     ("padding_law p = 1", lambda: ch03.padding_law(1.0, 1.0, 1.0), ValueError, "p"),
-    ("padding_law p negative", lambda: ch03.padding_law(1.0, 1.0, -0.1), ValueError, "p"),
-    ("padding_law p string", lambda: ch03.padding_law(1.0, 1.0, "0.5"), TypeError, "p"),
-    ("padding_law negative var", lambda: ch03.padding_law(1.0, -1.0, 0.5), ValueError, "var"),
+    (
+        "padding_law p negative",
+        lambda: ch03.padding_law(1.0, 1.0, -0.1),
+        ValueError,
+        "p",
+    ),
+    (
+        "padding_law p string",
+        lambda: ch03.padding_law(1.0, 1.0, "0.5"),
+        TypeError,
+        "p",
+    ),
+    (
+        "padding_law negative var",
+        lambda: ch03.padding_law(1.0, -1.0, 0.5),
+        ValueError,
+        "var",
+    ),
     (
         "padding_law shapes",
-        lambda: ch03.padding_law(torch.ones(3, dtype=F64), torch.ones(2, dtype=F64), 0.5),
+        lambda: ch03.padding_law(
+            torch.ones(3, dtype=F64), torch.ones(2, dtype=F64), 0.5
+        ),
         ValueError,
         "same shape",
     ),
@@ -373,7 +477,12 @@ BAD = [
         TypeError,
         "sequences",
     ),
-    ("pad_sequences empty", lambda: ch03.pad_sequences([]), ValueError, "sequences"),
+    (
+        "pad_sequences empty",
+        lambda: ch03.pad_sequences([]),
+        ValueError,
+        "sequences",
+    ),
     (
         "pad_sequences widths",
         lambda: ch03.pad_sequences([torch.ones(2, 3), torch.ones(2, 4)]),
@@ -398,15 +507,42 @@ BAD = [
         TypeError,
         "generator",
     ),
-    ("sinusoidal_positions odd", lambda: ch03.sinusoidal_positions(4, 5), ValueError, "d_model"),
-    ("sinusoidal_positions float", lambda: ch03.sinusoidal_positions(4.0, 4), TypeError, "max_len"),
-    ("other_sentence too long", lambda: ch03.other_sentence(65), ValueError, "length"),
-    ("token_outputs bad token", lambda: ch03.token_outputs(token=4), ValueError, "token"),
-    ("token_outputs short max_len", lambda: ch03.token_outputs(6, 5), ValueError, "max_len"),
+    (
+        "sinusoidal_positions odd",
+        lambda: ch03.sinusoidal_positions(4, 5),
+        ValueError,
+        "d_model",
+    ),
+    (
+        "sinusoidal_positions float",
+        lambda: ch03.sinusoidal_positions(4.0, 4),
+        TypeError,
+        "max_len",
+    ),
+    (
+        "other_sentence too long",
+        lambda: ch03.other_sentence(65),
+        ValueError,
+        "length",
+    ),
+    (
+        "token_outputs bad token",
+        lambda: ch03.token_outputs(token=4),
+        ValueError,
+        "token",
+    ),
+    (
+        "token_outputs short max_len",
+        lambda: ch03.token_outputs(6, 5),
+        ValueError,
+        "max_len",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("fn", "exc", "words"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+@pytest.mark.parametrize(
+    ("fn", "exc", "words"), [c[1:] for c in BAD], ids=[c[0] for c in BAD]
+)
 def test_bad_input_names_the_argument(fn, exc, words):
     with pytest.raises(exc) as info:
         fn()

@@ -37,7 +37,7 @@ from course_lib.experiments.ch04_layernorm_derivation import (
 f64 = torch.float64
 
 
-# ------------------------------------------------------------------ invariance table
+# ----------------------------------------------------------------- invariance table
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -52,14 +52,16 @@ def test_invariance_table_matches_the_papers(seed):
 
 
 def test_invariance_table_separates_clearly():
-    """Invariant cells move by rounding; the others by order 1 (not a borderline call)."""
+    """Invariant cells move by rounding; the others by order 1 (not a borderline
+    call)."""
     results = invariance_table()
     assert max(r.max_abs_diff for r in results if r.invariant) < 1e-9
     assert min(r.max_abs_diff for r in results if not r.invariant) > 0.1
 
 
 def test_invariance_is_only_up_to_eps():
-    """With PyTorch's eps the invariant cells move by eps-sized amounts, not zero."""
+    """With PyTorch's eps the invariant cells move by eps-sized amounts, not
+    zero."""
     results = invariance_table(eps=1e-5, tol=1.0)
     expected = {
         (n, t): EXPECTED_INVARIANCE[n][i]
@@ -90,19 +92,31 @@ def test_invariance_table_rejects_bad_arguments(kwargs, exc):
         invariance_table(**kwargs)
 
 
-# ----------------------------------------------------------------------- conventions
+# ---------------------------------------------------------------------- conventions
 
 
 def test_conventions_differ_by_sqrt_3_over_2_for_d3():
     x = torch.cat(
-        [contextual_batch()[:, :2].reshape(-1, 3), contextual_batch()[1, 2:], batchnorm_table()]
+        [
+            contextual_batch()[:, :2].reshape(-1, 3),
+            contextual_batch()[1, 2:],
+            batchnorm_table(),
+        ]
     )
-    ratio = F.layer_norm(x, (3,)).norm(dim=-1) / layer_norm_std_eps(x, eps=1e-6).norm(dim=-1)
-    torch.testing.assert_close(ratio, torch.full_like(ratio, math.sqrt(3 / 2)), rtol=1e-4, atol=0)
+    ratio = F.layer_norm(x, (3,)).norm(dim=-1) / layer_norm_std_eps(
+        x, eps=1e-6
+    ).norm(dim=-1)
+    torch.testing.assert_close(
+        ratio, torch.full_like(ratio, math.sqrt(3 / 2)), rtol=1e-4, atol=0
+    )
 
 
 def test_conventions_for_d768():
-    x = 2.0 * torch.randn(8, 768, generator=torch.Generator().manual_seed(0), dtype=f64) + 0.5
+    x = (
+        2.0
+        * torch.randn(8, 768, generator=torch.Generator().manual_seed(0), dtype=f64)
+        + 0.5
+    )
     ratio = F.layer_norm(x, (768,)) / layer_norm_std_eps(x, eps=1e-6)
     torch.testing.assert_close(
         ratio, torch.full_like(ratio, math.sqrt(768 / 767)), rtol=1e-5, atol=0
@@ -110,10 +124,16 @@ def test_conventions_for_d768():
 
 
 def test_torch_uses_biased_variance_with_eps_inside_the_sqrt():
-    x = 2.0 * torch.randn(6, 5, generator=torch.Generator().manual_seed(2), dtype=f64)
+    x = 2.0 * torch.randn(
+        6, 5, generator=torch.Generator().manual_seed(2), dtype=f64
+    )
     mu = x.mean(-1, keepdim=True)
-    biased_inside = (x - mu) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 0.1)
-    torch.testing.assert_close(F.layer_norm(x, (5,), eps=0.1), biased_inside, atol=1e-14, rtol=0)
+    biased_inside = (x - mu) / torch.sqrt(
+        x.var(-1, unbiased=False, keepdim=True) + 0.1
+    )
+    torch.testing.assert_close(
+        F.layer_norm(x, (5,), eps=0.1), biased_inside, atol=1e-14, rtol=0
+    )
     assert not torch.allclose(
         F.layer_norm(x, (5,), eps=0.1), layer_norm_std_eps(x, eps=0.1), atol=1e-3
     )
@@ -131,7 +151,7 @@ def test_notes_convention_matches_its_formula_and_rejects_d1():
         layer_norm_std_eps(x, eps=-1.0)
 
 
-# ---------------------------------------------------------------- the notes' numbers
+# --------------------------------------------------------------- the notes' numbers
 
 
 def test_hand_numbers_of_the_notes_rows():
@@ -140,27 +160,30 @@ def test_hand_numbers_of_the_notes_rows():
         row1, torch.tensor([1.3363, -0.2673, -1.0690], dtype=f64), atol=1e-4, rtol=0
     )
     # the notes' -0.26 and -1.06 come from rounding the mean and std first
-    assert [round(v, 2) for v in ((batchnorm_table()[0] - 5.33) / 1.25).tolist()] == [
+    assert [
+        round(v, 2) for v in ((batchnorm_table()[0] - 5.33) / 1.25).tolist()
+    ] == [
         1.34,
         -0.26,
         -1.06,
     ]
     hi = contextual_batch()[0, 0]
     assert round(hi.std(unbiased=False).item(), 2) == 2.60  # not the notes' 2.51
-    assert round(contextual_batch()[1, 0].std(unbiased=False).item(), 2) == 3.02  # not 3.04
+    # not 3.04
+    assert round(contextual_batch()[1, 0].std(unbiased=False).item(), 2) == 3.02
     out = F.layer_norm(torch.tensor([10.0, 2.0, 5.0], dtype=f64), (3,))
     assert out[2] < 0  # the notes' "[1.2, -0.9, 0.3]" has the wrong sign here
 
 
-# --------------------------------------------------------------------------- geometry
+# ------------------------------------------------------------------------- geometry
 
 
 @pytest.mark.parametrize("d", [2, 3, 16, 768])
 def test_rows_lie_on_the_sphere_in_the_zero_mean_plane(d):
     g = torch.Generator().manual_seed(d)
-    x = 10 ** torch.empty(200, 1, dtype=f64).uniform_(-1, 3, generator=g) * torch.randn(
-        200, d, generator=g, dtype=f64
-    )
+    x = 10 ** torch.empty(200, 1, dtype=f64).uniform_(
+        -1, 3, generator=g
+    ) * torch.randn(200, d, generator=g, dtype=f64)
     y = F.layer_norm(x, (d,))
     var = x.var(-1, unbiased=False)
     assert y.mean(-1).abs().max() < 1e-12
@@ -177,7 +200,7 @@ def test_d2_outputs_are_plus_minus_one_and_scale_pairs_collapse():
     torch.testing.assert_close(out.abs(), torch.ones_like(out), atol=1e-4, rtol=0)
 
 
-# --------------------------------------------------------------------------- backward
+# ------------------------------------------------------------------------- backward
 
 
 def _hand_backward_inputs(seed: int, eps: float):
@@ -209,7 +232,8 @@ def test_input_gradient_through_torch_autograd_is_orthogonal_too():
     g = torch.Generator().manual_seed(11)
     x = (torch.randn(5, 12, generator=g, dtype=f64) * 4 - 3).requires_grad_()
     (
-        F.layer_norm(x, (12,), eps=1e-12) * torch.randn(5, 12, generator=g, dtype=f64)
+        F.layer_norm(x, (12,), eps=1e-12)
+        * torch.randn(5, 12, generator=g, dtype=f64)
     ).sum().backward()
     y = F.layer_norm(x.detach(), (12,), eps=1e-12)
     assert x.grad.sum(-1).abs().max() < 1e-12
@@ -227,15 +251,19 @@ def test_gradient_scales_like_one_over_sigma_and_eps_caps_it():
         (LayerNormFunction.apply(x, (16,), None, None, eps) * up).sum().backward()
         return x.grad.norm().item()
 
-    assert grad_norm(0.1, 1e-12) / grad_norm(1.0, 1e-12) == pytest.approx(10.0, rel=1e-8)
-    # a nearly constant row: x_hat ~ 0, so only the mean of g is removed, and r = 1/sqrt(eps)
+    assert grad_norm(0.1, 1e-12) / grad_norm(1.0, 1e-12) == pytest.approx(
+        10.0, rel=1e-8
+    )
+    # a nearly constant row: x_hat ~ 0, so only the mean of g is removed, and r =
+    # 1/sqrt(eps)
     cap = (up - up.mean()).norm().item() / math.sqrt(1e-5)
     assert grad_norm(1e-8, 1e-5) == pytest.approx(cap, rel=1e-3)
 
 
 def test_the_backward_the_chapter_prints_is_plain_tensor_code():
     """The chapter prints the library's reference without its docstring, the way the
-    cell does: what is left is the formula in plain operations (no blocks, nothing in
+    cell does: what is left is the formula in plain operations (no blocks, nothing
+    in
     place, no out=)."""
     source = inspect.getsource(layer_norm_backward)
     body = source.replace(f'    r"""{layer_norm_backward.__doc__}"""\n', "")
@@ -247,7 +275,8 @@ def test_the_backward_the_chapter_prints_is_plain_tensor_code():
 
 @pytest.mark.parametrize("seed", range(6, 12))
 def test_reference_backward_equals_autograd_and_the_fast_versions(seed):
-    """The chapter's three-way check, on more seeds: every difference below 1e-13."""
+    """The chapter's three-way check, on more seeds: every difference below
+    1e-13."""
     g = torch.Generator().manual_seed(seed)
     x = (3.0 * torch.randn(2, 4, 6, generator=g, dtype=f64) + 1.0).requires_grad_()
     gamma = torch.randn(6, generator=g, dtype=f64).requires_grad_()
@@ -255,9 +284,13 @@ def test_reference_backward_equals_autograd_and_the_fast_versions(seed):
     grad_y = torch.randn(2, 4, 6, generator=g, dtype=f64)
     x_hat, _, rstd = layer_norm_forward(x.detach(), (-1,), 1e-5)
     ref = layer_norm_backward(grad_y, x_hat, rstd, gamma.detach(), (-1,))
-    blocked = layer_norm_backward_blocked(grad_y, x_hat, rstd, gamma.detach(), (-1,))
+    blocked = layer_norm_backward_blocked(
+        grad_y, x_hat, rstd, gamma.detach(), (-1,)
+    )
     params = (x, gamma, beta)
-    auto = torch.autograd.grad((F.layer_norm(x, (6,), gamma, beta) * grad_y).sum(), params)
+    auto = torch.autograd.grad(
+        (F.layer_norm(x, (6,), gamma, beta) * grad_y).sum(), params
+    )
     fn = torch.autograd.grad(
         (LayerNormFunction.apply(x, (6,), gamma, beta, 1e-5) * grad_y).sum(), params
     )
@@ -279,7 +312,7 @@ def test_gradcheck_of_the_hand_backward():
     )
 
 
-# --------------------------------------------------------------------------- numerics
+# ------------------------------------------------------------------------- numerics
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -299,7 +332,8 @@ def test_without_offset_all_three_agree():
 
 def test_naive_error_grows_with_the_offset():
     errors = [
-        variance_errors(offset_rows(o, dtype=torch.float32)).naive for o in (1e1, 1e2, 1e3, 1e4)
+        variance_errors(offset_rows(o, dtype=torch.float32)).naive
+        for o in (1e1, 1e2, 1e3, 1e4)
     ]
     assert all(b > 10 * a for a, b in zip(errors[:-1], errors[1:], strict=True))
 
@@ -311,7 +345,8 @@ def test_sixteen_bit_storage_and_arithmetic(dtype):
     assert all(len(torch.unique(r)) <= 3 for r in stored)
     with pytest.raises(ValueError, match="constant"):
         variance_errors(offset_rows(1e4, dtype=torch.bfloat16))
-    # at offset 100: in 16 bits naive is useless, two-pass beats Welford; in float32 both stable are fine
+    # at offset 100: in 16 bits naive is useless, two-pass beats Welford; in float32
+    # both stable are fine
     x = offset_rows(1e2, dtype=dtype)
     e16, e32 = variance_errors(x), variance_errors(x.float())
     assert e16.naive > 0.5
@@ -320,7 +355,8 @@ def test_sixteen_bit_storage_and_arithmetic(dtype):
 
 
 def test_variance_methods_agree_on_exact_data_and_check_inputs():
-    x = torch.tensor([[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]], dtype=f64)  # variance 4
+    # variance 4
+    x = torch.tensor([[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]], dtype=f64)
     for fn in (variance_naive, variance_two_pass, variance_welford):
         assert fn(x).item() == pytest.approx(4.0, abs=1e-12)
         with pytest.raises(TypeError, match="x"):
@@ -335,22 +371,31 @@ def test_variance_methods_agree_on_exact_data_and_check_inputs():
         variance_errors(torch.randn(2, 3, 4))
 
 
-# ----------------------------------------------------------------------- correlation
+# ---------------------------------------------------------------------- correlation
+
+
+def _correlations_around_layer_norm(kind, seed):
+    """Feature correlations of chapter 4's tokens, before and after LayerNorm."""
+    x = correlated_tokens(kind, seed=seed)
+    return feature_correlation_stats(x), feature_correlation_stats(
+        F.layer_norm(x, (8,))
+    )
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_layernorm_does_not_decorrelate_mixed_features(seed):
-    x = correlated_tokens("mixed", seed=seed)
-    before, after = feature_correlation_stats(x), feature_correlation_stats(F.layer_norm(x, (8,)))
-    assert after.mean_abs_r > 0.7 * before.mean_abs_r  # most of the correlation survives
-    assert abs(after.cov_eig_ratio) < 1e-12  # the covariance becomes singular, not white
-    assert after.feature_std_max - after.feature_std_min > 0.2  # features are not unit-variance
+    before, after = _correlations_around_layer_norm("mixed", seed)
+    # most of the correlation survives
+    assert after.mean_abs_r > 0.7 * before.mean_abs_r
+    # the covariance becomes singular, not white
+    assert abs(after.cov_eig_ratio) < 1e-12
+    # features are not unit-variance
+    assert after.feature_std_max - after.feature_std_min > 0.2
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_common_offset_correlation_goes_to_minus_one_over_d_minus_one(seed):
-    x = correlated_tokens("common", seed=seed)
-    before, after = feature_correlation_stats(x), feature_correlation_stats(F.layer_norm(x, (8,)))
+    before, after = _correlations_around_layer_norm("common", seed)
     assert before.mean_r > 0.8
     assert after.mean_r == pytest.approx(-1 / 7, abs=2e-3)
 
@@ -364,7 +409,7 @@ def test_correlation_helpers_check_inputs():
         feature_correlation_stats(torch.ones(5, 3, dtype=torch.int64))
 
 
-# ---------------------------------------------------------------------------- figure
+# --------------------------------------------------------------------------- figure
 
 
 def test_plot_row_steps_draws_four_panels_and_checks_inputs():
@@ -382,9 +427,13 @@ def test_plot_row_steps_draws_four_panels_and_checks_inputs():
 def test_plot_normalized_geometry_and_its_checks():
     import matplotlib.pyplot as plt
 
-    from course_lib.experiments.ch04_layernorm_derivation import plot_normalized_geometry
+    from course_lib.experiments.ch04_layernorm_derivation import (
+        plot_normalized_geometry,
+    )
 
-    fig, axes = plot_normalized_geometry({"Hi": contextual_batch()[0, 0]}, n_random=20)
+    fig, axes = plot_normalized_geometry(
+        {"Hi": contextual_batch()[0, 0]}, n_random=20
+    )
     assert len(axes) == 2
     plt.close(fig)
     with pytest.raises(ValueError, match="marked"):

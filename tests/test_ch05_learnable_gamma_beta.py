@@ -1,7 +1,7 @@
 """Claims chapter 5 makes about LayerNorm's learnable gamma and beta.
 
-The training claims re-run the chapter's own functions with the chapter's seeds (0, 1, 2)
-and one thread, so they test exactly the runs the book prints.
+The training claims re-run the chapter's own functions with the chapter's seeds (0,
+1, 2) and one thread, so they test exactly the runs the book prints.
 """
 
 from __future__ import annotations
@@ -43,13 +43,20 @@ def runs(task):
 def hot(task):
     return {
         kind: ch05.fit_affine(
-            kind, SEEDS, task, depth=2, optimizer="sgd", lr=30.0, weight_decay=0.0, track=True
+            kind,
+            SEEDS,
+            task,
+            depth=2,
+            optimizer="sgd",
+            lr=30.0,
+            weight_decay=0.0,
+            track=True,
         )
         for kind in ch05.NORM_KINDS
     }
 
 
-# --- what gamma and beta cannot give back ---------------------------------------------
+# --- what gamma and beta cannot give back -----------------------------------------
 
 
 @settings(max_examples=200, deadline=None)
@@ -62,7 +69,8 @@ def test_no_gamma_beta_separates_10_20_30_from_100_200_300(gamma, beta):
     w = torch.tensor(gamma, dtype=torch.float64)
     b = torch.tensor(beta, dtype=torch.float64)
     out = CF.layer_norm(pair, (3,), w, b)
-    # eps = 1e-5 separates them by at most |gamma| * 1e-7 (the chapter prints ~1e-7 per unit)
+    # eps = 1e-5 separates them by at most |gamma| * 1e-7 (the chapter prints ~1e-7
+    # per unit)
     assert (out[0] - out[1]).abs().max() <= 1e-6 * (1.0 + w.abs().max())
     exact = CF.layer_norm(pair, (3,), w, b, eps=1e-300)
     assert torch.equal(exact[0], exact[1])
@@ -82,7 +90,10 @@ def test_notes_10_2_5_example_is_wrong_in_sign_but_order_survives():
     v = torch.tensor([10.0, 2.0, 5.0], dtype=torch.float64)
     v_hat = CF.layer_norm(v, (3,))
     torch.testing.assert_close(
-        v_hat, torch.tensor([1.3132, -1.1112, -0.2020], dtype=torch.float64), atol=1e-4, rtol=0
+        v_hat,
+        torch.tensor([1.3132, -1.1112, -0.2020], dtype=torch.float64),
+        atol=1e-4,
+        rtol=0,
     )
     assert v_hat[2] < 0  # the notes print +0.3
     assert torch.equal(v.argsort(), v_hat.argsort())
@@ -92,7 +103,9 @@ def test_notes_10_2_5_example_is_wrong_in_sign_but_order_survives():
         ((v_hat[0] - v_hat[2]) / (v_hat[2] - v_hat[1])).item(),
         rel_tol=1e-12,
     )
-    assert not math.isclose((v[0] / v[1]).item(), (v_hat[0] / v_hat[1]).item(), rel_tol=1e-3)
+    assert not math.isclose(
+        (v[0] / v[1]).item(), (v_hat[0] / v_hat[1]).item(), rel_tol=1e-3
+    )
 
 
 def test_notes_1_2_pair_is_plus_minus_one_up_to_eps():
@@ -113,7 +126,9 @@ def test_two_numbers_per_token_rebuild_it_exactly():
     x = 5.0 + 10.0 * torch.randn(50, 16, generator=g, dtype=torch.float64)
     mean = x.mean(-1, keepdim=True)
     scale = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
-    torch.testing.assert_close(CF.layer_norm(x, (16,)) * scale + mean, x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        CF.layer_norm(x, (16,)) * scale + mean, x, atol=1e-12, rtol=0
+    )
 
 
 @pytest.mark.parametrize("affine", [False, True])
@@ -141,26 +156,32 @@ def test_batchnorm_affine_undoes_batchnorm_layernorm_affine_cannot_undo_layernor
     )
     assert left_bn < 1e-12
     # Ioffe & Szegedy's identity: gamma = sqrt(var + eps), beta = mean
-    torch.testing.assert_close(gamma, torch.sqrt(batch.var(0, unbiased=False) + 1e-5))
+    torch.testing.assert_close(
+        gamma, torch.sqrt(batch.var(0, unbiased=False) + 1e-5)
+    )
     torch.testing.assert_close(beta, batch.mean(0))
     _, _, left_ln = ch05.best_affine_fit(CF.layer_norm(batch, (8,)), batch)
     assert left_ln > 0.5
 
 
-# --- initialization and variants --------------------------------------------------------
+# --- initialization and variants --------------------------------------------------
 
 
 def test_fresh_layernorm_is_plain_normalization_and_variants_match_torch():
     x = torch.randn(4, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert torch.equal(LayerNorm(32)(x), LayerNorm(32, elementwise_affine=False)(x))
+        assert torch.equal(
+            LayerNorm(32)(x), LayerNorm(32, elementwise_affine=False)(x)
+        )
     for kwargs, names in [
         ({}, ["weight", "bias"]),
         ({"bias": False}, ["weight"]),
         ({"elementwise_affine": False}, []),
     ]:
         assert [n for n, _ in LayerNorm(32, **kwargs).named_parameters()] == names
-        assert [n for n, _ in nn.LayerNorm(32, **kwargs).named_parameters()] == names
+        assert [
+            n for n, _ in nn.LayerNorm(32, **kwargs).named_parameters()
+        ] == names
 
 
 def test_notes_scale_shift_load_into_torch_weight_bias():
@@ -172,7 +193,10 @@ def test_notes_scale_shift_load_into_torch_weight_bias():
 
         def forward(self, x):
             c = x - x.mean(-1, keepdim=True)
-            return self.scale * c / torch.sqrt((c * c).mean(-1, keepdim=True) + 1e-5) + self.shift
+            return (
+                self.scale * c / torch.sqrt((c * c).mean(-1, keepdim=True) + 1e-5)
+                + self.shift
+            )
 
     notes = NotesStyle(6)
     rename = {"scale": "weight", "shift": "bias"}
@@ -183,12 +207,14 @@ def test_notes_scale_shift_load_into_torch_weight_bias():
         torch.testing.assert_close(notes(x), ln(x))
 
 
-# --- training: learnable, fixed, none ---------------------------------------------------
+# --- training: learnable, fixed, none ---------------------------------------------
 
 
 def test_affine_task_ordering_every_seed(runs):
     for s in range(len(SEEDS)):
-        learn, fixed, none = (runs[k][s].test_score for k in ("learnable", "fixed", "none"))
+        learn, fixed, none = (
+            runs[k][s].test_score for k in ("learnable", "fixed", "none")
+        )
         assert learn < none < fixed
         assert fixed > 100 * learn
         assert none > 10 * learn
@@ -197,8 +223,9 @@ def test_affine_task_ordering_every_seed(runs):
 def test_learned_gamma_beta_land_near_the_targets(runs, task):
     for run in runs["learnable"]:
         norm = run.model.norms[0]
-        # per feature within 0.8 of a: the bound is the test's, not the chapter's (it
-        # quotes norms); the float64 instance lands 0.73 away at the worst feature
+        # per feature within 0.8 of a: the bound is the test's, not the chapter's
+        # (it quotes norms); the float64 instance lands 0.73 away at the worst
+        # feature
         assert (norm.weight.detach() - task.scale).abs().max() < 0.8
         assert (norm.bias.detach() - task.shift).abs().max() < 0.5
         # and roughly where the loss asks: norms within 10% of the targets'
@@ -217,19 +244,28 @@ def test_linear_after_the_norm_rescues_fixed(runs, task):
 def test_magnitude_label_is_invisible_after_layernorm():
     mtask = ch05.magnitude_task()
     for kind in ("learnable", "fixed"):
-        assert all(abs(r.test_score - 0.5) < 0.05 for r in ch05.fit_magnitude(kind, SEEDS, mtask))
-    assert all(r.test_score > 0.95 for r in ch05.fit_magnitude("none", SEEDS, mtask))
+        assert all(
+            abs(r.test_score - 0.5) < 0.05
+            for r in ch05.fit_magnitude(kind, SEEDS, mtask)
+        )
+    assert all(
+        r.test_score > 0.95 for r in ch05.fit_magnitude("none", SEEDS, mtask)
+    )
 
 
 def test_layernorm_input_carries_no_magnitude_up_to_eps():
     x = ch05.magnitude_task(n_train=8, n_test=512).x_test
-    gap = (CF.layer_norm(x, (16,)) - CF.layer_norm(7.0 * x, (16,))).abs().amax(dim=-1)  # (N,)
+    gap = (
+        (CF.layer_norm(x, (16,)) - CF.layer_norm(7.0 * x, (16,))).abs().amax(dim=-1)
+    )  # (N,)
     rms = x.pow(2).mean(-1).sqrt()
-    assert gap.max() < 5e-3  # eps = 1e-5 is felt only by the quietest tokens (rms ~ 0.1)
-    assert gap[rms > 0.5].max() < 1e-4  # near the label's threshold (rms = 1) it is invisible
+    # eps = 1e-5 is felt only by the quietest tokens (rms ~ 0.1)
+    assert gap.max() < 5e-3
+    # near the label's threshold (rms = 1) it is invisible
+    assert gap[rms > 0.5].max() < 1e-4
 
 
-# --- why gamma and beta do not explode ---------------------------------------------------
+# --- why gamma and beta do not explode --------------------------------------------
 
 
 def test_gamma_beta_gradients_ignore_input_scale():
@@ -289,7 +325,9 @@ def test_next_layernorm_removes_the_scale_of_a_drift_not_its_effect(task):
     rows = ch05.rescale_first_affine(deep.model, task.x_test, [0.1, 1.0, 10.0])
     rms = [r["output_rms"] for r in rows]
     assert max(rms) < 1.5 * min(rms)
-    assert rows[0]["norm1_out_rms"] == pytest.approx(0.01 * rows[2]["norm1_out_rms"], rel=1e-5)
+    assert rows[0]["norm1_out_rms"] == pytest.approx(
+        0.01 * rows[2]["norm1_out_rms"], rel=1e-5
+    )
     assert rows[2]["output_change"] > 0.1
     torch.manual_seed(0)
     free = ch05.rescale_first_affine(
@@ -301,7 +339,9 @@ def test_next_layernorm_removes_the_scale_of_a_drift_not_its_effect(task):
     # the model is restored afterwards
     with torch.no_grad():
         again = deep.model(task.x_test)
-    assert float(nn.functional.mse_loss(again, task.y_test)) == pytest.approx(deep.test_score)
+    assert float(nn.functional.mse_loss(again, task.y_test)) == pytest.approx(
+        deep.test_score
+    )
 
 
 def test_gamma_grows_without_bound_under_cross_entropy():
@@ -345,12 +385,16 @@ def test_weight_decay_on_gamma_beta_hurts_every_seed(runs, task):
         )
 
 
-# --- folding ---------------------------------------------------------------------------
+# --- folding ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("norm_cls", [LayerNorm, nn.LayerNorm])
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("norm_bias,linear_bias", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize(
+    "dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)]
+)
+@pytest.mark.parametrize(
+    "norm_bias,linear_bias", [(True, True), (False, True), (True, False)]
+)
 def test_fold_gives_the_same_outputs(norm_cls, dtype, tol, norm_bias, linear_bias):
     g = torch.Generator().manual_seed(4)
     torch.manual_seed(0)
@@ -376,10 +420,12 @@ def test_fold_does_not_cross_a_relu():
     bare, folded = ch05.fold_affine(norm, linear)
     x = torch.randn(64, 16, generator=g, dtype=torch.float64)
     with torch.no_grad():
-        assert (linear(torch.relu(norm(x))) - folded(torch.relu(bare(x)))).abs().max() > 0.1
+        assert (
+            linear(torch.relu(norm(x))) - folded(torch.relu(bare(x)))
+        ).abs().max() > 0.1
 
 
-# --- the explorer's figure and bad inputs ------------------------------------------------
+# --- the explorer's figure and bad inputs -----------------------------------------
 
 
 def test_plot_affine_draws_two_panels():
@@ -399,28 +445,41 @@ def test_plot_affine_draws_two_panels():
         (lambda: ch05.magnitude_task(n_train=0), ValueError, "n_train"),
         (lambda: ch05.fit_affine("learnable", [0], "task"), TypeError, "task"),
         (
-            lambda: ch05.fit_affine("learnable", [0.5], ch05.affine_task(n_train=8, n_test=8)),
+            lambda: ch05.fit_affine(
+                "learnable", [0.5], ch05.affine_task(n_train=8, n_test=8)
+            ),
             TypeError,
             "seed",
         ),
         (
-            lambda: ch05.fit_affine("learnable", [0], ch05.affine_task(n_train=8, n_test=8), lr=-1),
+            lambda: ch05.fit_affine(
+                "learnable", [0], ch05.affine_task(n_train=8, n_test=8), lr=-1
+            ),
             ValueError,
             "lr",
         ),
         (
             lambda: ch05.fit_affine(
-                "learnable", [0], ch05.affine_task(n_train=8, n_test=8), optimizer="rmsprop"
+                "learnable",
+                [0],
+                ch05.affine_task(n_train=8, n_test=8),
+                optimizer="rmsprop",
             ),
             ValueError,
             "optimizer",
         ),
         (
-            lambda: ch05.fit_magnitude("learnable", [0], ch05.affine_task(n_train=8, n_test=8)),
+            lambda: ch05.fit_magnitude(
+                "learnable", [0], ch05.affine_task(n_train=8, n_test=8)
+            ),
             TypeError,
             "task",
         ),
-        (lambda: ch05.jacobian_singular_values(torch.ones(2, 3)), ValueError, "x must"),
+        (
+            lambda: ch05.jacobian_singular_values(torch.ones(2, 3)),
+            ValueError,
+            "x must",
+        ),
         (lambda: ch05.jacobian_singular_values([1.0, 2.0]), TypeError, "x must"),
         (
             lambda: ch05.best_affine_fit(torch.ones(3, 2), torch.ones(2, 3)),
@@ -431,18 +490,30 @@ def test_plot_affine_draws_two_panels():
         (lambda: ch05.affine_grad_norms([0.0]), ValueError, "input_scales"),
         (lambda: ch05.scale_invariance([-1.0]), ValueError, "factors"),
         (
-            lambda: ch05.rescale_first_affine(nn.Linear(2, 2), torch.ones(2, 2), [1.0]),
+            lambda: ch05.rescale_first_affine(
+                nn.Linear(2, 2), torch.ones(2, 2), [1.0]
+            ),
             TypeError,
             "model",
         ),
         (
-            lambda: ch05.rescale_first_affine(ch05.NormNet(4, 4), torch.ones(2, 4), [1.0]),
+            lambda: ch05.rescale_first_affine(
+                ch05.NormNet(4, 4), torch.ones(2, 4), [1.0]
+            ),
             ValueError,
             "depth",
         ),
-        (lambda: ch05.fold_affine(nn.Linear(4, 4), nn.Linear(4, 4)), TypeError, "norm"),
+        (
+            lambda: ch05.fold_affine(nn.Linear(4, 4), nn.Linear(4, 4)),
+            TypeError,
+            "norm",
+        ),
         (lambda: ch05.fold_affine(LayerNorm(4), LayerNorm(4)), TypeError, "linear"),
-        (lambda: ch05.fold_affine(LayerNorm(3), nn.Linear(4, 4)), ValueError, "in_features"),
+        (
+            lambda: ch05.fold_affine(LayerNorm(3), nn.Linear(4, 4)),
+            ValueError,
+            "in_features",
+        ),
         (lambda: ch05.plot_affine(feature=3), ValueError, "feature"),
         (lambda: ch05.plot_affine(gamma=float("nan")), ValueError, "finite"),
     ],

@@ -1,8 +1,8 @@
 """Claims chapter 6 makes about 1/sqrt(d_k), LayerNorm on the logits and QK-norm.
 
 Each statistical claim is checked over several seeds, with the tolerance the chapter
-states; each exact claim (scale invariance, bounds) is checked against a control that
-would fail it.
+states; each exact claim (scale invariance, bounds) is checked against a control
+that would fail it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def test_sample_dot_products_is_the_written_out_computation():
     q = torch.randn(1000, 64, generator=gen)
     k = torch.randn(1000, 64, generator=gen)
     torch.testing.assert_close(
-        ch06.sample_dot_products(64, 1000, seed=7), (q * k).sum(-1).double(), rtol=0, atol=0
+        ch06.sample_dot_products(64, 1000, seed=7),
+        (q * k).sum(-1).double(),
+        rtol=0,
+        atol=0,
     )
 
 
@@ -68,16 +71,26 @@ def test_sample_dot_products_chunks_do_not_change_the_statistics():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_entropy_decreases_with_d_k_without_scaling(seed):
-    ent = [ch06.saturation_metrics(d, "none", n_keys=N_KEYS, seed=seed).entropy for d in D_KS]
+    ent = [
+        ch06.saturation_metrics(d, "none", n_keys=N_KEYS, seed=seed).entropy
+        for d in D_KS
+    ]
     assert all(a > b for a, b in zip(ent, ent[1:], strict=False)), ent
-    assert ent[-1] < 0.15, "unscaled attention at d_k = 1024 should be nearly one-hot"
+    assert ent[-1] < 0.15, (
+        "unscaled attention at d_k = 1024 should be nearly one-hot"
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_entropy_roughly_constant_with_scaling(seed):
-    ent = [ch06.saturation_metrics(d, "sqrt_dk", n_keys=N_KEYS, seed=seed).entropy for d in D_KS]
+    ent = [
+        ch06.saturation_metrics(d, "sqrt_dk", n_keys=N_KEYS, seed=seed).entropy
+        for d in D_KS
+    ]
     assert max(ent) - min(ent) < 0.1, ent
-    assert min(ent) > 0.8 * math.log(N_KEYS), "scaled attention should stay far from one-hot"
+    assert min(ent) > 0.8 * math.log(N_KEYS), (
+        "scaled attention should stay far from one-hot"
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -97,12 +110,16 @@ def test_naive_softmax_overflows_but_library_softmax_does_not():
 
 
 def test_softmax_entropy_limits():
-    assert ch06.softmax_entropy(torch.full((8,), 1 / 8)).item() == pytest.approx(math.log(8))
+    assert ch06.softmax_entropy(torch.full((8,), 1 / 8)).item() == pytest.approx(
+        math.log(8)
+    )
     assert ch06.softmax_entropy(torch.tensor([0.0, 1.0, 0.0])).item() == 0.0
 
 
 def test_softmax_jacobian_matches_autograd():
-    s = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    s = torch.randn(
+        6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
     auto = torch.autograd.functional.jacobian(lambda t: torch.softmax(t, -1), s)
     torch.testing.assert_close(ch06.softmax_jacobian(torch.softmax(s, -1)), auto)
 
@@ -113,9 +130,13 @@ def test_softmax_jacobian_norm_range():
     rows = torch.randn(500, 8, generator=gen, dtype=torch.float64) * scales
     norms = ch06.softmax_jacobian_norm(torch.softmax(rows, -1))
     assert norms.max().item() <= 0.5
-    uniform = ch06.softmax_jacobian_norm(torch.full((8,), 1 / 8, dtype=torch.float64))
+    uniform = ch06.softmax_jacobian_norm(
+        torch.full((8,), 1 / 8, dtype=torch.float64)
+    )
     assert uniform.item() == pytest.approx(1 / 8)
-    one_hot = ch06.softmax_jacobian_norm(torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))
+    one_hot = ch06.softmax_jacobian_norm(
+        torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    )
     assert one_hot.item() == pytest.approx(0.0, abs=1e-12)
 
 
@@ -128,8 +149,11 @@ def test_notes_pairs_constant_division_vs_layernorm(name):
     c = 8.0
     for v in pair:
         torch.testing.assert_close((v / c) / (v[0] / c), v / v[0])  # ratios kept
-        torch.testing.assert_close(torch.diff(v / c), torch.diff(v) / c)  # differences shrink
-    assert not torch.allclose(torch.softmax(pair[0] / c, -1), torch.softmax(pair[1] / c, -1))
+        # differences shrink
+        torch.testing.assert_close(torch.diff(v / c), torch.diff(v) / c)
+    assert not torch.allclose(
+        torch.softmax(pair[0] / c, -1), torch.softmax(pair[1] / c, -1)
+    )
     y = CF.layer_norm(pair, pair.shape[-1])
     torch.testing.assert_close(y[0], y[1], atol=1e-4, rtol=0)
 
@@ -143,7 +167,10 @@ def test_layernorm_logits_same_attention_for_query_and_scaled_copy(alpha, seed):
     assert (a - b).abs().max().item() < 1e-4  # what is left is LayerNorm's eps
     # ... and only eps: scaling eps with the variance (by alpha^2) makes them equal
     b_exact = torch.softmax(
-        ch06.attention_logits(alpha * q, k, "layernorm_logits", eps=1e-5 * alpha**2), -1
+        ch06.attention_logits(
+            alpha * q, k, "layernorm_logits", eps=1e-5 * alpha**2
+        ),
+        -1,
     )
     torch.testing.assert_close(a, b_exact, atol=1e-12, rtol=0)
     # control: with 1/sqrt(d_k) the scaled copy attends differently
@@ -168,13 +195,16 @@ def test_layernorm_logits_rows_have_mean_zero_and_unit_variance():
     torch.testing.assert_close(
         s.mean(-1), torch.zeros(s.shape[:-1], dtype=s.dtype), atol=1e-12, rtol=0
     )
-    torch.testing.assert_close(s.var(-1, unbiased=False), torch.ones(s.shape[:-1], dtype=s.dtype))
+    torch.testing.assert_close(
+        s.var(-1, unbiased=False), torch.ones(s.shape[:-1], dtype=s.dtype)
+    )
 
 
 def test_layernorm_logit_ceiling():
     assert ch06.layernorm_logit_ceiling(2) == pytest.approx(1 / (1 + math.exp(-2)))
     assert ch06.layernorm_logit_ceiling(1) == 1.0
-    # the extremal row (one logit sqrt(L-1), the rest equal) reaches the ceiling exactly
+    # the extremal row (one logit sqrt(L-1), the rest equal) reaches the ceiling
+    # exactly
     L = 16
     extremal = torch.full((L,), -1.0, dtype=torch.float64)
     extremal[0] = L - 1.0
@@ -194,8 +224,14 @@ def test_matched_query_weight(seed):
         ch06.matched_query_weight(64, "layernorm_logits", query_scale=a, seed=seed)
         for a in (0.25, 4.0)
     ]
-    sq = [ch06.matched_query_weight(64, "sqrt_dk", query_scale=a, seed=seed) for a in (0.25, 4.0)]
-    qk = [ch06.matched_query_weight(64, "qk_norm", query_scale=a, seed=seed) for a in (0.25, 4.0)]
+    sq = [
+        ch06.matched_query_weight(64, "sqrt_dk", query_scale=a, seed=seed)
+        for a in (0.25, 4.0)
+    ]
+    qk = [
+        ch06.matched_query_weight(64, "qk_norm", query_scale=a, seed=seed)
+        for a in (0.25, 4.0)
+    ]
     assert max(ln) <= ceiling and abs(ln[0] - ln[1]) < 1e-3
     assert sq[0] < 0.5 < 0.99 < sq[1]
     assert abs(qk[0] - qk[1]) < 1e-3 and qk[0] > max(ln)
@@ -211,19 +247,23 @@ def test_fresh_block_logit_variance_with_and_without_input_layernorm(seed):
     z = torch.randn(8, 32, 64, generator=torch.Generator().manual_seed(100 + seed))
     scales = (0.1, 1.0, 10.0, 100.0)
     with_ln = [
-        ch06.block_logit_stats(block, s * z, input_norm=True).dot_var_over_dk for s in scales
+        ch06.block_logit_stats(block, s * z, input_norm=True).dot_var_over_dk
+        for s in scales
     ]
     without = [
-        ch06.block_logit_stats(block, s * z, input_norm=False).dot_var_over_dk for s in scales
+        ch06.block_logit_stats(block, s * z, input_norm=False).dot_var_over_dk
+        for s in scales
     ]
     assert max(with_ln) / min(with_ln) < 1.01
-    assert all(abs(v / 0.25 - 1.0) < 0.2 for v in with_ln)  # Xavier on the packed in_proj
+    # Xavier on the packed in_proj
+    assert all(abs(v / 0.25 - 1.0) < 0.2 for v in with_ln)
     for a, b in zip(without, without[1:], strict=False):
         assert b / a == pytest.approx(1e4, rel=1e-3)  # Var grows like s^4
 
 
 def test_block_logit_stats_matches_the_attention_module():
-    """q and k are computed as MultiHeadAttention computes them (same weights, layout)."""
+    """q and k are computed as MultiHeadAttention computes them (same weights,
+    layout)."""
     torch.manual_seed(0)
     block = TransformerBlock(BlockConfig(norm_first=True)).double()
     x = torch.randn(2, 6, 64, dtype=torch.float64)
@@ -245,8 +285,10 @@ def test_qk_norm_logits_within_cauchy_schwarz_bound(d_k):
     bound = ch06.qk_norm_logit_bound(d_k)
     assert bound == pytest.approx(math.sqrt(d_k))
     assert ch06.attention_logits(q, k, "qk_norm").abs().max().item() <= bound
-    assert ch06.attention_logits(q, k, "sqrt_dk").abs().max().item() > 1e3 * bound  # control
-    own = ch06.attention_logits(k[:, :1], k[:, :1], "qk_norm")  # q = k reaches the bound
+    # control
+    assert ch06.attention_logits(q, k, "sqrt_dk").abs().max().item() > 1e3 * bound
+    # q = k reaches the bound
+    own = ch06.attention_logits(k[:, :1], k[:, :1], "qk_norm")
     assert own.min().item() == pytest.approx(bound, rel=1e-6)
 
 
@@ -255,7 +297,9 @@ def test_qk_norm_weight_ceiling_is_reached_by_extreme_logits():
     b = ch06.qk_norm_logit_bound(d_k)
     logits = torch.full((L,), -b, dtype=torch.float64)
     logits[0] = b
-    assert torch.softmax(logits, -1)[0].item() == pytest.approx(ch06.qk_norm_weight_ceiling(d_k, L))
+    assert torch.softmax(logits, -1)[0].item() == pytest.approx(
+        ch06.qk_norm_weight_ceiling(d_k, L)
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -265,8 +309,14 @@ def test_weight_growth_grows_plain_logits_but_not_qk_norm_logits(seed):
     before = {n: p.clone() for n, p in block.state_dict().items()}
     z = torch.randn(4, 16, 64, generator=torch.Generator().manual_seed(seed))
     growth = (1.0, 4.0, 16.0)
-    plain = [ch06.max_logit_under_weight_growth(block, z, g, qk_norm=False) for g in growth]
-    qkn = [ch06.max_logit_under_weight_growth(block, z, g, qk_norm=True) for g in growth]
+    plain = [
+        ch06.max_logit_under_weight_growth(block, z, g, qk_norm=False)
+        for g in growth
+    ]
+    qkn = [
+        ch06.max_logit_under_weight_growth(block, z, g, qk_norm=True)
+        for g in growth
+    ]
     for p, g in zip(plain, growth, strict=True):
         assert p / plain[0] == pytest.approx(g**2, rel=1e-4)
     assert max(qkn) <= ch06.qk_norm_logit_bound(16)
@@ -278,7 +328,8 @@ def test_weight_growth_grows_plain_logits_but_not_qk_norm_logits(seed):
 def test_attention_logits_agree_with_course_lib_and_torch():
     q, k = _qk(3)
     torch.testing.assert_close(
-        torch.softmax(ch06.attention_logits(q, k, "sqrt_dk"), -1), CF.attention_weights(q, k)
+        torch.softmax(ch06.attention_logits(q, k, "sqrt_dk"), -1),
+        CF.attention_weights(q, k),
     )
     torch.testing.assert_close(
         torch.softmax(ch06.attention_logits(q, k, "none"), -1),
@@ -288,7 +339,8 @@ def test_attention_logits_agree_with_course_lib_and_torch():
     qn = torch.nn.functional.layer_norm(q, (d,))
     kn = torch.nn.functional.layer_norm(k, (d,))
     torch.testing.assert_close(
-        ch06.attention_logits(q, k, "qk_norm"), qn @ kn.transpose(-2, -1) / math.sqrt(d)
+        ch06.attention_logits(q, k, "qk_norm"),
+        qn @ kn.transpose(-2, -1) / math.sqrt(d),
     )
 
 
@@ -297,17 +349,42 @@ def test_attention_logits_agree_with_course_lib_and_torch():
 BAD = [
     ("d_k zero", lambda: ch06.dot_product_variance(0), ValueError, "d_k"),
     ("d_k float", lambda: ch06.dot_product_variance(4.0), TypeError, "d_k"),
-    ("n_samples one", lambda: ch06.dot_product_variance(4, 1), ValueError, "n_samples"),
-    ("seed float", lambda: ch06.sample_dot_products(4, 10, seed=1.5), TypeError, "seed"),
-    ("scaling unknown", lambda: ch06.saturation_metrics(4, "layernorm"), ValueError, "scaling"),
-    ("scaling not str", lambda: ch06.attention_logits(*_qk(0), scaling=1), TypeError, "scaling"),
+    (
+        "n_samples one",
+        lambda: ch06.dot_product_variance(4, 1),
+        ValueError,
+        "n_samples",
+    ),
+    (
+        "seed float",
+        lambda: ch06.sample_dot_products(4, 10, seed=1.5),
+        TypeError,
+        "seed",
+    ),
+    (
+        "scaling unknown",
+        lambda: ch06.saturation_metrics(4, "layernorm"),
+        ValueError,
+        "scaling",
+    ),
+    (
+        "scaling not str",
+        lambda: ch06.attention_logits(*_qk(0), scaling=1),
+        TypeError,
+        "scaling",
+    ),
     (
         "query_scale negative",
         lambda: ch06.saturation_metrics(4, query_scale=-1.0),
         ValueError,
         "query_scale",
     ),
-    ("query list", lambda: ch06.attention_logits([[1.0]], torch.ones(2, 1)), TypeError, "query"),
+    (
+        "query list",
+        lambda: ch06.attention_logits([[1.0]], torch.ones(2, 1)),
+        TypeError,
+        "query",
+    ),
     (
         "d_k mismatch",
         lambda: ch06.attention_logits(torch.ones(2, 3), torch.ones(2, 4)),
@@ -316,13 +393,30 @@ BAD = [
     ),
     (
         "dtype mismatch",
-        lambda: ch06.attention_logits(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.float64)),
+        lambda: ch06.attention_logits(
+            torch.ones(2, 3), torch.ones(2, 3, dtype=torch.float64)
+        ),
         TypeError,
         "dtype",
     ),
-    ("eps zero", lambda: ch06.attention_logits(*_qk(0), eps=0.0), ValueError, "eps"),
-    ("weights int", lambda: ch06.softmax_entropy(torch.tensor([1, 0])), TypeError, "weights"),
-    ("weights empty", lambda: ch06.softmax_jacobian(torch.ones(2, 0)), ValueError, "weights"),
+    (
+        "eps zero",
+        lambda: ch06.attention_logits(*_qk(0), eps=0.0),
+        ValueError,
+        "eps",
+    ),
+    (
+        "weights int",
+        lambda: ch06.softmax_entropy(torch.tensor([1, 0])),
+        TypeError,
+        "weights",
+    ),
+    (
+        "weights empty",
+        lambda: ch06.softmax_jacobian(torch.ones(2, 0)),
+        ValueError,
+        "weights",
+    ),
     (
         "query_scales string",
         lambda: ch06.query_scale_entropy("12", "sqrt_dk"),
@@ -343,13 +437,17 @@ BAD = [
     ),
     (
         "x wrong width",
-        lambda: ch06.block_logit_stats(TransformerBlock(BlockConfig()), torch.ones(1, 4, 8)),
+        lambda: ch06.block_logit_stats(
+            TransformerBlock(BlockConfig()), torch.ones(1, 4, 8)
+        ),
         ValueError,
         "x",
     ),
     (
         "x one position",
-        lambda: ch06.block_logit_stats(TransformerBlock(BlockConfig()), torch.ones(1, 1, 64)),
+        lambda: ch06.block_logit_stats(
+            TransformerBlock(BlockConfig()), torch.ones(1, 1, 64)
+        ),
         ValueError,
         "T >= 2",
     ),
@@ -369,7 +467,12 @@ BAD = [
         TypeError,
         "qk_norm",
     ),
-    ("gain negative", lambda: ch06.qk_norm_logit_bound(16, -1.0), ValueError, "gain"),
+    (
+        "gain negative",
+        lambda: ch06.qk_norm_logit_bound(16, -1.0),
+        ValueError,
+        "gain",
+    ),
     ("n_keys zero", lambda: ch06.layernorm_logit_ceiling(0), ValueError, "n_keys"),
     (
         "metrics wrong length",
@@ -380,7 +483,11 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("case", "fn", "exc", "word"), BAD, ids=[b[0] for b in BAD])
-def test_bad_input_is_rejected_with_a_message_naming_the_argument(case, fn, exc, word):
+@pytest.mark.parametrize(
+    ("case", "fn", "exc", "word"), BAD, ids=[b[0] for b in BAD]
+)
+def test_bad_input_is_rejected_with_a_message_naming_the_argument(
+    case, fn, exc, word
+):
     with pytest.raises(exc, match=word):
         fn()

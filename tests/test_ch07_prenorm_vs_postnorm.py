@@ -1,8 +1,8 @@
 """Chapter 7 (PreNorm vs PostNorm): the experiments module and the chapter's claims.
 
-The claim tests run the chapter's own experiments with the chapter's seeds and settings
-(checked against the notebook's source below) and assert each claim the chapter makes,
-as an inequality with a margin.
+The claim tests run the chapter's own experiments with the chapter's seeds and
+settings (checked against the notebook's source below) and assert each claim the
+chapter makes, as an inequality with a margin.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ DEPTHS = (2, 4, 8, 16)
 N_LAYERS, LR, STEPS, WARMUP = 2, 0.06, 150, 50
 BETAS = (0.9, 0.98)
 TASK = ch07.TaskConfig()
-POST, PRE = TASK.model(False, n_layers=N_LAYERS), TASK.model(True, n_layers=N_LAYERS)
+POST, PRE = (
+    TASK.model(False, n_layers=N_LAYERS),
+    TASK.model(True, n_layers=N_LAYERS),
+)
 RUNS = {
     "Post-LN, no warmup": (POST, 0),
     "Post-LN, warmup": (POST, WARMUP),
@@ -49,30 +52,39 @@ def test_settings_match_the_notebook():
     )
     assert f"SEEDS = {SEEDS}" in source
     assert f"DEPTHS = {DEPTHS}" in source
-    assert f"N_LAYERS, LR, STEPS, WARMUP = {N_LAYERS}, {LR}, {STEPS}, {WARMUP}" in source
+    assert (
+        f"N_LAYERS, LR, STEPS, WARMUP = {N_LAYERS}, {LR}, {STEPS}, {WARMUP}"
+        in source
+    )
     assert f"BETAS = {BETAS}" in source
     assert "task = ch07.TaskConfig()" in source
     assert "POST = task.model(norm_first=False, n_layers=N_LAYERS)" in source
     assert "PRE = task.model(norm_first=True, n_layers=N_LAYERS)" in source
     for name, (config, warmup) in RUNS.items():
         variable = "PRE" if config.block.norm_first else "POST"
-        assert f'"{name}": ({variable}, {"WARMUP" if warmup else 0})' in source, name
+        assert f'"{name}": ({variable}, {"WARMUP" if warmup else 0})' in source, (
+            name
+        )
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # The Markov source and its loss floor
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 def test_two_state_chain_by_hand():
     p = torch.tensor([[0.9, 0.1], [0.5, 0.5]], dtype=torch.float64)
     pi = ch07.stationary_distribution(p)
-    assert torch.allclose(pi, torch.tensor([5 / 6, 1 / 6], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(
+        pi, torch.tensor([5 / 6, 1 / 6], dtype=torch.float64), atol=1e-12
+    )
 
     def h(q: float) -> float:
         return -(q * math.log(q) + (1 - q) * math.log(1 - q))
 
-    assert ch07.entropy_rate(p) == pytest.approx(5 / 6 * h(0.1) + 1 / 6 * h(0.5), abs=1e-12)
+    assert ch07.entropy_rate(p) == pytest.approx(
+        5 / 6 * h(0.1) + 1 / 6 * h(0.5), abs=1e-12
+    )
 
 
 def test_entropy_rate_limits():
@@ -81,7 +93,9 @@ def test_entropy_rate_limits():
     assert ch07.entropy_rate(uniform) == pytest.approx(math.log(v), abs=1e-12)
     cycle = torch.roll(torch.eye(v, dtype=torch.float64), 1, dims=1)  # i -> i + 1
     assert ch07.entropy_rate(cycle) == pytest.approx(0.0, abs=1e-12)
-    assert torch.allclose(ch07.stationary_distribution(cycle), torch.full((v,), 1 / v).double())
+    assert torch.allclose(
+        ch07.stationary_distribution(cycle), torch.full((v,), 1 / v).double()
+    )
 
 
 def test_random_source_is_a_stationary_chain():
@@ -117,21 +131,29 @@ def test_samples_follow_the_transition_matrix():
     assert (freq - source.transition).abs().max() < 0.03
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # The model
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_block_equals_torch_encoder_layer_with_a_causal_mask(norm_first):
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(
-        32, 2, 128, dropout=0.0, batch_first=True, norm_first=norm_first, dtype=torch.float64
+        32,
+        2,
+        128,
+        dropout=0.0,
+        batch_first=True,
+        norm_first=norm_first,
+        dtype=torch.float64,
     )
     block = TransformerBlock.from_torch(layer)
     x = torch.randn(4, 10, 32, dtype=torch.float64)
     allowed = ch07.causal_mask(10)
-    assert torch.allclose(block(x, attn_mask=allowed), layer(x, src_mask=~allowed), atol=1e-12)
+    assert torch.allclose(
+        block(x, attn_mask=allowed), layer(x, src_mask=~allowed), atol=1e-12
+    )
 
 
 def test_causal_mask():
@@ -148,16 +170,22 @@ def test_tiny_lm_is_causal():
     with torch.no_grad():
         a, b = model(tokens), model(changed)
     assert a.shape == (2, 12, TASK.vocab_size)
-    assert torch.equal(a[:, :8], b[:, :8])  # earlier positions cannot see later tokens
+    # earlier positions cannot see later tokens
+    assert torch.equal(a[:, :8], b[:, :8])
     assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
 def test_same_seed_same_weights_for_both_placements():
     post = ch07.make_model(TASK, TASK.model(False, n_layers=3), seed=5).state_dict()
     pre = ch07.make_model(TASK, TASK.model(True, n_layers=3), seed=5).state_dict()
-    assert set(pre) - set(post) == {"stack.final_norm.weight", "stack.final_norm.bias"}
+    assert set(pre) - set(post) == {
+        "stack.final_norm.weight",
+        "stack.final_norm.bias",
+    }
     assert all(torch.equal(post[k], pre[k]) for k in post)
-    other = ch07.make_model(TASK, TASK.model(False, n_layers=3), seed=6).state_dict()
+    other = ch07.make_model(
+        TASK, TASK.model(False, n_layers=3), seed=6
+    ).state_dict()
     assert not torch.equal(post["embedding.weight"], other["embedding.weight"])
 
 
@@ -196,9 +224,9 @@ def test_hidden_rms_of_a_layernorm_output_is_one():
     assert ch07.hidden_rms([y]).item() == pytest.approx(1.0, abs=1e-4)
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # Bad input
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -208,27 +236,49 @@ def test_hidden_rms_of_a_layernorm_output_is_one():
         (lambda: ch07.causal_mask(2.0), TypeError, "length"),
         (lambda: ch07.entropy_rate(torch.ones(2, 3)), ValueError, "transition"),
         (lambda: ch07.entropy_rate(torch.ones(2, 2)), ValueError, "transition"),
-        (lambda: ch07.entropy_rate(torch.eye(2, dtype=torch.long)), TypeError, "transition"),
+        (
+            lambda: ch07.entropy_rate(torch.eye(2, dtype=torch.long)),
+            TypeError,
+            "transition",
+        ),
         (lambda: ch07.entropy_rate([[1.0]]), TypeError, "transition"),
         (lambda: ch07.MarkovSource.random(0, 0.3, 0), ValueError, "vocab_size"),
         (lambda: ch07.MarkovSource.random(4, -1.0, 0), ValueError, "concentration"),
         (lambda: ch07.MarkovSource.random(4, 0.3, "0"), TypeError, "seed"),
-        (lambda: TASK.source().sample(2, 0, torch.Generator()), ValueError, "length"),
+        (
+            lambda: TASK.source().sample(2, 0, torch.Generator()),
+            ValueError,
+            "length",
+        ),
         (lambda: TASK.source().sample(2, 3, 0), TypeError, "generator"),
         (lambda: ch07.TaskConfig(vocab_size=0), ValueError, "vocab_size"),
         (lambda: ch07.TaskConfig(seq_len=1), ValueError, "seq_len"),
-        (lambda: ch07.make_model("task", TASK.model(True, n_layers=2), 0), TypeError, "task"),
-        (lambda: ch07.make_model(TASK, 2, 0), TypeError, "config must be a ModelConfig"),
+        (
+            lambda: ch07.make_model("task", TASK.model(True, n_layers=2), 0),
+            TypeError,
+            "task",
+        ),
+        (
+            lambda: ch07.make_model(TASK, 2, 0),
+            TypeError,
+            "config must be a ModelConfig",
+        ),
         (lambda: TASK.model(True, n_layers=0), ValueError, "n_layers"),
         (lambda: TASK.model(True, final_norm=1), TypeError, "final_norm"),
-        (lambda: ch07.init_statistics(TASK, TASK.model(True, n_layers=2), []), ValueError, "seeds"),
+        (
+            lambda: ch07.init_statistics(TASK, TASK.model(True, n_layers=2), []),
+            ValueError,
+            "seeds",
+        ),
         (
             lambda: ch07.init_statistics(TASK, TASK.model(True, n_layers=2), "01"),
             TypeError,
             "seeds",
         ),
         (
-            lambda: ch07.init_statistics(TASK, TASK.model(True, n_layers=2), [0], parameter="W9"),
+            lambda: ch07.init_statistics(
+                TASK, TASK.model(True, n_layers=2), [0], parameter="W9"
+            ),
             ValueError,
             "parameter",
         ),
@@ -236,16 +286,30 @@ def test_hidden_rms_of_a_layernorm_output_is_one():
         (lambda: ch07.depth_sweep(TASK, PRE, [0], [0]), ValueError, "depths"),
         (lambda: ch07.loglog_slope([1.0], [1.0]), ValueError, "x and y"),
         (lambda: ch07.loglog_slope([1.0, 2.0], [0.0, 1.0]), ValueError, "positive"),
-        (lambda: ch07.warmup_linear_decay(_sgd(), -1, 10), ValueError, "warmup_steps"),
-        (lambda: ch07.warmup_linear_decay(_sgd(), 11, 10), ValueError, "warmup_steps"),
+        (
+            lambda: ch07.warmup_linear_decay(_sgd(), -1, 10),
+            ValueError,
+            "warmup_steps",
+        ),
+        (
+            lambda: ch07.warmup_linear_decay(_sgd(), 11, 10),
+            ValueError,
+            "warmup_steps",
+        ),
         (
             lambda: ch07.train_lm(TASK, PRE, 0, lr=0.0, warmup_steps=0, steps=1),
             ValueError,
             "lr",
         ),
-        (lambda: ch07.next_token_loss(torch.zeros(2, 3), torch.zeros(2)), ValueError, "logits"),
         (
-            lambda: ch07.make_model(TASK, TASK.model(True, n_layers=1), 0)(torch.zeros(1, 3)),
+            lambda: ch07.next_token_loss(torch.zeros(2, 3), torch.zeros(2)),
+            ValueError,
+            "logits",
+        ),
+        (
+            lambda: ch07.make_model(TASK, TASK.model(True, n_layers=1), 0)(
+                torch.zeros(1, 3)
+            ),
             TypeError,
             "tokens",
         ),
@@ -261,15 +325,17 @@ def _sgd() -> torch.optim.Optimizer:
     return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # The chapter's claims, with the chapter's seeds
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def init_stats():
     return {
-        (name, depth): ch07.init_statistics(TASK, TASK.model(norm_first, n_layers=depth), SEEDS)
+        (name, depth): ch07.init_statistics(
+            TASK, TASK.model(norm_first, n_layers=depth), SEEDS
+        )
         for name, norm_first in ch07.PLACEMENTS.items()
         for depth in DEPTHS
     }
@@ -292,7 +358,8 @@ def test_claim_pre_ln_last_layer_gradient_falls_with_depth(init_stats):
     g = _last(init_stats, "Pre-LN", "grad_norms")
     assert bool((g.diff() < 0).all())  # falls at every step in depth
     slope = ch07.loglog_slope(DEPTHS, g)
-    assert -0.5 < slope < -0.2  # falls, but more slowly than 1/sqrt(L) at these depths
+    # falls, but more slowly than 1/sqrt(L) at these depths
+    assert -0.5 < slope < -0.2
     assert g[DEPTHS.index(16)] / g[DEPTHS.index(4)] < 0.8
 
 
@@ -310,23 +377,30 @@ def test_claim_pre_ln_gradient_tracks_one_over_stream_size(init_stats):
 def test_claim_per_layer_profile_at_sixteen_layers(init_stats):
     post = init_stats[("Post-LN", 16)].grad_norms.mean(0)
     pre = init_stats[("Pre-LN", 16)].grad_norms.mean(0)
-    assert 0.75 < post[-1] / post[0] < 1.25  # Post-LN: nearly flat, within a quarter
+    # Post-LN: nearly flat, within a quarter
+    assert 0.75 < post[-1] / post[0] < 1.25
     assert pre[-1] / pre[0] < 0.8  # Pre-LN falls from the first layer to the last
 
 
 def test_claim_pre_ln_residual_stream_grows_post_ln_stays_at_one(init_stats):
     pre, post = init_stats[("Pre-LN", 16)], init_stats[("Post-LN", 16)]
-    assert bool((pre.hidden_rms.mean(0).diff() > 0).all())  # grows after every block
-    assert bool((pre.hidden_rms[:, -1] / pre.hidden_rms[:, 0] > 1.4).all())  # every seed
+    # grows after every block
+    assert bool((pre.hidden_rms.mean(0).diff() > 0).all())
+    # every seed
+    assert bool((pre.hidden_rms[:, -1] / pre.hidden_rms[:, 0] > 1.4).all())
     assert bool(((post.hidden_rms[:, 1:] - 1).abs() < 1e-4).all())
     ratio = pre.update_ratio.mean(0)
-    assert ratio[-1] < 0.8 * ratio[0]  # deeper blocks change the stream relatively less
+    # deeper blocks change the stream relatively less
+    assert ratio[-1] < 0.8 * ratio[0]
     absolute = (pre.update_ratio * pre.hidden_rms[:, :-1]).mean(0)
-    assert absolute.max() / absolute.min() < 1.3  # by about the same absolute amount
+    # by about the same absolute amount
+    assert absolute.max() / absolute.min() < 1.3
 
 
 def test_claim_final_layernorm_fixes_the_logit_scale():
-    batch = TASK.source().sample(TASK.batch_size, TASK.seq_len, torch.Generator().manual_seed(7))
+    batch = TASK.source().sample(
+        TASK.batch_size, TASK.seq_len, torch.Generator().manual_seed(7)
+    )
     spread = {}
     for with_final in (True, False):
         scale = []
@@ -352,7 +426,9 @@ def test_claim_without_final_norm_the_pre_ln_gradient_does_not_fall():
 def test_claim_rmsnorm_gives_the_same_depth_trend():
     slopes = {}
     for name, norm_first in ch07.PLACEMENTS.items():
-        g, _ = ch07.depth_sweep(TASK, TASK.model(norm_first, norm="rms"), DEPTHS, SEEDS)
+        g, _ = ch07.depth_sweep(
+            TASK, TASK.model(norm_first, norm="rms"), DEPTHS, SEEDS
+        )
         slopes[name] = ch07.loglog_slope(DEPTHS, g.mean(0))
     assert abs(slopes["Post-LN"]) < 0.1
     assert slopes["Pre-LN"] < -0.2
@@ -360,13 +436,16 @@ def test_claim_rmsnorm_gives_the_same_depth_trend():
 
 @pytest.fixture(scope="module")
 def warmup_result():
-    result = ch07.warmup_experiment(TASK, RUNS, SEEDS, lr=LR, steps=STEPS, betas=BETAS)
+    result = ch07.warmup_experiment(
+        TASK, RUNS, SEEDS, lr=LR, steps=STEPS, betas=BETAS
+    )
     heldout = {
         name: torch.tensor([ch07.heldout_loss(m, TASK) for m in models])
         for name, models in result.models.items()
     }
     share = {
-        name: (result.unigram - h) / (result.unigram - result.floor) for name, h in heldout.items()
+        name: (result.unigram - h) / (result.unigram - result.floor)
+        for name, h in heldout.items()
     }
     return result, share
 
@@ -374,7 +453,8 @@ def warmup_result():
 def test_claim_warmup_three_way_comparison_holds_on_every_seed(warmup_result):
     result, share = warmup_result
     assert result.floor == pytest.approx(TASK.source().entropy_rate)
-    assert bool((share["Post-LN, no warmup"] < 0.5).all())  # stalls: less than half learned
+    # stalls: less than half learned
+    assert bool((share["Post-LN, no warmup"] < 0.5).all())
     assert bool((share["Post-LN, warmup"] > 0.85).all())  # trains
     assert bool((share["Pre-LN, no warmup"] > 0.85).all())  # trains without warmup
     # the training curves agree with the held-out scores
@@ -387,7 +467,9 @@ def test_claim_warmup_three_way_comparison_holds_on_every_seed(warmup_result):
 
 def test_claim_post_ln_trains_without_warmup_at_a_quarter_of_the_rate():
     source = TASK.source()
-    _, model = ch07.train_lm(TASK, POST, 0, lr=LR / 4, warmup_steps=0, steps=STEPS, betas=BETAS)
+    _, model = ch07.train_lm(
+        TASK, POST, 0, lr=LR / 4, warmup_steps=0, steps=STEPS, betas=BETAS
+    )
     share = (source.unigram_entropy - ch07.heldout_loss(model, TASK)) / (
         source.unigram_entropy - source.entropy_rate
     )
@@ -395,16 +477,21 @@ def test_claim_post_ln_trains_without_warmup_at_a_quarter_of_the_rate():
 
 
 def test_training_is_deterministic():
-    a, _ = ch07.train_lm(TASK, TASK.model(True, n_layers=1), 3, lr=0.01, warmup_steps=2, steps=5)
-    b, _ = ch07.train_lm(TASK, TASK.model(True, n_layers=1), 3, lr=0.01, warmup_steps=2, steps=5)
+    a, _ = ch07.train_lm(
+        TASK, TASK.model(True, n_layers=1), 3, lr=0.01, warmup_steps=2, steps=5
+    )
+    b, _ = ch07.train_lm(
+        TASK, TASK.model(True, n_layers=1), 3, lr=0.01, warmup_steps=2, steps=5
+    )
     assert a == b and len(a) == 5
 
 
-# --- training a sweep at once -----------------------------------------------------------
+# --- training a sweep at once -----------------------------------------------------
 
 
 def _adam_alone(task, config, seed, *, lr, warmup_steps, steps, betas=(0.9, 0.98)):
-    """The same run with torch.optim.Adam and the chapter's scheduler, one model alone."""
+    """The same run with torch.optim.Adam and the chapter's scheduler, one model
+    alone."""
     model = ch07.make_model(task, config, seed)
     data = ch07.training_batches(task, seed, steps)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
@@ -437,7 +524,9 @@ def test_warmup_sweep_ends_where_each_torch_adam_run_ends():
                 atol=1e-9,
             )
             for (pname, a), b in zip(
-                alone.named_parameters(), result.models[name][i].parameters(), strict=True
+                alone.named_parameters(),
+                result.models[name][i].parameters(),
+                strict=True,
             ):
                 torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=pname)
 
@@ -446,8 +535,16 @@ def test_warmup_sweep_ends_where_each_torch_adam_run_ends():
     ("call", "error", "match"),
     [
         (lambda: ch07.training_batches("task", 0, 5), TypeError, "task"),
-        (lambda: ch07.training_batches(ch07.TaskConfig(), 0.5, 5), TypeError, "seed"),
-        (lambda: ch07.training_batches(ch07.TaskConfig(), 0, 0), ValueError, "steps"),
+        (
+            lambda: ch07.training_batches(ch07.TaskConfig(), 0.5, 5),
+            TypeError,
+            "seed",
+        ),
+        (
+            lambda: ch07.training_batches(ch07.TaskConfig(), 0, 0),
+            ValueError,
+            "steps",
+        ),
         (lambda: ch07.schedule_factors(-1, 5), ValueError, "warmup_steps"),
         (lambda: ch07.schedule_factors(6, 5), ValueError, "warmup_steps"),
     ],

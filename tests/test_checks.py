@@ -1,7 +1,7 @@
-"""The shared argument checks in ``course_lib._checks``: what passes, what each rejects.
+"""The argument checks of ``course_lib._checks``: what passes, what each rejects.
 
-Every chapter module validates through these functions, so each rule is tested once here
-(the chapters' tests check that their public functions name the bad argument).
+Every chapter module validates through these functions, so each rule is tested once
+here (the chapters' tests check that their public functions name the bad argument).
 """
 
 from __future__ import annotations
@@ -38,19 +38,55 @@ def test_valid_values_pass_through(call, expected):
     ("call", "error", "message"),
     [
         (lambda: checks.check_int(2.0, "n"), TypeError, "n must be an int"),
-        (lambda: checks.check_int(True, "n"), TypeError, "n must be an int, got bool"),
-        (lambda: checks.check_int(0, "n"), ValueError, "n must be an int >= 1, got 0"),
-        (lambda: checks.check_int(5, "k", maximum=4), ValueError, r"k must be an int in \[1, 4\]"),
-        (lambda: checks.check_int(5, "k", minimum=None, maximum=4), ValueError, "k .* <= 4"),
+        (
+            lambda: checks.check_int(True, "n"),
+            TypeError,
+            "n must be an int, got bool",
+        ),
+        (
+            lambda: checks.check_int(0, "n"),
+            ValueError,
+            "n must be an int >= 1, got 0",
+        ),
+        (
+            lambda: checks.check_int(5, "k", maximum=4),
+            ValueError,
+            r"k must be an int in \[1, 4\]",
+        ),
+        (
+            lambda: checks.check_int(5, "k", minimum=None, maximum=4),
+            ValueError,
+            "k .* <= 4",
+        ),
         (lambda: checks.check_seed(-1), ValueError, "seed must be an int >= 0"),
         (lambda: checks.check_seed("0"), TypeError, "seed must be an int"),
         (lambda: checks.check_seeds(3), TypeError, "seeds must be a sequence"),
         (lambda: checks.check_seeds("01"), TypeError, "seeds must be a sequence"),
-        (lambda: checks.check_seeds([]), ValueError, "seeds must name at least one"),
-        (lambda: checks.check_seeds([0, -2]), ValueError, r"seeds\[1\] must be an int >= 0"),
-        (lambda: checks.check_real("1", "lr"), TypeError, "lr must be a real number"),
-        (lambda: checks.check_real(float("nan"), "lr"), ValueError, "lr must be finite"),
-        (lambda: checks.check_real(0.0, "lr", minimum=0.0), ValueError, "lr must be > 0"),
+        (
+            lambda: checks.check_seeds([]),
+            ValueError,
+            "seeds must name at least one",
+        ),
+        (
+            lambda: checks.check_seeds([0, -2]),
+            ValueError,
+            r"seeds\[1\] must be an int >= 0",
+        ),
+        (
+            lambda: checks.check_real("1", "lr"),
+            TypeError,
+            "lr must be a real number",
+        ),
+        (
+            lambda: checks.check_real(float("nan"), "lr"),
+            ValueError,
+            "lr must be finite",
+        ),
+        (
+            lambda: checks.check_real(0.0, "lr", minimum=0.0),
+            ValueError,
+            "lr must be > 0",
+        ),
         (
             lambda: checks.check_real(-0.1, "noise", minimum=0.0, strict=False),
             ValueError,
@@ -58,14 +94,26 @@ def test_valid_values_pass_through(call, expected):
         ),
         (lambda: checks.check_eps(0.0), ValueError, "eps must be > 0"),
         (lambda: checks.check_eps(float("inf")), ValueError, "eps must be finite"),
-        (lambda: checks.check_probability(1.5, "dropout"), ValueError, "dropout must be in"),
-        (lambda: checks.check_choice(1, "norm", ("layer",)), TypeError, "norm must be a str"),
+        (
+            lambda: checks.check_probability(1.5, "dropout"),
+            ValueError,
+            "dropout must be in",
+        ),
+        (
+            lambda: checks.check_choice(1, "norm", ("layer",)),
+            TypeError,
+            "norm must be a str",
+        ),
         (
             lambda: checks.check_instance("2", "n", (int, float)),
             TypeError,
             "n must be a int or float, got str",
         ),
-        (lambda: checks.check_choice("rms", "norm", ("layer",)), ValueError, "norm must be one"),
+        (
+            lambda: checks.check_choice("rms", "norm", ("layer",)),
+            ValueError,
+            "norm must be one",
+        ),
         (
             lambda: checks.check_float_tensor(torch.ones(3), "x", dim=2),
             ValueError,
@@ -75,6 +123,18 @@ def test_valid_values_pass_through(call, expected):
             lambda: checks.check_rows(torch.ones(3, 0), "weights"),
             ValueError,
             "weights must have at least one entry",
+        ),
+        (
+            lambda: checks.check_dtype([True], "mask", torch.bool, "True = keep"),
+            TypeError,
+            "mask must be a torch.Tensor of dtype torch.bool, got list",
+        ),
+        (
+            lambda: checks.check_dtype(
+                torch.ones(2), "mask", torch.bool, "True = keep"
+            ),
+            TypeError,
+            r"mask must have dtype torch.bool \(True = keep\), got torch.float32",
         ),
         (
             lambda: checks.check_labels(torch.ones(3), "y", 3),
@@ -87,7 +147,9 @@ def test_valid_values_pass_through(call, expected):
             r"y must have shape \(3,\)",
         ),
         (
-            lambda: checks.check_stochastic_matrix(torch.ones(2, 3) / 3, "transition"),
+            lambda: checks.check_stochastic_matrix(
+                torch.ones(2, 3) / 3, "transition"
+            ),
             ValueError,
             "transition must be square",
         ),
@@ -97,7 +159,9 @@ def test_valid_values_pass_through(call, expected):
             "rows that sum to 1",
         ),
         (
-            lambda: checks.check_stochastic_matrix(torch.eye(2, dtype=torch.int64), "transition"),
+            lambda: checks.check_stochastic_matrix(
+                torch.eye(2, dtype=torch.int64), "transition"
+            ),
             TypeError,
             "transition must have a floating-point dtype",
         ),
@@ -109,5 +173,7 @@ def test_bad_values_raise_a_message_naming_the_argument(call, error, message):
 
 
 def test_stochastic_matrix_is_returned_in_float64():
-    p = checks.check_stochastic_matrix(torch.full((3, 3), 1 / 3, dtype=torch.float32), "p")
+    p = checks.check_stochastic_matrix(
+        torch.full((3, 3), 1 / 3, dtype=torch.float32), "p"
+    )
     assert p.dtype == torch.float64

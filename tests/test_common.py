@@ -1,4 +1,4 @@
-"""common.train_sweep, the one training loop: each model of a sweep ends where torch ends it."""
+"""common.train_sweep: each model of a sweep ends where torch.optim would end it."""
 
 from __future__ import annotations
 
@@ -63,6 +63,18 @@ def _torch_run(model, x, y, rates, optimizer, decay):
     return torch.tensor(losses, dtype=torch.float64)
 
 
+def _sgd(sweep, x, y, **options):
+    """Train ``sweep`` with SGD at rate 0.1 on the data of :func:`_data`."""
+    rates = torch.full((len(sweep), x.shape[1]), 0.1, dtype=torch.float64)
+
+    def batch(t):
+        return x[:, t], y[:, t]
+
+    return train_sweep(
+        sweep, batch, nn.functional.cross_entropy, rates, optimizer="sgd", **options
+    )
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_each_model_of_a_sweep_ends_where_torch_optim_ends_it(optimizer):
     steps, seeds = 25, (0, 1, 2)
@@ -89,9 +101,13 @@ def test_each_model_of_a_sweep_ends_where_torch_optim_ends_it(optimizer):
     for i, alone in enumerate(_models(seeds)):
         expected = _torch_run(alone, x[i], y[i], rates[i], optimizer, decay)
         torch.testing.assert_close(losses[i], expected, rtol=1e-10, atol=1e-12)
-        for (name, a), b in zip(alone.named_parameters(), sweep[i].parameters(), strict=True):
+        for (name, a), b in zip(
+            alone.named_parameters(), sweep[i].parameters(), strict=True
+        ):
             torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
-            torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12, msg=name)
+            torch.testing.assert_close(
+                b.grad, a.grad, rtol=1e-9, atol=1e-12, msg=name
+            )
 
 
 def test_a_model_whose_loss_is_not_finite_stops_and_keeps_its_weights():
@@ -99,18 +115,13 @@ def test_a_model_whose_loss_is_not_finite_stops_and_keeps_its_weights():
     x, y = _data(2, steps)
     sweep = _models((0, 1))
     with torch.no_grad():
-        sweep[1].out.weight[0, 0] = math.inf  # model 1's loss is nan from the first step
+        # model 1's loss is nan from the first step
+        sweep[1].out.weight[0, 0] = math.inf
     before = sweep[1].hidden.weight.clone()
-    losses = train_sweep(
-        sweep,
-        lambda t: (x[:, t], y[:, t]),
-        nn.functional.cross_entropy,
-        torch.full((2, steps), 0.1, dtype=torch.float64),
-        optimizer="sgd",
-        weight_decay=0.1,
-    )
+    losses = _sgd(sweep, x, y, weight_decay=0.1)
     assert torch.isfinite(losses[0]).all() and torch.isnan(losses[1]).all()
-    assert torch.equal(sweep[1].hidden.weight, before)  # the stopped model never moved
+    # the stopped model never moved
+    assert torch.equal(sweep[1].hidden.weight, before)
     assert sweep[1].hidden.weight.grad is None
 
 
@@ -123,18 +134,15 @@ def test_the_hook_sees_each_models_current_weights_and_its_buffer_changes_count(
     def on_step(step: int, i: int, model: nn.Module) -> None:
         grad = model.out.weight.grad
         seen.append((step, i, model.out.weight.detach().clone(), grad))
-        model.offset = torch.full((7,), float(step + i))  # the next forward pass uses it
+        # the next forward pass uses it
+        model.offset = torch.full((7,), float(step + i))
 
-    losses = train_sweep(
-        sweep,
-        lambda t: (x[:, t], y[:, t]),
-        nn.functional.cross_entropy,
-        torch.full((2, steps), 0.1, dtype=torch.float64),
-        optimizer="sgd",
-        on_step=on_step,
-    )
-    assert [(s, i) for s, i, _, _ in seen] == [(s, i) for s in range(steps) for i in (0, 1)]
-    assert seen[0][3] is None and seen[2][3] is not None  # step 1 sees step 0's gradient
+    losses = _sgd(sweep, x, y, on_step=on_step)
+    assert [(s, i) for s, i, _, _ in seen] == [
+        (s, i) for s in range(steps) for i in (0, 1)
+    ]
+    # step 1 sees step 0's gradient
+    assert seen[0][3] is None and seen[2][3] is not None
     # replay model 1 by hand: SGD with the offsets the hook set
     (alone,) = _models((1,))
     opt = torch.optim.SGD(alone.parameters(), lr=0.1)
@@ -146,7 +154,8 @@ def test_the_hook_sees_each_models_current_weights_and_its_buffer_changes_count(
         loss.backward()
         opt.step()
         assert float(losses[1, t]) == pytest.approx(float(loss.detach()), rel=1e-12)
-    assert torch.equal(sweep[1].offset, alone.offset)  # the buffers are written back
+    # the buffers are written back
+    assert torch.equal(sweep[1].offset, alone.offset)
 
 
 def _ok():
@@ -160,9 +169,17 @@ def _ok():
     [
         ({"models": []}, TypeError, "models"),
         ({"models": nn.Linear(2, 2)}, TypeError, "models"),
-        ({"models": [nn.Linear(2, 2), nn.Linear(2, 3)]}, ValueError, "same parameter"),
+        (
+            {"models": [nn.Linear(2, 2), nn.Linear(2, 3)]},
+            ValueError,
+            "same parameter",
+        ),
         ({"models": [nn.ReLU(), nn.ReLU()]}, ValueError, "parameters"),
-        ({"lr": torch.full((3, 3), 0.1)}, ValueError, r"lr must be a tensor of shape \(2"),
+        (
+            {"lr": torch.full((3, 3), 0.1)},
+            ValueError,
+            r"lr must be a tensor of shape \(2",
+        ),
         ({"lr": torch.full((2, 3), -0.1)}, ValueError, "lr must hold"),
         ({"lr": torch.full((2, 0), 0.1)}, ValueError, r"lr.shape\[1\]"),
         ({"optimizer": "rmsprop"}, ValueError, "optimizer"),

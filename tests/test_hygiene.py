@@ -1,8 +1,9 @@
 """Notebook and book hygiene that nbval cannot see.
 
 nbval passes a notebook whose cells were never executed (there is nothing stored to
-compare), so these tests check that every code cell has run and stored clean outputs,
-and that the table of contents and the Binder environment agree with the repository.
+compare), so these tests check that every code cell has run and stored clean
+outputs, and that the table of contents and the Binder environment agree with the
+repository.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ def _toc_files() -> list[str]:
 
 
 def _resolve(entry: str) -> list[Path]:
-    return [p for p in (ROOT / f"{entry}.md", ROOT / f"{entry}.ipynb", ROOT / entry) if p.is_file()]
+    return [
+        p
+        for p in (ROOT / f"{entry}.md", ROOT / f"{entry}.ipynb", ROOT / entry)
+        if p.is_file()
+    ]
 
 
 def test_there_are_notebooks():
@@ -32,7 +37,9 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("entry", _toc_files())
 def test_every_toc_entry_exists(entry):
-    assert _resolve(entry), f"_toc.yml lists {entry!r} but no such .md or .ipynb exists"
+    assert _resolve(entry), (
+        f"_toc.yml lists {entry!r} but no such .md or .ipynb exists"
+    )
 
 
 def test_every_chapter_notebook_is_in_the_toc():
@@ -53,7 +60,9 @@ def test_notebook_was_executed_cleanly(path):
     for i, cell in enumerate(cells):
         if cell["cell_type"] != "code" or not "".join(cell["source"]).strip():
             continue
-        assert cell.get("execution_count") is not None, f"code cell {i} was never executed"
+        assert cell.get("execution_count") is not None, (
+            f"code cell {i} was never executed"
+        )
         counts.append(cell["execution_count"])
         for out in cell.get("outputs", []):
             assert out["output_type"] != "error", (
@@ -67,7 +76,9 @@ def test_notebook_was_executed_cleanly(path):
             assert not re.search(r" at 0x[0-9a-fA-F]{6,}", text), (
                 f"code cell {i} prints a memory address"
             )
-    assert counts == list(range(1, len(counts) + 1)), "cells were not executed once, top to bottom"
+    assert counts == list(range(1, len(counts) + 1)), (
+        "cells were not executed once, top to bottom"
+    )
     assert "widgets" not in nb.get("metadata", {}), (
         "widget state is stored (dead controls in the HTML)"
     )
@@ -77,9 +88,13 @@ def test_notebook_was_executed_cleanly(path):
 def test_notebook_starts_with_setup_and_never_edits_sys_path(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     code = [("".join(c["source"])) for c in nb["cells"] if c["cell_type"] == "code"]
-    assert "setup(" in code[0], "the first code cell must call course_lib.notebook.setup()"
+    assert "setup(" in code[0], (
+        "the first code cell must call course_lib.notebook.setup()"
+    )
     assert "course_lib" in code[0]
-    assert not any("sys.path" in c for c in code), "notebooks import the installed course_lib"
+    assert not any("sys.path" in c for c in code), (
+        "notebooks import the installed course_lib"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -87,8 +102,14 @@ def test_widget_cells_are_ignored_by_nbval_and_hidden_in_html(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     for i, cell in enumerate(nb["cells"]):
         src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and re.search(r"\bexplorer\(|ipywidgets|interact\(", src):
-            if "import" in src and "explorer(" not in src and "interact(" not in src:
+        if cell["cell_type"] == "code" and re.search(
+            r"\bexplorer\(|ipywidgets|interact\(", src
+        ):
+            if (
+                "import" in src
+                and "explorer(" not in src
+                and "interact(" not in src
+            ):
                 continue  # an import only
             tags = set(cell.get("metadata", {}).get("tags", []))
             assert {"nbval-ignore-output", "remove-output"} <= tags, (
@@ -126,9 +147,9 @@ _DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?")
 def test_every_decimal_in_the_prose_is_computed_or_typed_in_code(path):
     """A decimal number in a markdown cell must appear in a code cell or an output.
 
-    Results are printed by cells; numbers quoted from the notes or chosen as parameters
-    are typed in code. A number found in neither was typed into the prose by hand, and
-    nothing would notice if the code changed and it went stale.
+    Results are printed by cells; numbers quoted from the notes or chosen as
+    parameters are typed in code. A number found in neither was typed into the prose
+    by hand, and nothing would notice if the code changed and it went stale.
     """
     nb = json.loads(path.read_text(encoding="utf-8"))
     computed = []
@@ -148,13 +169,19 @@ def test_every_decimal_in_the_prose_is_computed_or_typed_in_code(path):
         for match in _DECIMAL.finditer("".join(cell["source"])):
             number = match.group(0).lstrip("-")
             forms = {number, number.rstrip("0").rstrip("."), f"{float(number):g}"}
-            if not any(re.search(rf"(?<![\d.]){re.escape(f)}(?!\d)", haystack) for f in forms):
+            if not any(
+                re.search(rf"(?<![\d.]){re.escape(f)}(?!\d)", haystack)
+                for f in forms
+            ):
                 missing.append(f"cell {i}: {number}")
-    assert not missing, f"numbers in the prose that no cell computes or types: {missing}"
+    assert not missing, (
+        f"numbers in the prose that no cell computes or types: {missing}"
+    )
 
 
 def test_contributing_module_map_matches_the_tree():
-    """CONTRIBUTING.md's module map lists every Python file of course_lib, scripts, tests."""
+    """CONTRIBUTING.md's module map lists every Python file of course_lib, scripts,
+    tests."""
     import re
 
     text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")

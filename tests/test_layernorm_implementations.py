@@ -12,9 +12,10 @@ grad_y) -> (y, (dL/dx, dL/dweight, dL/dbias))``:
 
 Each is checked against ``torch.nn.functional.layer_norm`` and torch's autograd, in
 float64 and float32, over shapes with one and two normalized dimensions, every
-combination of weight and bias, and blocks of rows small enough that the blocked code
-goes through several. The readable reference is then the oracle the blocked code is
-checked against, and the Function's backward is checked to be the blocked code itself.
+combination of weight and bias, and blocks of rows small enough that the blocked
+code goes through several. The readable reference is then the oracle the blocked
+code is checked against, and the Function's backward is checked to be the blocked
+code itself.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ Grads = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
 Implementation = Callable[..., tuple[torch.Tensor, Grads]]
 
 # against torch: round-off of two different computations of the same numbers
-TOL = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-5, rtol=1e-5)}
+TOL = {
+    torch.float64: dict(atol=1e-10, rtol=1e-10),
+    torch.float32: dict(atol=1e-5, rtol=1e-5),
+}
 
 
 @dataclass(frozen=True)
@@ -51,18 +55,22 @@ class Case:
     shape: tuple[int, ...]
     normalized_shape: tuple[int, ...]
     eps: float = 1e-5
-    block_numel: int | None = None  # ROW_BLOCK_NUMEL for the case; None: the library's
+    # ROW_BLOCK_NUMEL for the case; None: the library's
+    block_numel: int | None = None
 
 
 CASES = [
-    Case("row-(8,)", (8,), (8,)),  # no leading dims: dL/dgamma is not a sum over rows
+    # no leading dims: dL/dgamma is not a sum over rows
+    Case("row-(8,)", (8,), (8,)),
     Case("one-(3,4)", (3, 4), (3, 4)),
     Case("rows-of-(3,4)-eps1e-3", (2, 3, 4), (3, 4), eps=1e-3),
     Case("rows-of-8-eps0.5", (2, 3, 8), (8,), eps=0.5),
     Case("training-(4,32,64)", (4, 32, 64), (64,)),
-    Case("blocks-of-5-5-2-rows", (3, 4, 8), (8,), block_numel=40),  # 5 rows of 8 per block
+    # 5 rows of 8 per block
+    Case("blocks-of-5-5-2-rows", (3, 4, 8), (8,), block_numel=40),
     Case("one-row-per-block", (3, 4, 8), (8,), block_numel=1),
-    Case("blocks-of-rows-of-(4,5)", (2, 3, 4, 5), (4, 5), block_numel=40),  # 3 blocks
+    # 3 blocks
+    Case("blocks-of-rows-of-(4,5)", (2, 3, 4, 5), (4, 5), block_numel=40),
 ]
 AFFINE = ["weight-and-bias", "weight", "bias", "none"]
 
@@ -85,13 +93,20 @@ def _inputs(case: Case, affine: str, dtype: torch.dtype, seed: int = 0):
 
 
 def _grads(y: torch.Tensor, grad_y: torch.Tensor, leaves) -> Grads:
-    """Torch's autograd: dL/d(each leaf) for L = sum(y * grad_y); None for a None leaf."""
-    grads = iter(torch.autograd.grad((y * grad_y).sum(), [t for t in leaves if t is not None]))
+    """Torch's autograd: dL/d(each leaf) for L = sum(y * grad_y); None for a None
+    leaf."""
+    grads = iter(
+        torch.autograd.grad(
+            (y * grad_y).sum(), [t for t in leaves if t is not None]
+        )
+    )
     return tuple(None if t is None else next(grads) for t in leaves)
 
 
 def _leaves(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-    return tuple(None if t is None else t.detach().clone().requires_grad_() for t in tensors)
+    return tuple(
+        None if t is None else t.detach().clone().requires_grad_() for t in tensors
+    )
 
 
 def _run_functional(x, normalized_shape, weight, bias, eps, grad_y):
@@ -103,16 +118,21 @@ def _run_functional(x, normalized_shape, weight, bias, eps, grad_y):
 def _run_module(x, normalized_shape, weight, bias, eps, grad_y):
     affine, has_bias = weight is not None, bias is not None
     assert affine or not has_bias, "nn.LayerNorm has no bias without a weight"
-    if len(normalized_shape) == 1:  # as modules are built: LayerNorm(8), not LayerNorm((8,))
+    # as modules are built: LayerNorm(8), not LayerNorm((8,))
+    if len(normalized_shape) == 1:
         (normalized_shape,) = normalized_shape
-    ref = nn.LayerNorm(normalized_shape, eps=eps, elementwise_affine=affine, bias=has_bias)
+    ref = nn.LayerNorm(
+        normalized_shape, eps=eps, elementwise_affine=affine, bias=has_bias
+    )
     ref = ref.to(x.dtype)
     if affine:
         with torch.no_grad():
             ref.weight.copy_(weight)
             if has_bias:
                 ref.bias.copy_(bias)
-    module = norms.LayerNorm(normalized_shape, eps=eps, elementwise_affine=affine, bias=has_bias)
+    module = norms.LayerNorm(
+        normalized_shape, eps=eps, elementwise_affine=affine, bias=has_bias
+    )
     module = module.to(x.dtype)
     module.load_state_dict(ref.state_dict())  # torch's parameter names
     (x,) = _leaves(x)
@@ -135,7 +155,9 @@ def _through(backward: Callable[..., Grads]) -> Implementation:
         y = x_hat if weight is None else x_hat * weight
         y = y if bias is None else y + bias
         # dL/dbeta comes with dL/dgamma: with a bias and no weight, gamma is 1
-        gamma = weight if weight is not None or bias is None else torch.ones_like(bias)
+        gamma = (
+            weight if weight is not None or bias is None else torch.ones_like(bias)
+        )
         grad_x, grad_w, grad_b = backward(grad_y, x_hat, rstd, gamma, dims)
         return y, (
             grad_x,
@@ -162,19 +184,27 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "dtype", [torch.float64, torch.float32], ids=["f64", "f32"]
+)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-@pytest.mark.parametrize(("name", "affine"), PAIRS, ids=[f"{n}-{a}" for n, a in PAIRS])
+@pytest.mark.parametrize(
+    ("name", "affine"), PAIRS, ids=[f"{n}-{a}" for n, a in PAIRS]
+)
 def test_output_and_gradients_equal_torch(monkeypatch, name, affine, case, dtype):
     _use_blocks(monkeypatch, case)
     x, w, b, grad_y = _inputs(case, affine, dtype)
-    y, grads = IMPLEMENTATIONS[name](x, case.normalized_shape, w, b, case.eps, grad_y)
+    y, grads = IMPLEMENTATIONS[name](
+        x, case.normalized_shape, w, b, case.eps, grad_y
+    )
     ref_x, ref_w, ref_b = _leaves(x, w, b)
     ref_y = F.layer_norm(ref_x, case.normalized_shape, ref_w, ref_b, case.eps)
     ref_grads = _grads(ref_y, grad_y, (ref_x, ref_w, ref_b))
     assert y.dtype == dtype and not y.requires_grad
     torch.testing.assert_close(y, ref_y.detach(), **TOL[dtype])
-    for label, ours, ref in zip(("dx", "dweight", "dbias"), grads, ref_grads, strict=True):
+    for label, ours, ref in zip(
+        ("dx", "dweight", "dbias"), grads, ref_grads, strict=True
+    ):
         assert (ours is None) == (ref is None), label
         if ref is not None:
             torch.testing.assert_close(
@@ -182,7 +212,7 @@ def test_output_and_gradients_equal_torch(monkeypatch, name, affine, case, dtype
             )
 
 
-# --- the readable reference is the oracle of the blocked code -----------------------------
+# --- the readable reference is the oracle of the blocked code ---------------------
 
 # the same formula, two orders of operations: round-off only
 ORACLE_TOL = {
@@ -198,15 +228,22 @@ def _backward_args(case: Case, affine: str, dtype: torch.dtype):
     return grad_y, x_hat, rstd, w, dims
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "dtype", [torch.float64, torch.float32], ids=["f64", "f32"]
+)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-@pytest.mark.parametrize("affine", ["weight", "none"])  # what the backward functions take
-def test_blocked_backward_equals_the_readable_reference(monkeypatch, affine, case, dtype):
+# what the backward functions take
+@pytest.mark.parametrize("affine", ["weight", "none"])
+def test_blocked_backward_equals_the_readable_reference(
+    monkeypatch, affine, case, dtype
+):
     _use_blocks(monkeypatch, case)
     args = _backward_args(case, affine, dtype)
     fast, ref = layer_norm_backward_blocked(*args), layer_norm_backward(*args)
     for label, a, r in zip(("dx", "dweight", "dbias"), fast, ref, strict=True):
-        assert (a is None) == (r is None) == (affine == "none" and label != "dx"), label
+        assert (a is None) == (r is None) == (affine == "none" and label != "dx"), (
+            label
+        )
         if r is not None:
             assert a.shape == r.shape and a.dtype == r.dtype, label
             torch.testing.assert_close(
@@ -217,8 +254,9 @@ def test_blocked_backward_equals_the_readable_reference(monkeypatch, affine, cas
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 @pytest.mark.parametrize("affine", ["weight-and-bias", "none"])
 def test_function_backward_is_the_blocked_code(monkeypatch, affine, case):
-    """LayerNormFunction's backward runs layer_norm_backward_blocked's code on the same
-    blocks of rows: equal to the last bit, not only to round-off (so it is no autograd)."""
+    """LayerNormFunction's backward runs layer_norm_backward_blocked's code on the
+    same blocks of rows: equal to the last bit, not only to round-off (so it is no
+    autograd)."""
     _use_blocks(monkeypatch, case)
     x, w, b, grad_y = _inputs(case, affine, torch.float64, seed=2)
     _, grads = _run_function(x, case.normalized_shape, w, b, case.eps, grad_y)
@@ -226,14 +264,20 @@ def test_function_backward_is_the_blocked_code(monkeypatch, affine, case):
     rows = x.reshape(-1, d)  # as the Function sees its input: (N, D)
     x_hat, _, rstd = layer_norm_forward(rows, (-1,), case.eps)
     gamma = None if w is None else w.reshape(d)
-    blocked = layer_norm_backward_blocked(grad_y.reshape(-1, d), x_hat, rstd, gamma, (-1,))
-    for label, ours, ref in zip(("dx", "dweight", "dbias"), grads, blocked, strict=True):
+    blocked = layer_norm_backward_blocked(
+        grad_y.reshape(-1, d), x_hat, rstd, gamma, (-1,)
+    )
+    for label, ours, ref in zip(
+        ("dx", "dweight", "dbias"), grads, blocked, strict=True
+    ):
         assert (ours is None) == (ref is None), label
         if ref is not None:
             assert torch.equal(ours, ref.view(ours.shape)), label
 
 
-@pytest.mark.parametrize("backward", [layer_norm_backward, layer_norm_backward_blocked])
+@pytest.mark.parametrize(
+    "backward", [layer_norm_backward, layer_norm_backward_blocked]
+)
 def test_backward_modifies_none_of_its_inputs(backward):
     args = _backward_args(CASES[5], "weight", torch.float64)
     before = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
@@ -244,10 +288,13 @@ def test_backward_modifies_none_of_its_inputs(backward):
 
 
 def test_reference_is_differentiable_twice_as_torch():
-    """Plain tensor operations: autograd differentiates the reference itself, and gets
-    torch's second derivative of LayerNorm (the blocked code runs without autograd)."""
+    """Plain tensor operations: autograd differentiates the reference itself, and
+    gets torch's second derivative of LayerNorm (the blocked code runs without
+    autograd)."""
     x, w, b, grad_y = _inputs(CASES[2], "weight-and-bias", torch.float64, seed=3)
-    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=x.dtype)
+    v = torch.randn(
+        x.shape, generator=torch.Generator().manual_seed(4), dtype=x.dtype
+    )
     x = x.requires_grad_()
     (grad_x_torch,) = torch.autograd.grad(
         (F.layer_norm(x, (3, 4), w, b, 1e-3) * grad_y).sum(), x, create_graph=True
@@ -270,7 +317,7 @@ def test_reference_docstring_example_runs():
     assert result.attempted >= 6 and result.failed == 0
 
 
-# --- bad arguments name themselves ----------------------------------------------------------
+# --- bad arguments name themselves ------------------------------------------------
 
 
 def _replace(**changes):
@@ -283,7 +330,11 @@ def _replace(**changes):
 
 
 BAD = {
-    "x_hat not a tensor": (TypeError, "x_hat", _replace(x_hat=lambda t: t.tolist())),
+    "x_hat not a tensor": (
+        TypeError,
+        "x_hat",
+        _replace(x_hat=lambda t: t.tolist()),
+    ),
     "x_hat of ints": (TypeError, "x_hat", _replace(x_hat=lambda t: t.long())),
     "grad_output of another shape": (
         ValueError,
@@ -295,9 +346,21 @@ BAD = {
         "grad_output",
         _replace(grad_output=lambda t: t.float()),
     ),
-    "rstd without keepdim": (ValueError, "rstd", _replace(rstd=lambda t: t.reshape(-1))),
-    "rstd of another dtype": (TypeError, "rstd", _replace(rstd=lambda t: t.float())),
-    "weight flattened": (ValueError, "weight", _replace(weight=lambda t: t.reshape(-1))),
+    "rstd without keepdim": (
+        ValueError,
+        "rstd",
+        _replace(rstd=lambda t: t.reshape(-1)),
+    ),
+    "rstd of another dtype": (
+        TypeError,
+        "rstd",
+        _replace(rstd=lambda t: t.float()),
+    ),
+    "weight flattened": (
+        ValueError,
+        "weight",
+        _replace(weight=lambda t: t.reshape(-1)),
+    ),
     "dims a list": (TypeError, "dims", _replace(dims=list)),
     "dims empty": (ValueError, "dims", _replace(dims=lambda d: ())),
     "dims not trailing": (ValueError, "dims", _replace(dims=lambda d: (0, 1))),
@@ -306,13 +369,17 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("backward", [layer_norm_backward, layer_norm_backward_blocked])
+@pytest.mark.parametrize(
+    "backward", [layer_norm_backward, layer_norm_backward_blocked]
+)
 @pytest.mark.parametrize("bad", list(BAD))
 def test_bad_arguments_raise_naming_the_argument(backward, bad):
     error, name, change = BAD[bad]
     names = ("grad_output", "x_hat", "rstd", "weight", "dims")
     # x_hat (2, 3, 4) normalized over (3, 4): dims (-2, -1)
-    args = dict(zip(names, _backward_args(CASES[2], "weight", torch.float64), strict=True))
+    args = dict(
+        zip(names, _backward_args(CASES[2], "weight", torch.float64), strict=True)
+    )
     backward(**args)  # the valid call runs
     with pytest.raises(error, match=rf"^{name} "):
         backward(**change(args))

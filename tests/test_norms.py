@@ -1,5 +1,6 @@
 """course_lib.norms: torch's constructors (device, dtype, reset_parameters), the one
-vocabulary of norms and its factory, validation done once, and runnable docstrings (of
+vocabulary of norms and its factory, validation done once, and runnable docstrings
+(of
 norms and of the functional kernels it wraps)."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _float_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
 
 
-# ---------------------------------------------------------------- torch's signatures
+# --------------------------------------------------------------- torch's signatures
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,8 @@ def _float_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 )
 def test_constructor_takes_torchs_arguments_in_torchs_order(ours, theirs):
     def spec(cls):
-        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # no self
+        # no self
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
         return [(p.name, p.kind, p.default) for p in params]
 
     assert spec(ours) == spec(theirs)
@@ -50,8 +52,12 @@ def test_constructor_takes_torchs_arguments_in_torchs_order(ours, theirs):
 # ---------------------------------------------------------------- device and dtype
 
 
-@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
-def test_dtype_float64_gives_float64_parameters_and_buffers(ours, theirs, args, kwargs):
+@pytest.mark.parametrize(
+    ("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS
+)
+def test_dtype_float64_gives_float64_parameters_and_buffers(
+    ours, theirs, args, kwargs
+):
     module = ours(*args, **kwargs, dtype=torch.float64)
     reference = theirs(*args, **kwargs, dtype=torch.float64)
     assert {k: v.dtype for k, v in module.state_dict().items()} == {
@@ -61,23 +67,31 @@ def test_dtype_float64_gives_float64_parameters_and_buffers(ours, theirs, args, 
     assert any(True for _ in module.parameters())  # the check above saw parameters
 
 
-@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+@pytest.mark.parametrize(
+    ("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS
+)
 def test_device_cpu_is_accepted(ours, theirs, args, kwargs):
     module = ours(*args, **kwargs, device="cpu")
-    assert all(t.device == torch.device("cpu") for t in module.state_dict().values())
+    assert all(
+        t.device == torch.device("cpu") for t in module.state_dict().values()
+    )
     module_from_object = ours(*args, **kwargs, device=torch.device("cpu"))
     assert module_from_object.state_dict().keys() == module.state_dict().keys()
 
 
-@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+@pytest.mark.parametrize(
+    ("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS
+)
 def test_meta_device_works_as_torchs(ours, theirs, args, kwargs):
     module = ours(*args, **kwargs, device="meta")
     reference = theirs(*args, **kwargs, device="meta")
     ours_state = {
-        k: (tuple(v.shape), v.dtype, v.device.type) for k, v in module.state_dict().items()
+        k: (tuple(v.shape), v.dtype, v.device.type)
+        for k, v in module.state_dict().items()
     }
     theirs_state = {
-        k: (tuple(v.shape), v.dtype, v.device.type) for k, v in reference.state_dict().items()
+        k: (tuple(v.shape), v.dtype, v.device.type)
+        for k, v in reference.state_dict().items()
     }
     assert ours_state == theirs_state
     assert {device for _, _, device in ours_state.values()} == {"meta"}
@@ -86,7 +100,9 @@ def test_meta_device_works_as_torchs(ours, theirs, args, kwargs):
     assert out.device.type == "meta" and tuple(out.shape) == shape
 
 
-@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+@pytest.mark.parametrize(
+    ("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS
+)
 def test_state_dict_loads_into_torchs_module_and_back(ours, theirs, args, kwargs):
     module, reference = ours(*args, **kwargs), theirs(*args, **kwargs)
     with torch.no_grad():
@@ -102,7 +118,9 @@ def test_state_dict_loads_into_torchs_module_and_back(ours, theirs, args, kwargs
 def test_float64_module_normalizes_float64_input_and_refuses_float32():
     norm = LayerNorm(4, dtype=torch.float64)
     x = torch.randn(2, 4, dtype=torch.float64)
-    torch.testing.assert_close(norm(x), nn.functional.layer_norm(x, (4,)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        norm(x), nn.functional.layer_norm(x, (4,)), rtol=0, atol=1e-12
+    )
     with pytest.raises(TypeError, match="input must have dtype torch.float64"):
         norm(x.float())
 
@@ -110,7 +128,9 @@ def test_float64_module_normalizes_float64_input_and_refuses_float32():
 # ---------------------------------------------------------------- reset_parameters
 
 
-@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+@pytest.mark.parametrize(
+    ("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS
+)
 def test_reset_parameters_restores_a_fresh_module(ours, theirs, args, kwargs):
     module = ours(*args, **kwargs, dtype=torch.float64)
     fresh = copy.deepcopy(module.state_dict())
@@ -118,7 +138,8 @@ def test_reset_parameters_restores_a_fresh_module(ours, theirs, args, kwargs):
         for p in module.parameters():
             p.fill_(7.0)
     if isinstance(module, BatchNorm):
-        module.train()(torch.randn(8, 4, dtype=torch.float64))  # moves the running stats
+        # moves the running stats
+        module.train()(torch.randn(8, 4, dtype=torch.float64))
     assert any(not torch.equal(module.state_dict()[k], v) for k, v in fresh.items())
     module.reset_parameters()
     assert module.state_dict().keys() == fresh.keys()
@@ -126,7 +147,9 @@ def test_reset_parameters_restores_a_fresh_module(ours, theirs, args, kwargs):
         assert torch.equal(module.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize(("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS)
+@pytest.mark.parametrize(
+    ("ours", "theirs", "args", "kwargs"), CLASSES, ids=CLASS_IDS
+)
 def test_reset_parameters_draws_what_construction_draws(ours, theirs, args, kwargs):
     assert_reset_redraws_construction(lambda: ours(*args, **kwargs), seed=3)
 
@@ -157,10 +180,12 @@ def test_batch_norm_momentum_none_is_torchs_cumulative_average():
 def test_batch_norm_bias_false_keeps_only_the_scale():
     bn = BatchNorm(3, bias=False)
     assert bn.bias is None and bn.weight is not None
-    assert bn.state_dict().keys() == nn.BatchNorm1d(3, bias=False).state_dict().keys()
+    assert (
+        bn.state_dict().keys() == nn.BatchNorm1d(3, bias=False).state_dict().keys()
+    )
 
 
-# ---------------------------------------------------------------- the vocabulary and make_norm
+# ----------------------------------------------------- the vocabulary and make_norm
 
 
 def test_the_vocabulary_is_four_names():
@@ -170,15 +195,31 @@ def test_the_vocabulary_is_four_names():
 FACTORY_CASES = [
     # (norm, keyword arguments, class, attributes the layer must have)
     ("none", {}, nn.Identity, {}),
-    ("batch", {}, BatchNorm, {"num_features": 6, "eps": 1e-5, "momentum": 0.1, "affine": True}),
+    (
+        "batch",
+        {},
+        BatchNorm,
+        {"num_features": 6, "eps": 1e-5, "momentum": 0.1, "affine": True},
+    ),
     (
         "batch",
         {"eps": 1e-3, "elementwise_affine": False},
         BatchNorm,
-        {"eps": 1e-3, "affine": False, "weight": None, "bias": None, "track_running_stats": True},
+        {
+            "eps": 1e-3,
+            "affine": False,
+            "weight": None,
+            "bias": None,
+            "track_running_stats": True,
+        },
     ),
     ("batch", {"bias": False}, BatchNorm, {"affine": True, "bias": None}),
-    ("layer", {}, LayerNorm, {"normalized_shape": (6,), "eps": 1e-5, "elementwise_affine": True}),
+    (
+        "layer",
+        {},
+        LayerNorm,
+        {"normalized_shape": (6,), "eps": 1e-5, "elementwise_affine": True},
+    ),
     ("layer", {"eps": 1e-6, "bias": False}, LayerNorm, {"eps": 1e-6, "bias": None}),
     (
         "layer",
@@ -186,13 +227,25 @@ FACTORY_CASES = [
         LayerNorm,
         {"elementwise_affine": False, "weight": None, "bias": None},
     ),
-    ("rms", {}, RMSNorm, {"normalized_shape": (6,), "eps": 1e-5, "elementwise_affine": True}),
-    ("rms", {"eps": 1e-8, "elementwise_affine": False}, RMSNorm, {"eps": 1e-8, "weight": None}),
+    (
+        "rms",
+        {},
+        RMSNorm,
+        {"normalized_shape": (6,), "eps": 1e-5, "elementwise_affine": True},
+    ),
+    (
+        "rms",
+        {"eps": 1e-8, "elementwise_affine": False},
+        RMSNorm,
+        {"eps": 1e-8, "weight": None},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("norm", "kwargs", "cls", "attributes"), FACTORY_CASES)
-def test_make_norm_builds_the_named_layer_with_its_settings(norm, kwargs, cls, attributes):
+def test_make_norm_builds_the_named_layer_with_its_settings(
+    norm, kwargs, cls, attributes
+):
     layer = make_norm(norm, 6, **kwargs)
     assert type(layer) is cls
     for name, expected in attributes.items():
@@ -213,7 +266,9 @@ def test_every_name_in_the_vocabulary_is_buildable_and_normalizes_the_last_dim()
         elif norm == "layer":
             torch.testing.assert_close(y, CF.layer_norm(x, 6), rtol=0, atol=0)
         elif norm == "rms":
-            torch.testing.assert_close(y, CF.rms_norm(x, 6, eps=1e-5), rtol=0, atol=0)
+            torch.testing.assert_close(
+                y, CF.rms_norm(x, 6, eps=1e-5), rtol=0, atol=0
+            )
         else:
             expected = CF.batch_norm(x, None, None, training=True)
             torch.testing.assert_close(y, expected, rtol=0, atol=0)
@@ -222,7 +277,9 @@ def test_every_name_in_the_vocabulary_is_buildable_and_normalizes_the_last_dim()
 def test_make_norm_passes_device_and_dtype():
     for norm in ("batch", "layer", "rms"):
         layer = make_norm(norm, 6, dtype=torch.float64, device="meta")
-        assert {(p.dtype, p.device.type) for p in layer.parameters()} == {(torch.float64, "meta")}
+        assert {(p.dtype, p.device.type) for p in layer.parameters()} == {
+            (torch.float64, "meta")
+        }
 
 
 @pytest.mark.parametrize(
@@ -235,7 +292,11 @@ def test_make_norm_passes_device_and_dtype():
         (lambda: make_norm("layer", 0), ValueError, "num_features"),
         (lambda: make_norm("none", 0), ValueError, "num_features"),
         (lambda: make_norm("none", 4, eps=0.0), ValueError, "eps"),
-        (lambda: make_norm("rms", 4, elementwise_affine=1), TypeError, "elementwise_affine"),
+        (
+            lambda: make_norm("rms", 4, elementwise_affine=1),
+            TypeError,
+            "elementwise_affine",
+        ),
         (lambda: make_norm("batch", 4, bias="yes"), TypeError, "bias"),
         (lambda: make_norm("layer", 4, dtype=torch.int32), TypeError, "dtype"),
     ],
@@ -255,7 +316,8 @@ def test_make_norm_takes_its_options_by_keyword_only():
 
 @pytest.fixture
 def count_checks(monkeypatch):
-    """Count the calls to the argument checks of constructors, wherever they are used."""
+    """Count the calls to the argument checks of constructors, wherever they are
+    used."""
     import course_lib.functional as functional_module
 
     checks = ("check_eps", "check_probability", "check_param", "as_shape")
@@ -273,7 +335,9 @@ def count_checks(monkeypatch):
     ],
     ids=["layer", "rms", "rms-eps", "batch-train", "batch-eval"],
 )
-def test_forward_does_not_recheck_the_constructors_arguments(module, x, count_checks):
+def test_forward_does_not_recheck_the_constructors_arguments(
+    module, x, count_checks
+):
     y = module(x)
     assert y.shape == x.shape
     assert count_checks == []
@@ -290,7 +354,9 @@ def test_make_norm_checks_each_argument_once(count_checks):
 
 
 def test_forward_still_checks_its_input():
-    with pytest.raises(ValueError, match="input must end in the dimensions normalized_shape"):
+    with pytest.raises(
+        ValueError, match="input must end in the dimensions normalized_shape"
+    ):
         LayerNorm(6)(torch.randn(2, 5))
     with pytest.raises(TypeError, match="input must be a torch.Tensor"):
         RMSNorm(6)([[1.0] * 6])
@@ -302,8 +368,11 @@ def test_forward_still_checks_its_input():
 
 
 # functional is documented here too: the norms are thin wrappers over its kernels
-CONSTANTS = ("NORMS", "NORM_LABELS")  # data, documented by the #: comments above them
-PUBLIC = [(norms, n) for n in norms.__all__ if n not in CONSTANTS] + [(CF, n) for n in CF.__all__]
+# data, documented by the #: comments above them
+CONSTANTS = ("NORMS", "NORM_LABELS")
+PUBLIC = [(norms, n) for n in norms.__all__ if n not in CONSTANTS] + [
+    (CF, n) for n in CF.__all__
+]
 
 
 @pytest.mark.parametrize(("module", "name"), PUBLIC, ids=[n for _, n in PUBLIC])
@@ -315,7 +384,9 @@ def test_public_docstring_has_args_shape_and_example(module, name):
 
 @pytest.mark.parametrize("module", [norms, CF], ids=["norms", "functional"])
 def test_docstring_examples_run(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(
+        module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    )
     assert result.attempted >= 10
     assert result.failed == 0
 
@@ -325,4 +396,6 @@ def test_every_norm_name_has_a_label_and_chapters_use_the_names():
     from course_lib.experiments import ch04_layernorm_derivation as ch04
 
     assert set(norms.NORM_LABELS) == set(NORMS)
-    assert set(ch01.NORMS) <= set(NORMS) and set(ch04.INVARIANCE_NORMS) <= set(NORMS)
+    assert set(ch01.NORMS) <= set(NORMS) and set(ch04.INVARIANCE_NORMS) <= set(
+        NORMS
+    )

@@ -27,9 +27,14 @@ def test_setup_rejects_a_non_int_seed():
 
 
 def test_table_prints_fixed_significant_digits_in_text_and_html():
-    t = Table([["a", 2.0, torch.tensor(0.123456), -0.0, True]], ["name", "x", "y", "z", "flag"])
+    t = Table(
+        [["a", 2.0, torch.tensor(0.123456), -0.0, True]],
+        ["name", "x", "y", "z", "flag"],
+    )
     text = repr(t)
-    assert "2.000" in text and "0.1235" in text and "-0" not in text and "True" in text
+    assert (
+        "2.000" in text and "0.1235" in text and "-0" not in text and "True" in text
+    )
     assert "<td>0.1235</td>" in t._repr_html_()
 
 

@@ -14,7 +14,10 @@ from torch import nn
 from course_lib import functional as CF
 from course_lib import norms, transformer
 
-TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float64: dict(atol=1e-10, rtol=1e-10)}
+TOL = {
+    torch.float32: dict(atol=1e-5, rtol=1e-5),
+    torch.float64: dict(atol=1e-10, rtol=1e-10),
+}
 DTYPES = [torch.float32, torch.float64]
 
 
@@ -25,7 +28,9 @@ def _gen(seed: int = 0) -> torch.Generator:
 def test_layer_norm_without_affine_has_no_parameters():
     ours = norms.LayerNorm(8, elementwise_affine=False)
     assert list(ours.parameters()) == []
-    assert set(ours.state_dict()) == set(nn.LayerNorm(8, elementwise_affine=False).state_dict())
+    assert set(ours.state_dict()) == set(
+        nn.LayerNorm(8, elementwise_affine=False).state_dict()
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -36,10 +41,14 @@ def test_rms_norm_matches_torch(dtype, normalized_shape, eps):
     x = torch.randn(3, 4, 8, generator=g, dtype=dtype)
     w = torch.randn(normalized_shape, generator=g, dtype=dtype)
     ours = CF.rms_norm(x, normalized_shape, w, eps)
-    torch.testing.assert_close(ours, F.rms_norm(x, normalized_shape, w, eps), **TOL[dtype])
+    torch.testing.assert_close(
+        ours, F.rms_norm(x, normalized_shape, w, eps), **TOL[dtype]
+    )
     module = norms.RMSNorm(normalized_shape, eps=eps).to(dtype)
     module.load_state_dict(nn.RMSNorm(normalized_shape, eps=eps).state_dict())
-    torch.testing.assert_close(module(x), nn.RMSNorm(normalized_shape, eps=eps, dtype=dtype)(x))
+    torch.testing.assert_close(
+        module(x), nn.RMSNorm(normalized_shape, eps=eps, dtype=dtype)(x)
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -96,7 +105,12 @@ def _bool_masks(b: int, t: int) -> list[torch.Tensor]:
     causal = torch.ones(t, t, dtype=torch.bool).tril()
     none_for_row = torch.ones(b, 1, t, t, dtype=torch.bool)
     none_for_row[1, 0, 2] = False  # query 2 of sequence 1 may attend to nothing
-    return [lengths[:, None, None, :], causal, lengths[:, None, None, :] & causal, none_for_row]
+    return [
+        lengths[:, None, None, :],
+        causal,
+        lengths[:, None, None, :] & causal,
+        none_for_row,
+    ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -116,7 +130,9 @@ def test_attention_matches_sdpa_for_every_mask_row(dtype, mask_index):
 
 def test_attention_scale_argument_matches_sdpa():
     g = _gen(12)
-    q, k, v = (torch.randn(2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    q, k, v = (
+        torch.randn(2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3)
+    )
     torch.testing.assert_close(
         CF.scaled_dot_product_attention(q, k, v, scale=0.3),
         F.scaled_dot_product_attention(q, k, v, scale=0.3),
@@ -142,9 +158,16 @@ def _torch_layer(
 ) -> nn.TransformerEncoderLayer:
     torch.manual_seed(13)
     layer = nn.TransformerEncoderLayer(
-        16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first, activation=activation
+        16,
+        4,
+        32,
+        dropout=0.0,
+        batch_first=True,
+        norm_first=norm_first,
+        activation=activation,
     ).to(dtype)
-    with torch.no_grad():  # non-trivial LayerNorm parameters, so they are tested too
+    # non-trivial LayerNorm parameters, so they are tested too
+    with torch.no_grad():
         for norm in (layer.norm1, layer.norm2):
             norm.weight.uniform_(0.5, 1.5)
             norm.bias.uniform_(-0.5, 0.5)
@@ -180,7 +203,9 @@ def test_transformer_block_matches_torch_with_causal_mask(norm_first):
     x = torch.randn(2, 5, 16, generator=_gen(15), dtype=torch.float64)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     ref = layer(x, src_mask=~causal)  # torch boolean src_mask: True = not allowed
-    torch.testing.assert_close(block(x, attn_mask=causal), ref, **TOL[torch.float64])
+    torch.testing.assert_close(
+        block(x, attn_mask=causal), ref, **TOL[torch.float64]
+    )
 
 
 def test_multi_head_attention_matches_nn_multiheadattention():
@@ -195,21 +220,29 @@ def test_multi_head_attention_matches_nn_multiheadattention():
     x = torch.randn(2, 5, 16, generator=_gen(17), dtype=torch.float64)
     mask = CF.padding_mask([5, 3], 5)
     out, w = ours(x, mask=mask, return_weights=True)
-    ref_out, ref_w = ref(x, x, x, key_padding_mask=~mask, average_attn_weights=False)
+    ref_out, ref_w = ref(
+        x, x, x, key_padding_mask=~mask, average_attn_weights=False
+    )
     torch.testing.assert_close(out, ref_out, **TOL[torch.float64])
     torch.testing.assert_close(w, ref_w, **TOL[torch.float64])
 
 
 def test_stack_final_norm_follows_placement():
     assert (
-        transformer.TransformerStack(transformer.BlockConfig(norm_first=True), 2).final_norm
+        transformer.TransformerStack(
+            transformer.BlockConfig(norm_first=True), 2
+        ).final_norm
         is not None
     )
     assert (
-        transformer.TransformerStack(transformer.BlockConfig(norm_first=False), 2).final_norm
+        transformer.TransformerStack(
+            transformer.BlockConfig(norm_first=False), 2
+        ).final_norm
         is None
     )
-    stack = transformer.TransformerStack(transformer.BlockConfig(d_model=8, n_heads=2, d_ff=16), 3)
+    stack = transformer.TransformerStack(
+        transformer.BlockConfig(d_model=8, n_heads=2, d_ff=16), 3
+    )
     out, hidden = stack(torch.randn(2, 4, 8), return_hidden=True)
     assert len(hidden) == 4 and torch.equal(hidden[-1], out)
 
@@ -222,10 +255,14 @@ def test_rms_norm_config_builds_rms_blocks():
     assert block(torch.randn(2, 3, 8)).shape == (2, 3, 8)
 
 
-@pytest.mark.parametrize(("shape", "dim"), [((5, 7), -1), ((4, 3, 6), 0), ((2, 3, 4), (1, 2))])
+@pytest.mark.parametrize(
+    ("shape", "dim"), [((5, 7), -1), ((4, 3, 6), 0), ((2, 3, 4), (1, 2))]
+)
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_moments_match_torch_var_mean(shape, dim, keepdim):
-    x = 3.0 + torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = 3.0 + torch.randn(
+        *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     var, mean = torch.var_mean(x, dim=dim, correction=0, keepdim=keepdim)
     ours = CF.moments(x, dim, keepdim=keepdim)
     for a, b in zip(ours, (mean, var), strict=True):

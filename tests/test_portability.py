@@ -1,10 +1,11 @@
-"""make portability: the arithmetic settings, how they reach the kernels, the report.
+"""make portability: the settings, how they reach the kernels, the report.
 
-The stored notebook outputs must be what any x86-64 processor prints; ``make portability``
-runs strict nbval under each setting of ``portability/settings.ini``. These tests check
-the machinery: every setting names the variables that choose each library's kernels, a
-setting really changes what torch runs, nothing in the project overrides the settings,
-and the script counts cells and skips a setting the processor cannot run.
+The stored notebook outputs must be what any x86-64 processor prints;
+``make portability`` runs strict nbval under each setting of
+``portability/settings.ini``. These tests check the machinery: every setting names
+the variables that choose each library's kernels, a setting really changes what
+torch runs, nothing in the project overrides the settings, and the script counts
+cells and skips a setting the processor cannot run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def test_three_settings_each_choose_every_librarys_kernels(portability):
     assert "avx512f" in settings["avx512"].requires
 
 
-def test_a_setting_reaches_torch_and_an_empty_value_unsets(portability, monkeypatch):
+def test_a_setting_reaches_torch_and_an_empty_value_unsets(
+    portability, monkeypatch
+):
     monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "X86_V4")
     scalar = next(s for s in portability.read_settings() if s.name == "scalar")
     env = portability.environment(scalar)
@@ -56,11 +59,17 @@ def test_a_setting_reaches_torch_and_an_empty_value_unsets(portability, monkeypa
 
 
 def test_nothing_in_the_project_sets_the_kernel_variables():
-    """A setting must reach the kernels as it is: no file that starts them overrides it."""
+    """A setting must reach the kernels as it is: no file that starts them overrides
+    it."""
     files = [ROOT / "Makefile", ROOT / ".ci" / "run", ROOT / "binder" / "start"]
-    files += [ROOT / "scripts" / "kernel.env"]  # the environment the Makefile includes
-    files += sorted((ROOT / "scripts").rglob("*.py")) + sorted((ROOT / "course_lib").rglob("*.py"))
-    files += sorted((ROOT / "tests").glob("conftest.py")) + sorted(ROOT.glob("conftest.py"))
+    # the environment the Makefile includes
+    files += [ROOT / "scripts" / "kernel.env"]
+    files += sorted((ROOT / "scripts").rglob("*.py")) + sorted(
+        (ROOT / "course_lib").rglob("*.py")
+    )
+    files += sorted((ROOT / "tests").glob("conftest.py")) + sorted(
+        ROOT.glob("conftest.py")
+    )
     for path in files:
         if path.name == "portability.py":
             continue  # the script that applies the settings
@@ -71,19 +80,24 @@ def test_nothing_in_the_project_sets_the_kernel_variables():
 
 def test_make_test_runs_portability():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    test_line = next(line for line in makefile.splitlines() if line.startswith("test:"))
+    test_line = next(
+        line for line in makefile.splitlines() if line.startswith("test:")
+    )
     assert "portability" in test_line.split()
 
 
 def test_cells_are_counted_from_the_junit_report(portability, tmp_path):
     report = tmp_path / "r.xml"
     report.write_text(
-        '<testsuites><testsuite tests="10" skipped="1" failures="2" errors="1"/></testsuites>'
+        '<testsuites><testsuite tests="10" skipped="1" failures="2" errors="1"/>'
+        "</testsuites>"
     )
     assert portability.count_cells(report) == (9, 3)
 
 
-def test_a_setting_the_processor_lacks_is_skipped_with_a_line(portability, monkeypatch, capsys):
+def test_a_setting_the_processor_lacks_is_skipped_with_a_line(
+    portability, monkeypatch, capsys
+):
     monkeypatch.setattr(portability, "cpu_flags", lambda: {"sse2"})
     assert portability.main(["--only", "avx512", "--", "--co", "-q"]) == 0
     out = capsys.readouterr().out
@@ -93,17 +107,23 @@ def test_a_setting_the_processor_lacks_is_skipped_with_a_line(portability, monke
 _RUNS = r"""
 from course_lib.notebook import setup
 setup()
-from course_lib.experiments import ch01_internal_covariate_shift as ch01, ch07_prenorm_vs_postnorm as ch07
+from course_lib.experiments import ch01_internal_covariate_shift as ch01
+from course_lib.experiments import ch07_prenorm_vs_postnorm as ch07
 config = ch01.RunConfig(steps=40, landscape_at=(), ics_at=())
 print(repr(ch01.train_runs("layer", [2], config)[0].final_loss()))
 task = ch07.TaskConfig()
-_, model = ch07.train_lm(task, task.model(True), 2, lr=0.06, warmup_steps=0, steps=60)
+_, model = ch07.train_lm(
+    task, task.model(True), 2, lr=0.06, warmup_steps=0, steps=60
+)
 print(repr(ch07.heldout_loss(model, task)))
 """
 
 
-def test_training_runs_agree_across_settings_far_below_the_printed_digits(portability):
-    """float64 runs with float64 random draws: the same numbers under scalar and AVX2."""
+def test_training_runs_agree_across_settings_far_below_the_printed_digits(
+    portability,
+):
+    """float64 runs with float64 random draws: the same numbers under scalar and
+    AVX2."""
     import subprocess
 
     results = []

@@ -1,6 +1,7 @@
-"""course_lib.transformer: torch's constructor arguments (device, dtype), reset_parameters,
-the same random draws as always, a BlockConfig trusted once validated, one check per call,
-norms from the one vocabulary, and runnable docstrings."""
+"""course_lib.transformer: torch's constructor arguments (device, dtype),
+reset_parameters, the same random draws as always, a BlockConfig trusted once
+validated, one check per call, norms from the one vocabulary, and runnable
+docstrings."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ SMALL = BlockConfig(d_model=16, n_heads=4, d_ff=32)
 CONFIGS = {
     "post-ln": SMALL,
     "pre-ln-rms-gelu": BlockConfig(
-        d_model=16, n_heads=2, d_ff=48, norm="rms", norm_first=True, activation="gelu"
+        d_model=16,
+        n_heads=2,
+        d_ff=48,
+        norm="rms",
+        norm_first=True,
+        activation="gelu",
     ),
     "no-bias": BlockConfig(d_model=8, n_heads=2, d_ff=16, bias=False),
 }
@@ -35,10 +41,19 @@ BUILDERS = {
     "mha": (lambda **kw: MultiHeadAttention(16, 4, **kw), 16),
     "mha-no-bias": (lambda **kw: MultiHeadAttention(16, 4, bias=False, **kw), 16),
     "block-post-ln": (lambda **kw: TransformerBlock(CONFIGS["post-ln"], **kw), 16),
-    "block-pre-ln-rms-gelu": (lambda **kw: TransformerBlock(CONFIGS["pre-ln-rms-gelu"], **kw), 16),
+    "block-pre-ln-rms-gelu": (
+        lambda **kw: TransformerBlock(CONFIGS["pre-ln-rms-gelu"], **kw),
+        16,
+    ),
     "block-no-bias": (lambda **kw: TransformerBlock(CONFIGS["no-bias"], **kw), 8),
-    "stack-pre": (lambda **kw: TransformerStack(CONFIGS["pre-ln-rms-gelu"], 3, **kw), 16),
-    "stack-post-final": (lambda **kw: TransformerStack(SMALL, 2, final_norm=True, **kw), 16),
+    "stack-pre": (
+        lambda **kw: TransformerStack(CONFIGS["pre-ln-rms-gelu"], 3, **kw),
+        16,
+    ),
+    "stack-post-final": (
+        lambda **kw: TransformerStack(SMALL, 2, final_norm=True, **kw),
+        16,
+    ),
 }
 
 
@@ -56,19 +71,34 @@ POS = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
 def test_constructors_end_in_keyword_only_device_and_dtype():
     for cls in (MultiHeadAttention, TransformerBlock, TransformerStack):
-        assert _spec(cls.__init__)[-2:] == [("device", KW, None), ("dtype", KW, None)], cls
+        assert _spec(cls.__init__)[-2:] == [
+            ("device", KW, None),
+            ("dtype", KW, None),
+        ], cls
 
 
 def test_attention_positional_arguments_mean_what_torchs_do():
-    # ours: (d_model, n_heads, dropout, bias); torch: (embed_dim, num_heads, dropout, bias, ...)
-    ours = [(kind, default) for _, kind, default in _spec(MultiHeadAttention.__init__)[:4]]
-    theirs = [(kind, default) for _, kind, default in _spec(nn.MultiheadAttention.__init__)[:4]]
+    # ours: (d_model, n_heads, dropout, bias); torch: (embed_dim, num_heads,
+    # dropout, bias, ...)
+    ours = [
+        (kind, default)
+        for _, kind, default in _spec(MultiHeadAttention.__init__)[:4]
+    ]
+    theirs = [
+        (kind, default)
+        for _, kind, default in _spec(nn.MultiheadAttention.__init__)[:4]
+    ]
     assert ours == theirs
-    assert [name for name, *_ in _spec(MultiHeadAttention.__init__)[2:4]] == ["dropout", "bias"]
+    assert [name for name, *_ in _spec(MultiHeadAttention.__init__)[2:4]] == [
+        "dropout",
+        "bias",
+    ]
 
 
 def test_block_and_stack_keep_their_positional_arguments():
-    assert [n for n, k, _ in _spec(TransformerBlock.__init__) if k == POS] == ["config"]
+    assert [n for n, k, _ in _spec(TransformerBlock.__init__) if k == POS] == [
+        "config"
+    ]
     assert [n for n, k, _ in _spec(TransformerStack.__init__) if k == POS] == [
         "config",
         "n_layers",
@@ -104,7 +134,9 @@ def test_meta_device_works(name):
 def test_torchs_encoder_layer_on_meta_has_the_same_parameter_shapes():
     ours = TransformerBlock(SMALL, device="meta")
     theirs = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True, device="meta")
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    assert sum(p.numel() for p in ours.parameters()) == sum(
+        p.numel() for p in theirs.parameters()
+    )
 
 
 def test_float64_block_runs_float64_input_and_refuses_float32():
@@ -115,7 +147,7 @@ def test_float64_block_runs_float64_input_and_refuses_float32():
         block.self_attn(x.float())
 
 
-def test_float64_construction_matches_construction_then_conversion_in_shape_and_dtype():
+def test_float64_construction_matches_construction_then_conversion_in_shape_and_dtype():  # noqa: E501
     built = TransformerStack(SMALL, 2, dtype=torch.float64).state_dict()
     converted = TransformerStack(SMALL, 2).double().state_dict()
     assert {k: (v.shape, v.dtype) for k, v in built.items()} == {
@@ -129,11 +161,12 @@ def test_from_torch_keeps_the_layers_dtype():
     assert {p.dtype for p in block.parameters()} == {torch.float64}
 
 
-# ---------------------------------------------------------------- the same random draws
+# ------------------------------------------------------------ the same random draws
 
 
 def _legacy_attention(d_model: int, bias: bool) -> list[torch.Tensor]:
-    """What MultiHeadAttention drew before it had reset_parameters, spelled out in torch."""
+    """What MultiHeadAttention drew before it had reset_parameters, spelled out in
+    torch."""
     in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
     out_proj = nn.Linear(d_model, d_model, bias=bias)
     nn.init.xavier_uniform_(in_proj.weight)
@@ -153,7 +186,9 @@ def _legacy_block(c: BlockConfig) -> list[torch.Tensor]:
     return tensors
 
 
-def _ours_like_legacy(attn: MultiHeadAttention, block: TransformerBlock | None = None):
+def _ours_like_legacy(
+    attn: MultiHeadAttention, block: TransformerBlock | None = None
+):
     tensors = [attn.in_proj.weight, attn.out_proj.weight]
     if attn.in_proj.bias is not None:
         tensors += [attn.in_proj.bias, attn.out_proj.bias]
@@ -226,13 +261,15 @@ def test_reset_parameters_without_a_seed_restores_the_fixed_initialisations():
     assert float(block.self_attn.in_proj.weight.detach().abs().max()) <= bound
 
 
-# ---------------------------------------------------------------- the vocabulary of norms
+# ---------------------------------------------------------- the vocabulary of norms
 
 
 @pytest.mark.parametrize("norm", ["layer", "rms"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_block_norms_are_make_norms(norm, bias):
-    config = BlockConfig(d_model=8, n_heads=2, d_ff=16, norm=norm, bias=bias, eps=1e-6)
+    config = BlockConfig(
+        d_model=8, n_heads=2, d_ff=16, norm=norm, bias=bias, eps=1e-6
+    )
     block = TransformerBlock(config)
     expected = make_norm(norm, 8, eps=1e-6, bias=bias)
     for built in (block.norm1, block.norm2):
@@ -266,13 +303,21 @@ CONSTRUCTOR_CHECKS = (
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Record every call of the named checks in the norms and transformer modules."""
-    names = (*CONSTRUCTOR_CHECKS, "check_self_attn_mask", "check_mask", "check_tokens")
+    """Record every call of the named checks in the norms and transformer
+    modules."""
+    names = (
+        *CONSTRUCTOR_CHECKS,
+        "check_self_attn_mask",
+        "check_mask",
+        "check_tokens",
+    )
     seen = count_calls(monkeypatch, (norms, transformer), names)
     import course_lib.functional as functional
 
     def refuse(*args, **kwargs):
-        raise AssertionError("a module called a public, checking function of functional")
+        raise AssertionError(
+            "a module called a public, checking function of functional"
+        )
 
     for name in ("layer_norm", "rms_norm", "attention_weights", "check_attn_mask"):
         monkeypatch.setattr(functional, name, refuse)
@@ -283,15 +328,24 @@ def calls(monkeypatch):
 def test_block_trusts_its_validated_config(name, calls):
     TransformerBlock(CONFIGS[name])
     TransformerStack(CONFIGS[name], 3)
-    # the only checks: TransformerStack's own n_layers and the two factory arguments checks
-    assert sorted(calls) == ["check_factory_kwargs", "check_factory_kwargs", "check_int"]
+    # the only checks: TransformerStack's own n_layers and the two factory arguments
+    # checks
+    assert sorted(calls) == [
+        "check_factory_kwargs",
+        "check_factory_kwargs",
+        "check_int",
+    ]
 
 
 def test_attention_checks_each_mask_once_per_call(calls):
     attn = TransformerBlock(SMALL).self_attn
     x = torch.randn(2, 5, 16)
     calls.clear()
-    attn(x, mask=torch.ones(2, 5, dtype=torch.bool), attn_mask=torch.ones(5, 5, dtype=torch.bool))
+    attn(
+        x,
+        mask=torch.ones(2, 5, dtype=torch.bool),
+        attn_mask=torch.ones(5, 5, dtype=torch.bool),
+    )
     assert sorted(calls) == ["check_mask", "check_self_attn_mask", "check_tokens"]
 
 
@@ -312,7 +366,11 @@ def test_block_forward_uses_only_unchecked_kernels(calls):
         (lambda: MultiHeadAttention(8, 2, bias=None), TypeError, "bias"),
         (lambda: MultiHeadAttention(8, 2, dtype=torch.long), TypeError, "dtype"),
         (lambda: TransformerBlock(SMALL, device=3.0), TypeError, "device"),
-        (lambda: TransformerStack(SMALL, 2, final_norm="yes"), TypeError, "final_norm"),
+        (
+            lambda: TransformerStack(SMALL, 2, final_norm="yes"),
+            TypeError,
+            "final_norm",
+        ),
         (lambda: TransformerStack({"d_model": 8}, 2), TypeError, "config"),
         (lambda: BlockConfig(norm_first=1), TypeError, "norm_first"),
         (lambda: BlockConfig(bias=0), TypeError, "bias"),
@@ -328,7 +386,9 @@ def test_constructors_still_check_their_own_arguments(call, error, words):
 # ---------------------------------------------------------------- docstrings
 
 
-@pytest.mark.parametrize("name", ["MultiHeadAttention", "TransformerBlock", "TransformerStack"])
+@pytest.mark.parametrize(
+    "name", ["MultiHeadAttention", "TransformerBlock", "TransformerStack"]
+)
 def test_module_docstring_has_args_shape_and_example(name):
     doc = inspect.getdoc(getattr(transformer, name)) or ""
     for section in ("Args:", "Shape:", "Example:", ">>> "):

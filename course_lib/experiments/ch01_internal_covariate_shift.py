@@ -2,25 +2,25 @@ r"""Chapter 1: internal covariate shift, shown and measured.
 
 Everything the chapter's notebook, its explorer and its claim tests share:
 
-* :func:`make_task` - a small synthetic classification task (Gaussian points labelled
-  by a random two-layer "teacher" network);
-* :class:`ShiftScaleNoise` - per-step random shift and scale of every unit, the noise
-  of Santurkar et al.'s (2018) "noisy BatchNorm" experiment;
+* :func:`make_task` - a small synthetic classification task (Gaussian points
+  labelled by a random two-layer "teacher" network);
+* :class:`ShiftScaleNoise` - per-step random shift and scale of every unit, the
+  noise of Santurkar et al.'s (2018) "noisy BatchNorm" experiment;
 * :class:`DeepMLP` - ``depth`` blocks of Linear -> norm -> noise -> ReLU, with
-  ``norm`` one of ``"none"``, ``"batch"``, ``"layer"`` (course_lib's ``BatchNorm`` and
-  ``LayerNorm``);
-* :class:`RunConfig`, :func:`train_runs`, :class:`RunRecord` - SGD training runs (one
-  sweep of :func:`course_lib.experiments.common.train_sweep`) that record, in the same pass, every
-  unit's pre-activation mean and standard deviation at every step and its 15th / 50th /
-  85th percentiles (as Ioffe & Szegedy (2015) plot them), Santurkar et al.'s internal
-  covariate shift (:func:`gradient_shift`) and the loss along the gradient
-  (:func:`loss_along_gradient`);
-* :func:`pre_activation_stats`, :func:`distribution_drift` - those statistics, and how
-  far each layer's distributions move from one step to the next;
+  ``norm`` one of ``"none"``, ``"batch"``, ``"layer"`` (course_lib's ``BatchNorm``
+  and ``LayerNorm``);
+* :class:`RunConfig`, :func:`train_runs`, :class:`RunRecord` - SGD training runs
+  (one sweep of :func:`course_lib.experiments.common.train_sweep`) that record, in
+  the same pass, every unit's pre-activation mean and standard deviation at every
+  step and its 15th / 50th / 85th percentiles (as Ioffe & Szegedy (2015) plot them),
+  Santurkar et al.'s internal covariate shift (:func:`gradient_shift`) and the loss
+  along the gradient (:func:`loss_along_gradient`);
+* :func:`pre_activation_stats`, :func:`distribution_drift` - those statistics, and
+  how far each layer's distributions move from one step to the next;
 * :func:`init_profile` - activation scale and weight-gradient norm per layer at
   initialization;
-* :func:`plot_percentiles`, :func:`plot_activation_histograms` - the chapter's figures
-  (the second one is also its explorer).
+* :func:`plot_percentiles`, :func:`plot_activation_histograms` - the chapter's
+  figures (the second one is also its explorer).
 
 Every function that draws random numbers takes a ``seed`` and uses its own
 ``torch.Generator``, so a result does not depend on what ran before it.
@@ -82,7 +82,7 @@ _QUANTILES = (0.15, 0.50, 0.85)  # the percentiles of Ioffe & Szegedy's Figure 1
 # --------------------------------------------------------------------------- checks
 
 
-# --------------------------------------------------------------------------- the task
+# ------------------------------------------------------------------------- the task
 
 
 def make_task(
@@ -94,14 +94,15 @@ def make_task(
         x \sim \mathcal{N}(0, I_{d}),\qquad
         y = \arg\max_k \big[\tanh(2\,x W_1)\, W_2\big]_k
 
-    with ``W1`` of shape ``(d_in, 32)`` and ``W2`` of shape ``(32, n_classes)``, entries
-    drawn from ``N(0, 1/fan_in)``. The labels are a smooth but non-linear function of
-    the inputs, so a deep network has something to learn and a linear one cannot fit it.
+    with ``W1`` of shape ``(d_in, 32)`` and ``W2`` of shape ``(32, n_classes)``,
+    entries drawn from ``N(0, 1/fan_in)``. The labels are a smooth but non-linear
+    function of the inputs, so a deep network has something to learn and a linear
+    one cannot fit it.
 
     Shape:
         returns ``x`` ``(n, d_in)`` float64 and ``y`` ``(n,)`` int64 in
-        ``[0, n_classes)``. Drawn in float64, so that the training runs of the chapter
-        compute in float64: see :class:`DeepMLP`.
+        ``[0, n_classes)``. Drawn in float64, so that the training runs of the
+        chapter compute in float64: see :class:`DeepMLP`.
     """
     n = check_int(n, "n", minimum=2)
     d_in = check_int(d_in, "d_in")
@@ -115,7 +116,7 @@ def make_task(
     return x, y
 
 
-# --------------------------------------------------------------------------- the network
+# ---------------------------------------------------------------------- the network
 
 
 class ShiftScaleNoise(nn.Module):
@@ -126,11 +127,12 @@ class ShiftScaleNoise(nn.Module):
         \log s_j \sim \mathcal{U}(-\log(1+a), \log(1+a)),\quad
         m_j \sim \mathcal{U}(-a, a)
 
-    where ``a`` is ``level``. Every sample of the batch gets the same ``s_j`` and ``m_j``,
-    so the noise moves each unit's whole distribution (its mean and its spread), and it
-    moves it to a new place at every step: a deliberately large, deliberately unstable
-    "covariate shift". With ``level=1`` the scale ranges over [1/2, 2] and the shift over
-    [-1, 1]. ``level=0`` is the identity. Call :meth:`resample` once per step.
+    where ``a`` is ``level``. Every sample of the batch gets the same ``s_j`` and
+    ``m_j``, so the noise moves each unit's whole distribution (its mean and its
+    spread), and it moves it to a new place at every step: a deliberately large,
+    deliberately unstable "covariate shift". With ``level=1`` the scale ranges over
+    [1/2, 2] and the shift over [-1, 1]. ``level=0`` is the identity. Call
+    :meth:`resample` once per step.
 
     Shape:
         input ``(N, C)`` with ``C = num_features``; output as input.
@@ -144,13 +146,19 @@ class ShiftScaleNoise(nn.Module):
         self.register_buffer("shift", torch.zeros(num_features), persistent=False)
 
     def resample(self, generator: torch.Generator) -> None:
-        """Draw a new scale and shift for every unit (does nothing when ``level`` is 0)."""
+        """Draw a new scale and shift for every unit (does nothing when ``level`` is
+        0)."""
         if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+            raise TypeError(
+                "generator must be a torch.Generator, got "
+                f"{type(generator).__name__}"
+            )
         if self.level == 0.0:
             return
         log_range = math.log1p(self.level)
-        u = torch.rand(2, self.num_features, generator=generator, dtype=self.scale.dtype)
+        u = torch.rand(
+            2, self.num_features, generator=generator, dtype=self.scale.dtype
+        )
         u = u * 2.0 - 1.0  # (2, C), U(-1, 1)
         self.scale = torch.exp(u[0] * log_range)
         self.shift = u[1] * self.level
@@ -165,29 +173,32 @@ class ShiftScaleNoise(nn.Module):
 
 
 class DeepMLP(nn.Module):
-    r"""``depth`` blocks of Linear -> normalization -> noise -> ReLU, then a linear head.
+    r"""``depth`` blocks of Linear -> normalization -> noise -> ReLU, then a linear
+    head.
 
     .. math::
-        z_\ell = \mathrm{noise}\big(\mathrm{norm}(h_{\ell-1} W_\ell^\top + b_\ell)\big),
-        \qquad h_\ell = \max(z_\ell, 0),\qquad \text{logits} = h_L W_{\text{out}}^\top
+        z_\ell = \mathrm{noise}\big(\mathrm{norm}(h_{\ell-1} W_\ell^\top
+        + b_\ell)\big),
+        \qquad h_\ell = \max(z_\ell, 0),\qquad \text{logits}
+        = h_L W_{\text{out}}^\top
 
-    ``z_l`` is the **pre-activation** of layer ``l`` (the input of its ReLU, as in Ioffe
-    & Szegedy's figures): what that layer's non-linearity sees. ``norm`` is ``"none"``,
-    ``"batch"`` (course_lib ``BatchNorm`` without running statistics: every forward pass
-    here is a training-mode pass) or ``"layer"`` (course_lib ``LayerNorm``). Weights are
-    drawn from ``N(0, gain^2 / fan_in)``, biases are 0; ``gain = sqrt(2)`` is He et al.'s
-    (2015) initialization for ReLU, under which the scale of ``h_l`` neither grows nor
-    shrinks on average from layer to layer.
+    ``z_l`` is the **pre-activation** of layer ``l`` (the input of its ReLU, as in
+    Ioffe & Szegedy's figures): what that layer's non-linearity sees. ``norm`` is
+    ``"none"``, ``"batch"`` (course_lib ``BatchNorm`` without running statistics:
+    every forward pass here is a training-mode pass) or ``"layer"`` (course_lib
+    ``LayerNorm``). Weights are drawn from ``N(0, gain^2 / fan_in)``, biases are 0;
+    ``gain = sqrt(2)`` is He et al.'s (2015) initialization for ReLU, under which
+    the scale of ``h_l`` neither grows nor shrinks on average from layer to layer.
 
     The weights are drawn and kept in ``dtype``, float64 by default: a training run
     amplifies round-off from step to step, and in float32 that reaches the printed
-    digits (they then differ between processors whose kernels add in another order); in
-    float64 it stays many digits below them (see also
+    digits (they then differ between processors whose kernels add in another order);
+    in float64 it stays many digits below them (see also
     :func:`course_lib.experiments.common.default_dtype`).
 
     Shape:
-        x ``(N, d_in)``; output ``(N, d_out)``; with ``return_preacts=True`` also the list
-        of ``depth`` pre-activations, each ``(N, width)``.
+        x ``(N, d_in)``; output ``(N, d_out)``; with ``return_preacts=True`` also
+        the list of ``depth`` pre-activations, each ``(N, width)``.
     """
 
     def __init__(
@@ -205,7 +216,9 @@ class DeepMLP(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+            raise TypeError(
+                f"dtype must be a floating-point torch.dtype, got {dtype!r}"
+            )
         d_in = check_int(d_in, "d_in")
         self.width = check_int(width, "width", minimum=2)
         self.depth = check_int(depth, "depth")
@@ -217,7 +230,13 @@ class DeepMLP(nn.Module):
             self._build(d_in, norm, gain, noise, d_out, g)
 
     def _build(
-        self, d_in: int, norm: str, gain: float, noise: float, d_out: int, g: torch.Generator
+        self,
+        d_in: int,
+        norm: str,
+        gain: float,
+        noise: float,
+        d_out: int,
+        g: torch.Generator,
     ) -> None:
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -248,12 +267,19 @@ class DeepMLP(nn.Module):
             noise.resample(generator)
 
     def block_parameters(self, layer: int) -> list[tuple[str, nn.Parameter]]:
-        """``(name, parameter)`` pairs of block ``layer`` (0-based): its linear and norm."""
+        """``(name, parameter)`` pairs of block ``layer`` (0-based): its linear and
+        norm."""
         layer = check_int(layer, "layer", minimum=0)
         if layer >= self.depth:
             raise ValueError(f"layer must be < depth = {self.depth}, got {layer}")
-        pairs = [(f"linears.{layer}.{n}", p) for n, p in self.linears[layer].named_parameters()]
-        pairs += [(f"norms.{layer}.{n}", p) for n, p in self.norms[layer].named_parameters()]
+        pairs = [
+            (f"linears.{layer}.{n}", p)
+            for n, p in self.linears[layer].named_parameters()
+        ]
+        pairs += [
+            (f"norms.{layer}.{n}", p)
+            for n, p in self.norms[layer].named_parameters()
+        ]
         return pairs
 
     def forward(
@@ -261,7 +287,9 @@ class DeepMLP(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         preacts = []
         h = x
-        for linear, norm, noise in zip(self.linears, self.norms, self.noises, strict=True):
+        for linear, norm, noise in zip(
+            self.linears, self.norms, self.noises, strict=True
+        ):
             z = noise(norm(linear(h)))  # (N, width) pre-activation
             preacts.append(z)
             h = torch.relu(z)
@@ -269,11 +297,12 @@ class DeepMLP(nn.Module):
         return (logits, preacts) if return_preacts else logits
 
 
-# --------------------------------------------------------------------------- measurements
+# --------------------------------------------------------------------- measurements
 
 
 def pre_activation_stats(z: torch.Tensor) -> torch.Tensor:
-    r"""Per-unit mean, standard deviation and 15th / 50th / 85th percentiles over a batch.
+    r"""Per-unit mean, standard deviation and 15th / 50th / 85th percentiles over a
+    batch.
 
     .. math::
         \mu_j = \frac1N\sum_i z_{ij},\quad
@@ -281,9 +310,9 @@ def pre_activation_stats(z: torch.Tensor) -> torch.Tensor:
         p_{q,j} = \text{quantile}_q(z_{\cdot j})
 
     (percentiles interpolated linearly, as ``torch.quantile`` does). These are the
-    numbers Ioffe & Szegedy (2015, Figure 1) follow over training for one unit: if they
-    move, the next layer is chasing a moving target. Leading dimensions (e.g. layers)
-    are kept.
+    numbers Ioffe & Szegedy (2015, Figure 1) follow over training for one unit: if
+    they move, the next layer is chasing a moving target. Leading dimensions (e.g.
+    layers) are kept.
 
     Shape:
         z ``(*, N, C)``; returns ``(*, C, 5)``, the last axis in the order of
@@ -318,19 +347,28 @@ def distribution_drift(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         \text{rescale} = \left|\log\frac{\sigma_k}{\sigma_{k-1}}\right|
 
     both free of the unit's scale, so networks whose activations live on different
-    scales can be compared. Each is averaged over units and over consecutive records.
-    A diverged run (non-finite statistics) gives ``nan``.
+    scales can be compared. Each is averaged over units and over consecutive
+    records. A diverged run (non-finite statistics) gives ``nan``.
 
     Shape:
-        stats ``(R, L, C, K)`` (records, layers, units, statistics) whose last axis starts
-        with the mean and the standard deviation (``K >= 2``, e.g.
+        stats ``(R, L, C, K)`` (records, layers, units, statistics) whose last axis
+        starts with the mean and the standard deviation (``K >= 2``, e.g.
         :attr:`RunRecord.moments` or the output of :func:`pre_activation_stats`),
-        ``R >= 2``; returns two ``(L,)`` tensors: mean shift and mean rescale per layer.
+        ``R >= 2``; returns two ``(L,)`` tensors: mean shift and mean rescale per
+        layer.
     """
-    if not isinstance(stats, torch.Tensor) or stats.dim() != 4 or stats.shape[-1] < 2:
-        raise ValueError("stats must be a tensor of shape (records, layers, units, K >= 2)")
+    if (
+        not isinstance(stats, torch.Tensor)
+        or stats.dim() != 4
+        or stats.shape[-1] < 2
+    ):
+        raise ValueError(
+            "stats must be a tensor of shape (records, layers, units, K >= 2)"
+        )
     if stats.shape[0] < 2:
-        raise ValueError(f"stats must hold at least 2 records, got {stats.shape[0]}")
+        raise ValueError(
+            f"stats must hold at least 2 records, got {stats.shape[0]}"
+        )
     mean, std = stats[..., 0], stats[..., 1].clamp_min(1e-12)  # (R, L, C)
     shift = (mean[1:] - mean[:-1]).abs() / std[:-1]
     rescale = (std[1:] / std[:-1]).log().abs()
@@ -346,22 +384,24 @@ def gradient_shift(
     y: torch.Tensor,
     lr: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""Internal covariate shift as Santurkar et al. (2018, Definition 2.1) measure it.
+    r"""Internal covariate shift as Santurkar et al. (2018, Definition 2.1) measure
+    it.
 
     ``G_l`` is the gradient of the loss with respect to layer ``l``'s weight matrix;
-    ``G'_l`` is the same gradient, on the same batch, after every layer *before* ``l``
-    has taken its SGD step ``theta <- theta - lr * grad`` (layer ``l`` and the ones after
-    it unchanged):
+    ``G'_l`` is the same gradient, on the same batch, after every layer *before*
+    ``l`` has taken its SGD step ``theta <- theta - lr * grad`` (layer ``l`` and the
+    ones after it unchanged):
 
     .. math::
         \mathrm{ICS}_l = \lVert G_l - G'_l \rVert_2,\qquad
-        \cos_l = \frac{\langle G_l, G'_l\rangle}{\lVert G_l\rVert\,\lVert G'_l\rVert}
+        \cos_l = \frac{\langle G_l,
+        G'_l\rangle}{\lVert G_l\rVert\,\lVert G'_l\rVert}
 
     A small difference (cosine near 1) means the update of the earlier layers barely
     changed what layer ``l`` should do: little covariate shift in the sense that
-    matters for optimization. Layer 1 has no layers before it, so its shift is 0 and its
-    cosine 1. The earlier layers are stepped in place one after the other and every
-    parameter is restored bit for bit afterwards (``.grad`` is not touched).
+    matters for optimization. Layer 1 has no layers before it, so its shift is 0 and
+    its cosine 1. The earlier layers are stepped in place one after the other and
+    every parameter is restored bit for bit afterwards (``.grad`` is not touched).
 
     Shape:
         x ``(N, d_in)``; y ``(N,)`` int64; returns three ``(depth,)`` tensors:
@@ -388,12 +428,16 @@ def gradient_shift(
                 for _, p in model.block_parameters(layer - 1):
                     p -= lr * grads[p]
             w = model.linears[layer].weight
-            (g_new,) = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), [w])
+            (g_new,) = torch.autograd.grad(
+                nn.functional.cross_entropy(model(x), y), [w]
+            )
             g_old = grads[w]
             l2.append(float((g_old - g_new).norm()))
             norm.append(float(g_old.norm()))
             denom = float(g_old.norm() * g_new.norm())
-            cos.append(float((g_old * g_new).sum()) / denom if denom > 0 else math.nan)
+            cos.append(
+                float((g_old * g_new).sum()) / denom if denom > 0 else math.nan
+            )
     finally:
         with torch.no_grad():
             for p, p0 in zip(params, saved, strict=True):
@@ -416,11 +460,12 @@ def loss_along_gradient(
     .. math:: \mathcal{L}\big(\theta - \eta\, \nabla\mathcal{L}(\theta)\big),\quad
         \eta \in \text{step\_sizes}
 
-    on the same batch. Santurkar et al. (2018, Figure 4) plot the range of these values
-    over training: a wide range means the loss changes abruptly along the very direction
-    the optimizer follows (a rough landscape, where a step size that works at one point
-    overshoots at the next); a narrow range means the gradient is a reliable guide.
-    The parameters are moved in place and restored bit for bit afterwards.
+    on the same batch. Santurkar et al. (2018, Figure 4) plot the range of these
+    values over training: a wide range means the loss changes abruptly along the
+    very direction the optimizer follows (a rough landscape, where a step size that
+    works at one point overshoots at the next); a narrow range means the gradient is
+    a reliable guide. The parameters are moved in place and restored bit for bit
+    afterwards.
 
     Shape:
         x ``(N, d_in)``; y ``(N,)``; returns ``(len(step_sizes),)``.
@@ -451,35 +496,44 @@ def loss_along_gradient(
     return torch.tensor(out, dtype=torch.float64)
 
 
-# --------------------------------------------------------------------------- training runs
+# -------------------------------------------------------------------- training runs
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    r"""One training run of the chapter: network, task, optimizer and what to record.
+    r"""One training run of the chapter: network, task, optimizer and what to
+    record.
 
-    .. math:: \theta_{t+1} = \theta_t - \text{lr}\cdot\nabla_\theta\mathcal{L}(\theta_t; B_t),
+    .. math:: \theta_{t+1} = \theta_t
+        - \text{lr}\cdot\nabla_\theta\mathcal{L}(\theta_t; B_t),
         \quad t = 0, \dots, \text{steps} - 1,\quad |B_t| = \text{batch\_size}
 
-    Small on purpose: the chapter trains fifteen of these, with every measurement, inside
-    its time budget on two CPU cores. ``landscape_at`` and ``ics_at`` are steps in
-    ``[0, steps)``; an empty tuple skips that measurement.
+    Small on purpose: the chapter trains fifteen of these, with every measurement,
+    inside its time budget on two CPU cores. ``landscape_at`` and ``ics_at`` are
+    steps in ``[0, steps)``; an empty tuple skips that measurement.
 
     Shape:
-        scalars, and tuples of step indices; the network is ``depth`` layers of ``width``.
+        scalars, and tuples of step indices; the network is ``depth`` layers of
+        ``width``.
     """
 
-    depth: int = 8  # hidden layers: deep enough for effects to compound, fast to train
+    # hidden layers: deep enough for effects to compound, fast to train
+    depth: int = 8
     width: int = 32  # units per hidden layer
     steps: int = 80  # SGD steps
     batch_size: int = 64  # examples per step
     lr: float = 0.5  # plain SGD, no momentum: the update is exactly -lr * gradient
-    gain: float = math.sqrt(2.0)  # He initialization: the plain net starts well scaled
+    # He initialization: the plain net starts well scaled
+    gain: float = math.sqrt(2.0)
     noise: float = 0.0  # ShiftScaleNoise level after each norm (0: none)
-    percentile_every: int = 5  # percentiles every this many steps (mean, std: every step)
-    landscape_at: tuple[int, ...] = (0, 10, 20, 30, 40, 50, 60, 70)  # loss_along_gradient
-    ics_at: tuple[int, ...] = (0, 40, 79)  # gradient_shift (depth passes each: fewer steps)
-    step_multiples: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # landscape steps / lr
+    # percentiles every this many steps (mean, std: every step)
+    percentile_every: int = 5
+    # loss_along_gradient
+    landscape_at: tuple[int, ...] = (0, 10, 20, 30, 40, 50, 60, 70)
+    # gradient_shift (depth passes each: fewer steps)
+    ics_at: tuple[int, ...] = (0, 40, 79)
+    # landscape steps / lr
+    step_multiples: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     probe_size: int = 128  # fixed probe batch for the statistics
     task_seed: int = 0  # the same task for every run
 
@@ -495,14 +549,19 @@ class RunConfig:
         for name in ("landscape_at", "ics_at"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or any(
-                isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < self.steps
+                isinstance(s, bool)
+                or not isinstance(s, int)
+                or not 0 <= s < self.steps
                 for s in value
             ):
                 raise ValueError(
-                    f"{name} must be a tuple of steps in [0, {self.steps}), got {value!r}"
+                    f"{name} must be a tuple of steps in [0, {self.steps}), got "
+                    f"{value!r}"
                 )
         if not isinstance(self.step_multiples, tuple) or not self.step_multiples:
-            raise ValueError("step_multiples must be a non-empty tuple of positive numbers")
+            raise ValueError(
+                "step_multiples must be a non-empty tuple of positive numbers"
+            )
         for m in self.step_multiples:
             check_real(m, "step_multiples", minimum=0.0)
 
@@ -511,15 +570,16 @@ class RunConfig:
 class RunRecord:
     """Everything one run of :func:`train_runs` measured.
 
-    ``moments[t]`` and ``percentiles`` are taken on a fixed probe batch with the weights
-    after ``t`` updates (the last entry after the final update); ``losses[t]`` is the
-    loss of step ``t``'s batch before its update.
+    ``moments[t]`` and ``percentiles`` are taken on a fixed probe batch with the
+    weights after ``t`` updates (the last entry after the final update);
+    ``losses[t]`` is the loss of step ``t``'s batch before its update.
 
     Shape:
-        ``losses`` ``(steps,)``; ``moments`` ``(steps + 1, depth, width, 2)`` (mean, std
-        of every unit's pre-activation); ``percentiles`` ``(R, depth, width, 3)`` (15th,
-        50th, 85th) at the ``R`` steps of ``percentile_steps``; ``ics_l2``, ``ics_cos``,
-        ``grad_norm`` ``(M, depth)`` at the ``M`` steps of ``ics_steps``; ``landscape``
+        ``losses`` ``(steps,)``; ``moments`` ``(steps + 1, depth, width, 2)`` (mean,
+        std of every unit's pre-activation); ``percentiles``
+        ``(R, depth, width, 3)`` (15th, 50th, 85th) at the ``R`` steps of
+        ``percentile_steps``; ``ics_l2``, ``ics_cos``, ``grad_norm`` ``(M, depth)``
+        at the ``M`` steps of ``ics_steps``; ``landscape``
         ``(K, len(step_multiples))`` at the ``K`` steps of ``landscape_steps``.
     """
 
@@ -543,21 +603,24 @@ class RunRecord:
         return not bool(torch.isfinite(self.losses).all())
 
     def final_loss(self, window: int = 20) -> float:
-        """Mean training loss over the last ``window`` steps (``nan`` if the run diverged)."""
+        """Mean training loss over the last ``window`` steps (``nan`` if the run
+        diverged)."""
         window = check_int(window, "window")
         return float(self.losses[-window:].mean())
 
     def drift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`distribution_drift` from one step to the next. Two ``(depth,)`` tensors."""
+        """:func:`distribution_drift` from one step to the next. Two ``(depth,)``
+        tensors."""
         return distribution_drift(self.moments)
 
     def landscape_range(self) -> torch.Tensor:
         r"""Max minus min of the loss along the gradient, at each measured step.
 
-        .. math:: \max_\eta \mathcal{L}(\theta - \eta g) - \min_\eta \mathcal{L}(\theta - \eta g)
+        .. math:: \max_\eta \mathcal{L}(\theta - \eta g)
+            - \min_\eta \mathcal{L}(\theta - \eta g)
 
-        Santurkar et al.'s "variation of the loss"; it counts a large *decrease* along
-        the gradient as variation too.
+        Santurkar et al.'s "variation of the loss"; it counts a large *decrease*
+        along the gradient as variation too.
 
         Shape:
             ``(K,)``, one value per step of ``landscape_steps``.
@@ -567,14 +630,16 @@ class RunRecord:
     def landscape_rise(self) -> torch.Tensor:
         r"""How far the loss can *rise* above its current value along the gradient.
 
-        .. math:: \max\Big(0,\; \max_\eta \mathcal{L}(\theta - \eta g) - \mathcal{L}(\theta)\Big)
+        .. math:: \max\Big(0,\; \max_\eta \mathcal{L}(\theta - \eta g)
+            - \mathcal{L}(\theta)\Big)
 
         over the step sizes of ``step_multiples``, at each measured step, where
-        :math:`\mathcal{L}(\theta)` is that step's training loss (same weights, batch and
-        noise). 0 means that every step size tried along the negative gradient lowered
-        the loss; a large value means that a step a few times the learning rate
-        overshoots badly: the landscape turns sharply along the very direction the
-        optimizer follows.
+        :math:`\mathcal{L}(\theta)` is that step's training loss (same weights,
+        batch and
+        noise). 0 means that every step size tried along the negative gradient
+        lowered the loss; a large value means that a step a few times the learning
+        rate overshoots badly: the landscape turns sharply along the very direction
+        the optimizer follows.
 
         Shape:
             ``(K,)``, one value per step of ``landscape_steps``.
@@ -584,7 +649,8 @@ class RunRecord:
 
 
 class _Recorder:
-    """What one run of :func:`train_runs` measures as it trains (see :class:`RunRecord`)."""
+    """What one run of :func:`train_runs` measures as it trains (see
+    :class:`RunRecord`)."""
 
     def __init__(self, config: RunConfig, seed: int, probe: torch.Tensor) -> None:
         self.config = config
@@ -607,11 +673,15 @@ class _Recorder:
         std = ((z - mean[:, None]) ** 2).mean(dim=1).sqrt()
         self.moments.append(torch.stack([mean, std], dim=-1))  # (depth, width, 2)
         if step % self.config.percentile_every == 0 or step == self.config.steps:
-            self.percentiles.append(pre_activation_stats(z)[..., 2:])  # (depth, width, 3)
+            # (depth, width, 3)
+            self.percentiles.append(pre_activation_stats(z)[..., 2:])
             self.percentile_steps.append(step)
 
-    def on_step(self, step: int, net: DeepMLP, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Before step ``step``'s update: new noise, then everything measured at that step."""
+    def on_step(
+        self, step: int, net: DeepMLP, x: torch.Tensor, y: torch.Tensor
+    ) -> None:
+        """Before step ``step``'s update: new noise, then everything measured at
+        that step."""
         net.resample_noise(self.noise)
         self.record(step, net)
         if step in self.config.ics_at:
@@ -621,16 +691,22 @@ class _Recorder:
             self.landscape.append(loss_along_gradient(net, x, y, self.etas))
             self.landscape_steps.append(step)
 
-    def finish(self, norm: str, seed: int, net: DeepMLP, losses: torch.Tensor) -> RunRecord:
+    def finish(
+        self, norm: str, seed: int, net: DeepMLP, losses: torch.Tensor
+    ) -> RunRecord:
         config = self.config
         n_done = len(self.moments)
-        self.record(config.steps, net)  # after the last update (with the last step's noise)
-        if n_done < config.steps:  # diverged: training stopped; pad so shapes stay fixed
+        # after the last update (with the last step's noise)
+        self.record(config.steps, net)
+        # diverged: training stopped; pad so shapes stay fixed
+        if n_done < config.steps:
             pad = torch.full_like(self.moments[-1], math.nan)
             self.moments[n_done:] = [pad] * (config.steps + 1 - n_done)
         empty = torch.empty(0, config.depth, dtype=torch.float64)
         if self.ics:
-            l2, cos, grad_norm = (torch.stack(column) for column in zip(*self.ics, strict=True))
+            l2, cos, grad_norm = (
+                torch.stack(column) for column in zip(*self.ics, strict=True)
+            )
         else:
             l2, cos, grad_norm = empty, empty.clone(), empty.clone()
         return RunRecord(
@@ -655,22 +731,24 @@ class _Recorder:
 def train_runs(
     norm: Norm, seeds: Sequence[int], config: RunConfig | None = None
 ) -> list[RunRecord]:
-    r"""Train a :class:`DeepMLP` per seed on :func:`make_task` with SGD, measuring as it goes.
+    r"""Train a :class:`DeepMLP` per seed on :func:`make_task` with SGD, measuring
+    as it goes.
 
-    .. math:: \theta_{t+1} = \theta_t - \eta\,\nabla_\theta \mathcal{L}(\theta_t; B_t)
+    .. math:: \theta_{t+1} = \theta_t
+        - \eta\,\nabla_\theta \mathcal{L}(\theta_t; B_t)
 
-    Before every update (and once after the last) each run passes a fixed probe batch
-    through its network and records each unit's pre-activation mean and standard
-    deviation, and every ``config.percentile_every`` steps its 15th / 50th / 85th
-    percentiles. At the steps in ``config.landscape_at`` it measures
+    Before every update (and once after the last) each run passes a fixed probe
+    batch through its network and records each unit's pre-activation mean and
+    standard deviation, and every ``config.percentile_every`` steps its 15th / 50th
+    / 85th percentiles. At the steps in ``config.landscape_at`` it measures
     :func:`loss_along_gradient` (step sizes ``lr * step_multiples``) and at those in
     ``config.ics_at`` :func:`gradient_shift`, on that step's batch. With
-    ``config.noise > 0`` a new :class:`ShiftScaleNoise` is drawn before every step, and
-    everything measured at that step sees the same noise as its update. A run's seed sets
-    its initialization, batch order and noise; the task is the same for every seed. The
-    runs train together as one sweep
-    (:func:`course_lib.experiments.common.train_sweep`); the measurements are taken on
-    each run's own network.
+    ``config.noise > 0`` a new :class:`ShiftScaleNoise` is drawn before every step,
+    and everything measured at that step sees the same noise as its update. A run's
+    seed sets its initialization, batch order and noise; the task is the same for
+    every seed. The runs train together as one sweep
+    (:func:`course_lib.experiments.common.train_sweep`); the measurements are taken
+    on each run's own network.
 
     Shape:
         returns one :class:`RunRecord` per seed.
@@ -700,7 +778,9 @@ def train_runs(
                 0,
                 x.shape[0],
                 (config.steps, config.batch_size),
-                generator=torch.Generator().manual_seed(stream_seed(seed, "batches")),
+                generator=torch.Generator().manual_seed(
+                    stream_seed(seed, "batches")
+                ),
             )
             for seed in seeds
         ]
@@ -721,11 +801,13 @@ def train_runs(
     )
     return [
         recorder.finish(norm, seed, net, row)
-        for recorder, seed, net, row in zip(recorders, seeds, nets, losses, strict=True)
+        for recorder, seed, net, row in zip(
+            recorders, seeds, nets, losses, strict=True
+        )
     ]
 
 
-# --------------------------------------------------------------------------- initialization
+# ------------------------------------------------------------------- initialization
 
 
 def _fresh_net(
@@ -757,24 +839,25 @@ def init_profile(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Activation scale and weight-gradient norm of every layer at initialization.
 
-    Weights are drawn from ``N(0, scale^2 * 2 / fan_in)``: ``scale = 1`` is He et al.'s
-    (2015) initialization. Without normalization each ReLU layer multiplies the mean
-    square of the activations by ``scale^2`` in expectation (the weights multiply the
-    variance by ``2 scale^2``, the ReLU keeps half of it), so
+    Weights are drawn from ``N(0, scale^2 * 2 / fan_in)``: ``scale = 1`` is He et
+    al.'s (2015) initialization. Without normalization each ReLU layer multiplies
+    the mean square of the activations by ``scale^2`` in expectation (the weights
+    multiply the variance by ``2 scale^2``, the ReLU keeps half of it), so
 
     .. math::
         \mathrm{rms}(h_\ell) \approx \text{scale}\cdot\mathrm{rms}(h_{\ell-1})
         \quad\Rightarrow\quad
         \mathrm{rms}(h_L) \approx \text{scale}^{\,L-1}\,\mathrm{rms}(h_1)
 
-    and at a finite width each factor is a random number near ``scale``. The input is a
-    batch of :func:`make_task` points with their labels; one cross-entropy forward and
-    backward pass.
+    and at a finite width each factor is a random number near ``scale``. The input
+    is a batch of :func:`make_task` points with their labels; one cross-entropy
+    forward and backward pass.
 
     Shape:
-        returns two ``(depth,)`` tensors: ``rms(h_l)`` (the root mean square of block
-        ``l``'s ReLU output over the batch and the units) and ``||dL/dW_l||_F`` (the
-        Frobenius norm of the gradient of block ``l``'s weight matrix).
+        returns two ``(depth,)`` tensors: ``rms(h_l)`` (the root mean square of
+        block ``l``'s ReLU output over the batch and the units) and
+        ``||dL/dW_l||_F`` (the Frobenius norm of the gradient of block ``l``'s
+        weight matrix).
     """
     depth = check_int(depth, "depth")
     norm = check_choice(norm, "norm", NORMS)
@@ -784,22 +867,29 @@ def init_profile(
     x, y, model = _fresh_net(depth, norm, scale, width, batch_size, seed)
     logits, preacts = model(x, return_preacts=True)
     nn.functional.cross_entropy(logits, y).backward()
-    act = torch.stack([torch.relu(z.detach()).pow(2).mean().sqrt() for z in preacts])
+    act = torch.stack(
+        [torch.relu(z.detach()).pow(2).mean().sqrt() for z in preacts]
+    )
     grad = torch.stack([lin.weight.grad.norm() for lin in model.linears])
     return act, grad
 
 
-# --------------------------------------------------------------------------- figures
+# -------------------------------------------------------------------------- figures
 
 
-def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> tuple[Figure, Axes]:
-    r"""One unit's 15th / 50th / 85th percentiles over training (Ioffe & Szegedy, Fig. 1).
+def plot_percentiles(
+    ax: Axes, record: RunRecord, layer: int, unit: int = 0
+) -> tuple[Figure, Axes]:
+    r"""One unit's 15th / 50th / 85th percentiles over training (Ioffe & Szegedy,
+    Fig. 1).
 
-    .. math:: p_{q}(t) = \text{quantile}_q\big(z_{\ell, j}(\text{probe}; \theta_t)\big),
+    .. math:: p_{q}(t) = \text{quantile}_q\big(z_{\ell,
+        j}(\text{probe}; \theta_t)\big),
         \quad q \in \{0.15, 0.5, 0.85\}
 
-    The band spans the 15th to 85th percentile of the unit's pre-activation on the probe
-    batch; the line is the median. The colour is the network's (``record.norm``).
+    The band spans the 15th to 85th percentile of the unit's pre-activation on the
+    probe batch; the line is the median. The colour is the network's
+    (``record.norm``).
 
     Shape:
         draws ``len(record.percentile_steps)`` points; returns ``(fig, ax)``.
@@ -810,7 +900,9 @@ def plot_percentiles(ax: Axes, record: RunRecord, layer: int, unit: int = 0) -> 
     unit = check_int(unit, "unit", minimum=0)
     _, depth, width, _ = record.percentiles.shape
     if layer >= depth or unit >= width:
-        raise ValueError(f"layer must be < {depth} and unit < {width}, got {layer}, {unit}")
+        raise ValueError(
+            f"layer must be < {depth} and unit < {width}, got {layer}, {unit}"
+        )
     steps = record.percentile_steps
     q = record.percentiles[:, layer, unit]  # (R, 3)
     c = color(NORMS.index(record.norm))
@@ -833,23 +925,27 @@ def plot_activation_histograms(
 ) -> tuple[Figure, Axes]:
     r"""Histograms of the pre-activations of several layers of a freshly built net.
 
-    .. math:: W_\ell \sim \mathcal{N}\!\left(0, \frac{2\,\text{scale}^2}{\text{fan-in}}\right)
+    .. math:: W_\ell \sim \mathcal{N}\!\left(0,
+        \frac{2\,\text{scale}^2}{\text{fan-in}}\right)
 
-    The net is a :class:`DeepMLP` with these weights and zero biases, fed 256
-    points of :func:`make_task`; the layers shown are spread evenly from the first to
-    the last. Values outside [-4, 4] are counted in the outermost bins, so a
+    The net is a :class:`DeepMLP` with these weights and zero biases, fed 256 points
+    of :func:`make_task`; the layers shown are spread evenly from the first to the
+    last. Values outside [-4, 4] are counted in the outermost bins, so a
     distribution that explodes piles up at the edges and one that vanishes collapses
     into the middle bins. Draws on ``ax`` if given, else on a new figure.
 
     Shape:
-        one histogram of ``256 * width`` values per layer shown; returns ``(fig, ax)``.
+        one histogram of ``256 * width`` values per layer shown; returns
+        ``(fig, ax)``.
     """
     depth = check_int(depth, "depth")
     scale = check_real(scale, "scale", minimum=0.0)
     norm = check_choice(norm, "norm", NORMS)
     n_layers_shown = check_int(n_layers_shown, "n_layers_shown")
     if ax is not None and not isinstance(ax, Axes):
-        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+        raise TypeError(
+            f"ax must be a matplotlib Axes or None, got {type(ax).__name__}"
+        )
     x, y, model = _fresh_net(depth, norm, scale, width, 256, seed)
     with torch.no_grad():
         _, preacts = model(x, return_preacts=True)
@@ -861,7 +957,8 @@ def plot_activation_histograms(
     else:
         fig = ax.figure
     for i, layer in enumerate(shown):
-        z = preacts[layer].reshape(-1).clamp(-3.99, 3.99)  # out-of-range values -> edge bins
+        # out-of-range values -> edge bins
+        z = preacts[layer].reshape(-1).clamp(-3.99, 3.99)
         counts = torch.histc(z, bins=80, min=-4.0, max=4.0) / z.numel()
         std = float(preacts[layer].std())
         ax.stairs(
@@ -877,5 +974,11 @@ def plot_activation_histograms(
     ax.set_ylabel("fraction of values per bin")
     label = NORM_LABELS[norm]
     ax.set_title(f"{label}, s = {scale:g}, depth {depth}", fontsize=9)
-    ax.legend(fontsize=6.5, ncols=2, loc="upper center", handlelength=1.2, columnspacing=0.8)
+    ax.legend(
+        fontsize=6.5,
+        ncols=2,
+        loc="upper center",
+        handlelength=1.2,
+        columnspacing=0.8,
+    )
     return fig, ax

@@ -3,11 +3,12 @@ r"""Chapter 3: how PAD rows change batch statistics, and what keeps padding out.
 The chapter's measurements are small enough to run in well under a second each; this
 module holds what the notebook, its explorer and the claim tests share:
 
-* :func:`feature_moments` - per-feature mean and biased variance over real positions;
-* :func:`padding_law` - the closed form of those moments when a fraction ``p`` of the
-  rows are all-zero PAD rows;
-* :func:`pad_sequences` - stack sentences of different lengths into ``(B, T, C)`` plus
-  the padding mask;
+* :func:`feature_moments` - per-feature mean and biased variance over real
+  positions;
+* :func:`padding_law` - the closed form of those moments when a fraction ``p`` of
+  the rows are all-zero PAD rows;
+* :func:`pad_sequences` - stack sentences of different lengths into ``(B, T, C)``
+  plus the padding mask;
 * :func:`lengths_with_total` - sentence lengths with a given longest and total (the
   notes' 960 real tokens among 3,200 positions);
 * :func:`sinusoidal_positions` - the positional encodings of Vaswani et al. (2017);
@@ -52,14 +53,15 @@ _POOL_SIZE = 64  # longest "other sentence" the explorer can build
 def feature_moments(
     x: torch.Tensor, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Per-feature mean and biased variance over all positions, or the real ones only.
+    r"""Per-feature mean and biased variance over all positions, or the real ones
+    only.
 
     .. math::
         \mu_c = \frac{1}{n}\sum_{i} x_{ic},\qquad
         \sigma_c^2 = \frac{1}{n}\sum_{i} (x_{ic} - \mu_c)^2
 
-    where ``i`` runs over every leading position, or over those where ``mask`` is True
-    (``n`` of them). These are the statistics ``batch_norm`` normalizes with in
+    where ``i`` runs over every leading position, or over those where ``mask`` is
+    True (``n`` of them). These are the statistics ``batch_norm`` normalizes with in
     training mode; the variance subtracts the mean first.
 
     Shape:
@@ -71,14 +73,17 @@ def feature_moments(
         mask = check_mask(mask, "mask", tuple(x.shape[:-1]))
         rows = rows[mask.reshape(-1)]
     if rows.shape[0] == 0:
-        raise ValueError("feature_moments needs at least one position (mask selects none)")
+        raise ValueError(
+            "feature_moments needs at least one position (mask selects none)"
+        )
     return CF.moments(rows, 0)  # (C,) each
 
 
 def padding_law(
     mean: torch.Tensor | float, var: torch.Tensor | float, p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Batch mean and variance after a fraction ``p`` of all-zero PAD rows is added.
+    r"""Batch mean and variance after a fraction ``p`` of all-zero PAD rows is
+    added.
 
     With real rows of mean :math:`\mu` and (biased) variance :math:`\sigma^2`:
 
@@ -86,18 +91,32 @@ def padding_law(
         \mu_{\text{pad}} = (1-p)\,\mu,\qquad
         \sigma^2_{\text{pad}} = (1-p)\,\sigma^2 + p(1-p)\,\mu^2
 
-    (the within-group plus the between-group variance of a two-group mixture). The law
-    is exact for the empirical statistics when ``p`` is the exact fraction of PAD rows.
+    (the within-group plus the between-group variance of a two-group mixture). The
+    law is exact for the empirical statistics when ``p`` is the exact fraction of
+    PAD rows.
 
     Shape:
-        mean and var scalars or ``(C,)`` (same shape); returns two tensors of that shape.
+        mean and var scalars or ``(C,)`` (same shape); returns two tensors of that
+        shape.
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
+    if (
+        isinstance(p, bool)
+        or not isinstance(p, (int, float))
+        or not math.isfinite(p)
+    ):
         raise TypeError(f"p must be a real number in [0, 1), got {p!r}")
     if not 0.0 <= p < 1.0:
         raise ValueError(f"p must be in [0, 1) (some rows must be real), got {p}")
-    mean_t = torch.as_tensor(mean, dtype=torch.float64) if not torch.is_tensor(mean) else mean
-    var_t = torch.as_tensor(var, dtype=torch.float64) if not torch.is_tensor(var) else var
+    mean_t = (
+        torch.as_tensor(mean, dtype=torch.float64)
+        if not torch.is_tensor(mean)
+        else mean
+    )
+    var_t = (
+        torch.as_tensor(var, dtype=torch.float64)
+        if not torch.is_tensor(var)
+        else var
+    )
     mean_t = check_float_tensor(mean_t, "mean", min_dim=0)
     var_t = check_float_tensor(var_t, "var", min_dim=0)
     if mean_t.shape != var_t.shape:
@@ -114,7 +133,8 @@ def padding_law(
 def pad_sequences(
     sequences: Sequence[torch.Tensor], max_len: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Stack sentences of different lengths into one zero-padded batch and its mask.
+    r"""Stack sentences of different lengths into one zero-padded batch and its
+    mask.
 
     .. math::
         x_{b,t} = s_{b,t} \text{ if } t < L_b \text{ else } 0,\qquad
@@ -124,16 +144,20 @@ def pad_sequences(
     (as a tokenizer with a fixed ``max_length`` does).
 
     Shape:
-        each sequence ``(L_b, C)`` (same C and dtype); returns batch ``(B, T, C)`` and
-        mask ``(B, T)`` bool, with ``T = max_len`` or ``max(L_b)``.
+        each sequence ``(L_b, C)`` (same C and dtype); returns batch ``(B, T, C)``
+        and mask ``(B, T)`` bool, with ``T = max_len`` or ``max(L_b)``.
     """
     if isinstance(sequences, torch.Tensor) or not isinstance(sequences, Sequence):
         raise TypeError(
-            f"sequences must be a list of (L, C) tensors, got {type(sequences).__name__}"
+            "sequences must be a list of (L, C) tensors, got "
+            f"{type(sequences).__name__}"
         )
     if len(sequences) == 0:
         raise ValueError("sequences must hold at least one sentence")
-    seqs = [check_float_tensor(s, f"sequences[{i}]", min_dim=2) for i, s in enumerate(sequences)]
+    seqs = [
+        check_float_tensor(s, f"sequences[{i}]", min_dim=2)
+        for i, s in enumerate(sequences)
+    ]
     first = seqs[0]
     for i, s in enumerate(seqs):
         if s.dim() != 2 or s.shape[1] != first.shape[1] or s.dtype != first.dtype:
@@ -162,8 +186,8 @@ def lengths_with_total(
 
     The first length is ``max_len`` (the sentence that sets the padded length); the
     others are drawn uniform on ``[1, 2m - 1]`` (clipped to ``max_len``), with ``m``
-    their required mean, then nudged one token at a time, in a random order, until the
-    total matches. Deterministic for a seeded ``generator``.
+    their required mean, then nudged one token at a time, in a random order, until
+    the total matches. Deterministic for a seeded ``generator``.
 
     Shape:
         returns a list of ``batch_size`` ints.
@@ -171,15 +195,22 @@ def lengths_with_total(
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     max_len = check_int(max_len, "max_len", minimum=1)
     total = check_int(
-        total, "total", minimum=max_len + (batch_size - 1), maximum=batch_size * max_len
+        total,
+        "total",
+        minimum=max_len + (batch_size - 1),
+        maximum=batch_size * max_len,
     )
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        raise TypeError(
+            f"generator must be a torch.Generator, got {type(generator).__name__}"
+        )
     if batch_size == 1:
         return [max_len]
     mean_rest = (total - max_len) / (batch_size - 1)
     high = min(max_len, max(1, round(2 * mean_rest - 1)))
-    rest = torch.randint(1, high + 1, (batch_size - 1,), generator=generator).tolist()
+    rest = torch.randint(
+        1, high + 1, (batch_size - 1,), generator=generator
+    ).tolist()
     lengths = [max_len, *rest]
     gap = total - sum(lengths)
     while gap != 0:
@@ -210,7 +241,8 @@ def sinusoidal_positions(
     if d_model % 2:
         raise ValueError(f"d_model must be even, got {d_model}")
     t = torch.arange(max_len, dtype=dtype)[:, None]  # (T, 1)
-    freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=dtype) / d_model)  # (d/2,)
+    # (d/2,)
+    freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=dtype) / d_model)
     pe = torch.empty(max_len, d_model, dtype=dtype)
     pe[:, 0::2] = torch.sin(t * freq)
     pe[:, 1::2] = torch.cos(t * freq)
@@ -220,9 +252,9 @@ def sinusoidal_positions(
 def other_sentence(length: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""Contextual vectors of a batch-mate sentence of ``length`` tokens.
 
-    The first two tokens are the notes' "Hi", "Nitish"; later tokens are illustrative
-    vectors drawn once from a fixed seed, uniform on [0, 10] and rounded to one decimal
-    like the notes' values,
+    The first two tokens are the notes' "Hi", "Nitish"; later tokens are
+    illustrative vectors drawn once from a fixed seed, uniform on [0, 10] and
+    rounded to one decimal like the notes' values,
 
     .. math:: x_{t,c} \sim \mathrm{round}(U[0, 10], 1) \quad (t \ge 2).
 
@@ -232,7 +264,10 @@ def other_sentence(length: int, dtype: torch.dtype = torch.float64) -> torch.Ten
     length = check_int(length, "length", minimum=1, maximum=_POOL_SIZE)
     real = data.contextual_batch(dtype)[0, :2]  # Hi, Nitish
     g = torch.Generator().manual_seed(3)
-    extra = torch.round(torch.rand(_POOL_SIZE - 2, 3, generator=g, dtype=dtype) * 100) / 10
+    extra = (
+        torch.round(torch.rand(_POOL_SIZE - 2, 3, generator=g, dtype=dtype) * 100)
+        / 10
+    )
     return torch.cat([real, extra])[:length]
 
 
@@ -248,8 +283,10 @@ def token_outputs(
     fraction ``p``:
 
     .. math::
-        \text{BN: } \frac{x - \mu_{\text{all}}}{\sqrt{\sigma^2_{\text{all}}+\epsilon}},\quad
-        \text{masked BN: } \frac{x - \mu_{\text{real}}}{\sqrt{\sigma^2_{\text{real}}+\epsilon}},
+        \text{BN: } \frac{x
+        - \mu_{\text{all}}}{\sqrt{\sigma^2_{\text{all}}+\epsilon}},\quad
+        \text{masked BN: } \frac{x
+        - \mu_{\text{real}}}{\sqrt{\sigma^2_{\text{real}}+\epsilon}},
         \quad
         \text{LN: } \frac{x - \bar{x}}{\sqrt{\operatorname{var}(x)+\epsilon}}
 
@@ -259,8 +296,11 @@ def token_outputs(
     len_other = check_int(len_other, "len_other", minimum=1, maximum=_POOL_SIZE)
     tracked = data.contextual_batch()[1]  # (4, 3)
     token = check_int(token, "token", minimum=0, maximum=tracked.shape[0] - 1)
-    max_len = check_int(max_len, "max_len", minimum=max(len_other, tracked.shape[0]))
-    x, mask = pad_sequences([other_sentence(len_other), tracked], max_len)  # (2, T, 3)
+    max_len = check_int(
+        max_len, "max_len", minimum=max(len_other, tracked.shape[0])
+    )
+    # (2, T, 3)
+    x, mask = pad_sequences([other_sentence(len_other), tracked], max_len)
     bn = CF.batch_norm(x, None, None, training=True, eps=eps)
     masked = CF.batch_norm(x, None, None, training=True, eps=eps, mask=mask)
     ln = CF.layer_norm(x, 3, eps=eps)
@@ -300,7 +340,8 @@ def plot_token_outputs(
         series,
         ylabel="normalized value",
         title=(
-            f'"{TRACKED_SENTENCE[token]}": other sentence {len_other} tokens, padded to '
+            f'"{TRACKED_SENTENCE[token]}": other sentence {len_other} tokens, '
+            "padded to "
             f"{padded_to} (p = {out['p']:.2f})"
             + ("" if padded_to == max_len else f" [raised from {max_len}]")
         ),

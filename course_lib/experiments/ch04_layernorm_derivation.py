@@ -2,14 +2,15 @@ r"""Chapter 4: LayerNorm derived row by row, and the measurements the chapter ma
 
 * :func:`layer_norm_std_eps`: the other widespread LayerNorm convention, unbiased
   standard deviation with ``eps`` added to it (the course notes' class, and the
-  Annotated Transformer's), to set beside torch's biased variance with ``eps`` inside
-  the square root;
+  Annotated Transformer's), to set beside torch's biased variance with ``eps``
+  inside the square root;
 * :func:`invariance_table`: Table 1 of Ba et al. (2016), computed: which re-scalings
-  and re-centerings of the weights or the data leave BatchNorm, LayerNorm and RMSNorm
-  unchanged;
+  and re-centerings of the weights or the data leave BatchNorm, LayerNorm and
+  RMSNorm unchanged;
 * :func:`variance_naive`, :func:`variance_two_pass`, :func:`variance_welford`: three
-  ways to compute a row's variance, and :func:`offset_rows` / :func:`variance_errors`
-  to measure how many digits each keeps on rows with a large offset;
+  ways to compute a row's variance, and :func:`offset_rows` /
+  :func:`variance_errors` to measure how many digits each keeps on rows with a large
+  offset;
 * :func:`correlated_tokens` / :func:`feature_correlation_stats`: does LayerNorm
   decorrelate features? (It does not, in general.)
 * :func:`plot_row_steps`: a row through centering, scaling and the affine step, the
@@ -32,7 +33,14 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import functional as CF
-from .._checks import check_eps, check_float_tensor, check_int, check_real, check_rows, check_seed
+from .._checks import (
+    check_eps,
+    check_float_tensor,
+    check_int,
+    check_real,
+    check_rows,
+    check_seed,
+)
 from ..plotting import color, new_figure
 
 __all__ = [
@@ -64,7 +72,8 @@ __all__ = [
 
 
 def layer_norm_std_eps(input: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    r"""LayerNorm over the last dimension with the *unbiased* std and ``eps`` added to it.
+    r"""LayerNorm over the last dimension with the *unbiased* std and ``eps`` added
+    to it.
 
     .. math::
         s = \sqrt{\frac{1}{D-1}\sum_j (x_j - \mu)^2},\qquad
@@ -72,19 +81,22 @@ def layer_norm_std_eps(input: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
     This is the convention of the course notes' ``LayerNorm`` class (and of the
     Annotated Transformer), not torch's, which divides by
-    :math:`\sqrt{\sigma^2 + \epsilon}` with the biased :math:`\sigma^2` (divide by D).
-    For rows whose spread is large next to ``eps`` the two differ by the constant factor
+    :math:`\sqrt{\sigma^2
+    + \epsilon}` with the biased :math:`\sigma^2` (divide by D).
+    For rows whose spread is large next to ``eps`` the two differ by the constant
+    factor
     :math:`\sqrt{D/(D-1)}`. No affine step: multiply by gamma and add beta yourself.
 
     Shape:
-        input ``(*, D)`` with ``D >= 2`` (the unbiased std of one number is undefined);
-        output as input.
+        input ``(*, D)`` with ``D >= 2`` (the unbiased std of one number is
+        undefined); output as input.
     """
     x = check_float_tensor(input, "input")
     eps = check_eps(eps)
     if x.shape[-1] < 2:
         raise ValueError(
-            "input must have at least 2 elements in its last dimension for an unbiased "
+            "input must have at least 2 elements in its last dimension for an "
+            "unbiased "
             f"std (divide by D - 1), got shape {tuple(x.shape)}"
         )
     mean = x.mean(dim=-1, keepdim=True)  # (*, 1)
@@ -94,8 +106,9 @@ def layer_norm_std_eps(input: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 # ---------------------------------------------------------------------- invariance
 
-#: The normalizations compared in the invariance table, in the table's order (names of
-#: :data:`course_lib.norms.NORMS`; :data:`course_lib.norms.NORM_LABELS` prints them).
+#: The normalizations compared in the invariance table, in the table's order (names
+#: of :data:`course_lib.norms.NORMS`; :data:`course_lib.norms.NORM_LABELS` prints
+#: them).
 INVARIANCE_NORMS: tuple[str, ...] = ("batch", "layer", "rms")
 #: The columns of Table 1 of Ba et al. (2016), in their order.
 INVARIANCE_TRANSFORMS: tuple[str, ...] = (
@@ -146,15 +159,17 @@ def invariance_table(
     seed: int = 0,
     norms: tuple[str, ...] = INVARIANCE_NORMS,
 ) -> list[InvarianceResult]:
-    r"""Compute Table 1 of Ba et al. (2016): which changes leave each normalization unchanged.
+    r"""Compute Table 1 of Ba et al. (2016): which changes leave each normalization
+    unchanged.
 
     A layer without bias computes the summed inputs :math:`a = X W^\top` of a batch
-    :math:`X` (``n_cases`` x ``d_in``) through a weight matrix :math:`W` (``d_hidden`` x
-    ``d_in``, one row per hidden unit), then normalizes :math:`a`. Each transform below
-    changes :math:`W` or :math:`X`; the result records the largest change of the
-    normalized output anywhere in the batch, and calls the normalization invariant when
-    that change is at most ``tol`` (in float64, with ``eps`` small against the
-    variances, an invariant output moves by rounding only):
+    :math:`X` (``n_cases`` x ``d_in``) through a weight matrix :math:`W`
+    (``d_hidden`` x ``d_in``, one row per hidden unit), then normalizes :math:`a`.
+    Each transform below changes :math:`W` or :math:`X`; the result records the
+    largest change of the normalized output anywhere in the batch, and calls the
+    normalization invariant when that change is at most ``tol`` (in float64, with
+    ``eps`` small against the variances, an invariant output moves by rounding
+    only):
 
     * weight matrix re-scaling: :math:`W' = \delta W`;
     * weight matrix re-centering: :math:`W' = W + \mathbf 1 c^\top` (the same vector
@@ -162,15 +177,16 @@ def invariance_table(
       :math:`c^\top x`);
     * weight vector re-scaling: one unit's row of :math:`W` times :math:`\delta`;
     * dataset re-scaling: :math:`X' = \delta X`;
-    * dataset re-centering: :math:`X' = X + \mathbf 1 c^\top` (every case moved by the
-      same vector);
-    * single training case re-scaling: one case (row of :math:`X`) times :math:`\delta`.
+    * dataset re-centering: :math:`X' = X + \mathbf 1 c^\top` (every case moved by
+      the same vector);
+    * single training case re-scaling: one case (row of :math:`X`) times
+      :math:`\delta`.
 
     ``delta`` must be positive: a negative factor flips the sign of every output.
 
     Shape:
-        returns ``len(norms) * 6`` results, norms in the outer loop and the transforms in
-        the order of :data:`INVARIANCE_TRANSFORMS`.
+        returns ``len(norms) * 6`` results, norms in the outer loop and the
+        transforms in the order of :data:`INVARIANCE_TRANSFORMS`.
     """
     n_cases = check_int(n_cases, "n_cases", minimum=2)
     d_in = check_int(d_in, "d_in", minimum=1)
@@ -199,7 +215,8 @@ def invariance_table(
 
     changed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {
         "weight matrix re-scaling": (x, delta * w),
-        "weight matrix re-centering": (x, w + c_w),  # c_w broadcasts over the H rows
+        # c_w broadcasts over the H rows
+        "weight matrix re-centering": (x, w + c_w),
         "weight vector re-scaling": (x, scale_row(w, 0)),
         "dataset re-scaling": (delta * x, w),
         "dataset re-centering": (x + c_x, w),  # c_x broadcasts over the N cases
@@ -260,8 +277,9 @@ def variance_welford(x: torch.Tensor) -> torch.Tensor:
         M_k = M_{k-1} + \delta\,(x_k - m_k),\qquad \sigma^2 = M_D / D
 
     Every quantity it adds up is a deviation from the running mean, so nothing large
-    cancels. The running mean and sum are kept in ``x``'s dtype (a Python loop over the
-    D columns, vectorized over the rows); fast kernels do the same in float32 blocks.
+    cancels. The running mean and sum are kept in ``x``'s dtype (a Python loop over
+    the D columns, vectorized over the rows); fast kernels do the same in float32
+    blocks.
 
     Shape:
         x ``(*, D)``; output ``(*)``.
@@ -287,7 +305,8 @@ def offset_rows(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
 ) -> torch.Tensor:
-    r"""Rows ``offset + spread * z``, ``z`` standard normal, drawn in float64, stored in ``dtype``.
+    r"""Rows ``offset + spread * z``, ``z`` standard normal, drawn in float64,
+    stored in ``dtype``.
 
     Storing is the first rounding: in a 16-bit dtype a large offset leaves too few
     digits for the spread (see the chapter).
@@ -300,7 +319,9 @@ def offset_rows(
     rows = check_int(rows, "rows")
     dim = check_int(dim, "dim", minimum=2)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype, got {dtype!r}"
+        )
     g = torch.Generator().manual_seed(check_seed(seed))
     z = torch.randn(rows, dim, generator=g, dtype=torch.float64)
     return (offset + spread * z).to(dtype)
@@ -314,7 +335,8 @@ STABLE_MARGIN: float = 1e4
 
 @dataclass(frozen=True)
 class VarianceErrors:
-    """Median relative error of each method against float64 on the same stored rows."""
+    """Median relative error of each method against float64 on the same stored
+    rows."""
 
     naive: float
     two_pass: float
@@ -325,8 +347,9 @@ class VarianceErrors:
 def variance_errors(x: torch.Tensor) -> VarianceErrors:
     r"""Relative errors of the three variance methods, computed in ``x``'s dtype.
 
-    The reference is the two-pass variance of the *same stored values* in float64, so
-    the errors measure the method, not the rounding of the data into ``x``'s dtype:
+    The reference is the two-pass variance of the *same stored values* in float64,
+    so the errors measure the method, not the rounding of the data into ``x``'s
+    dtype:
 
     .. math:: \mathrm{err} = \operatorname{median}_{\text{rows}}
         \frac{|\hat\sigma^2 - \sigma^2_{64}|}{\sigma^2_{64}}
@@ -340,7 +363,8 @@ def variance_errors(x: torch.Tensor) -> VarianceErrors:
     ref = variance_two_pass(x.to(torch.float64))  # (rows,)
     if bool((ref == 0).any()):
         raise ValueError(
-            f"x has a constant row once stored in {x.dtype}: its variance is 0 and a "
+            f"x has a constant row once stored in {x.dtype}: its variance is 0 and "
+            "a "
             "relative error is undefined"
         )
 
@@ -365,7 +389,8 @@ class CorrelationStats:
 
     mean_abs_r: float  # mean |correlation| over the pairs of distinct features
     mean_r: float  # mean signed correlation over the same pairs
-    feature_std_min: float  # smallest per-feature standard deviation over the tokens
+    # smallest per-feature standard deviation over the tokens
+    feature_std_min: float
     feature_std_max: float  # largest one
     cov_eig_ratio: float  # smallest / largest eigenvalue of the feature covariance
 
@@ -381,8 +406,9 @@ def correlated_tokens(
 
     ``"common"``: every token is independent noise plus one shared offset,
     :math:`x = 3c\,\mathbf 1 + z` with :math:`c, z` standard normal, so all features
-    move together. ``"mixed"``: :math:`x = zA` with a fixed random :math:`D \times D`
-    matrix :math:`A`, so pairs of features are correlated in arbitrary directions.
+    move together. ``"mixed"``: :math:`x = zA` with a fixed random
+    :math:`D \times D` matrix :math:`A`, so pairs of features are correlated in
+    arbitrary directions.
 
     Shape:
         output ``(n_tokens, dim)``.
@@ -409,7 +435,9 @@ def feature_correlation_stats(x: torch.Tensor) -> CorrelationStats:
     """
     x = check_float_tensor(x, "x", min_dim=2)
     if x.dim() != 2 or x.shape[0] < 3 or x.shape[1] < 2:
-        raise ValueError(f"x must be (n_tokens >= 3, D >= 2), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must be (n_tokens >= 3, D >= 2), got shape {tuple(x.shape)}"
+        )
     x = x.to(torch.float64)
     r = torch.corrcoef(x.T)  # (D, D)
     off = r[~torch.eye(x.shape[1], dtype=torch.bool)]
@@ -435,9 +463,11 @@ def plot_row_steps(
     beta: torch.Tensor | None = None,
     labels: tuple[str, ...] | None = None,
 ) -> tuple[Figure, np.ndarray]:
-    r"""One row through LayerNorm in four panels: input, centered, scaled, affine output.
+    r"""One row through LayerNorm in four panels: input, centered, scaled, affine
+    output.
 
-    .. math:: x \;\to\; x - \mu \;\to\; \hat x = \frac{x - \mu}{\sqrt{\sigma^2+\epsilon}}
+    .. math:: x \;\to\; x - \mu \;\to\; \hat x = \frac{x
+        - \mu}{\sqrt{\sigma^2+\epsilon}}
         \;\to\; y = \gamma\odot\hat x + \beta
 
     Each panel prints the numbers on the bars, and the mean and (biased) standard
@@ -452,14 +482,24 @@ def plot_row_steps(
     d = x.shape[0]
     eps = check_eps(eps)
     x = x.to(torch.float64)
-    gamma = torch.ones(d, dtype=torch.float64) if gamma is None else gamma.to(torch.float64)
-    beta = torch.zeros(d, dtype=torch.float64) if beta is None else beta.to(torch.float64)
+    gamma = (
+        torch.ones(d, dtype=torch.float64)
+        if gamma is None
+        else gamma.to(torch.float64)
+    )
+    beta = (
+        torch.zeros(d, dtype=torch.float64)
+        if beta is None
+        else beta.to(torch.float64)
+    )
     if gamma.shape != (d,) or beta.shape != (d,):
         raise ValueError(f"gamma and beta must have shape ({d},) like x")
     if labels is None:
         labels = tuple(f"x{j + 1}" for j in range(d))
     if len(labels) != d:
-        raise ValueError(f"labels must name the {d} elements of x, got {len(labels)}")
+        raise ValueError(
+            f"labels must name the {d} elements of x, got {len(labels)}"
+        )
 
     mu = x.mean()
     centered = x - mu
@@ -487,7 +527,9 @@ def plot_row_steps(
         ax.bar(pos, vals, color=color(i), width=0.6)
         ax.axhline(0.0, color="black", linewidth=0.8)
         if i == 0:
-            ax.axhline(mu.item(), color="grey", linestyle="--", linewidth=1.0, label="mean")
+            ax.axhline(
+                mu.item(), color="grey", linestyle="--", linewidth=1.0, label="mean"
+            )
             ax.legend(fontsize=8, loc="lower right")
         for p, v in zip(pos, vals, strict=True):
             ax.annotate(
@@ -517,13 +559,14 @@ def plot_normalized_geometry(
     r"""Where LayerNorm's outputs (before gamma and beta) land, for D = 2 and D = 3.
 
     Every normalized row has mean 0 and length
-    :math:`\sqrt{D\sigma^2/(\sigma^2+\epsilon)} \approx \sqrt{D}`. Left: ``n_random``
+    :math:`\sqrt{D\sigma^2/(\sigma^2+\epsilon)} \approx \sqrt{D}`. Left:
+    ``n_random``
     random two-feature inputs and their outputs, which fall on the two points
     :math:`(1, -1)` and :math:`(-1, 1)`; the notes' input :math:`[1, 2]` is marked.
     Right: ``n_random`` random three-feature rows, normalized and drawn in an
-    orthonormal basis of the plane orthogonal to :math:`(1, 1, 1)`, where they lie on
-    the circle of radius :math:`\sqrt 3`; each row of ``marked`` is drawn on it with its
-    label.
+    orthonormal basis of the plane orthogonal to :math:`(1, 1, 1)`, where they lie
+    on the circle of radius :math:`\sqrt 3`; each row of ``marked`` is drawn on it
+    with its label.
 
     Shape:
         each value of ``marked`` ``(3,)``.
@@ -532,11 +575,15 @@ def plot_normalized_geometry(
     eps = check_eps(eps)
     marked = {} if marked is None else marked
     if not isinstance(marked, dict):
-        raise TypeError(f"marked must be a dict of label -> row, got {type(marked).__name__}")
+        raise TypeError(
+            f"marked must be a dict of label -> row, got {type(marked).__name__}"
+        )
     for label, row in marked.items():
         row = check_float_tensor(row, f"marked[{label!r}]")
         if tuple(row.shape) != (3,):
-            raise ValueError(f"marked[{label!r}] must have shape (3,), got {tuple(row.shape)}")
+            raise ValueError(
+                f"marked[{label!r}] must have shape (3,), got {tuple(row.shape)}"
+            )
     g = torch.Generator().manual_seed(check_seed(seed))
     f64 = torch.float64
     fig, (ax2, ax3) = new_figure(ncols=2, width=9.0, height=4.2)
@@ -544,8 +591,11 @@ def plot_normalized_geometry(
     # D = 2: many inputs, two outputs
     x2 = 1.5 * torch.randn(n_random, 2, generator=g, dtype=f64)
     y2 = CF.layer_norm(x2, 2, eps=eps)  # (n_random, 2)
-    near = int(((y2.abs() - 1.0).abs() < 0.01).all(dim=1).sum())  # within 0.01 of (+-1, -+1)
-    ax2.scatter(x2[:, 0], x2[:, 1], s=6, color="#AAAAAA", label=f"{n_random} random inputs")
+    # within 0.01 of (+-1, -+1)
+    near = int(((y2.abs() - 1.0).abs() < 0.01).all(dim=1).sum())
+    ax2.scatter(
+        x2[:, 0], x2[:, 1], s=6, color="#AAAAAA", label=f"{n_random} random inputs"
+    )
     ax2.plot([-4, 4], [4, -4], color=color(0), linewidth=1, label="zero-mean line")
     ax2.scatter(
         y2[:, 0],
@@ -555,7 +605,9 @@ def plot_normalized_geometry(
         zorder=3,
         label=f"their outputs ({near} of {n_random} within 0.01 of the two points)",
     )
-    ax2.scatter([1.0], [2.0], marker="s", color=color(3), zorder=3, label="input [1, 2]")
+    ax2.scatter(
+        [1.0], [2.0], marker="s", color=color(3), zorder=3, label="input [1, 2]"
+    )
     ax2.annotate(
         "[1, 2] and [100, 102]\nboth go here",
         (-1, 1),
@@ -575,14 +627,21 @@ def plot_normalized_geometry(
     basis = torch.tensor([[1.0, -1.0, 0.0], [1.0, 1.0, -2.0]], dtype=f64)
     basis = basis / basis.norm(dim=1, keepdim=True)  # (2, 3), orthonormal rows
     x3 = 2.0 * torch.randn(n_random, 3, generator=g, dtype=f64)
-    x3 = x3 + 5.0 * torch.randn(n_random, 1, generator=g, dtype=f64)  # random offsets
+    # random offsets
+    x3 = x3 + 5.0 * torch.randn(n_random, 1, generator=g, dtype=f64)
     p3 = CF.layer_norm(x3, 3, eps=eps) @ basis.T  # (n_random, 2)
     t = torch.linspace(0, 2 * math.pi, 200, dtype=f64)
     r3 = math.sqrt(3)
     ax3.plot(
-        r3 * torch.cos(t), r3 * torch.sin(t), color=color(0), linewidth=1, label="radius sqrt(3)"
+        r3 * torch.cos(t),
+        r3 * torch.sin(t),
+        color=color(0),
+        linewidth=1,
+        label="radius sqrt(3)",
     )
-    ax3.scatter(p3[:, 0], p3[:, 1], s=8, color="#888888", label=f"{n_random} random rows")
+    ax3.scatter(
+        p3[:, 0], p3[:, 1], s=8, color="#888888", label=f"{n_random} random rows"
+    )
     for i, (label, row) in enumerate(marked.items()):
         p = CF.layer_norm(row.to(f64), 3, eps=eps) @ basis.T
         ax3.scatter(p[0], p[1], s=70, color=color(i + 1), zorder=3, label=label)

@@ -1,25 +1,27 @@
-r"""Chapter 5: what LayerNorm's learnable gamma and beta restore, what they cannot, how they train.
+r"""Chapter 5: what gamma and beta restore, what they cannot, and how they train.
 
 LayerNorm ends with a per-feature affine map, shared by every token:
 
 .. math:: y_{tj} = \gamma_j \hat x_{tj} + \beta_j,\qquad
           \hat x_{tj} = \frac{x_{tj} - \mu_t}{\sqrt{\sigma_t^2 + \epsilon}}
 
-(torch calls :math:`\gamma` ``weight`` and :math:`\beta` ``bias``). This module holds the
-chapter's measurements:
+(torch calls :math:`\gamma` ``weight`` and :math:`\beta` ``bias``). This module
+holds the chapter's measurements:
 
-* :func:`jacobian_singular_values`, :func:`best_affine_fit` - what normalization removes
-  per token, and what a per-feature affine map can (BatchNorm) or cannot (LayerNorm)
-  give back;
+* :func:`jacobian_singular_values`, :func:`best_affine_fit` - what normalization
+  removes per token, and what a per-feature affine map can (BatchNorm) or cannot
+  (LayerNorm) give back;
 * :class:`NormNet`, :func:`affine_task`, :func:`magnitude_task`, :func:`fit_affine`,
   :func:`fit_magnitude` - the small training experiments (learnable, fixed or no
   normalization, over seeds);
-* :func:`affine_grad_norms`, :func:`scale_invariance`, :func:`rescale_first_affine` - why
-  gamma, beta and the weights feeding a LayerNorm do not run away;
-* :func:`fold_affine` - gamma and beta folded into the next linear layer for inference;
+* :func:`affine_grad_norms`, :func:`scale_invariance`, :func:`rescale_first_affine`
+  - why gamma, beta and the weights feeding a LayerNorm do not run away;
+* :func:`fold_affine` - gamma and beta folded into the next linear layer for
+  inference;
 * :func:`plot_affine` - the figure behind the chapter's explorer.
 
-Every run is tiny (width 16, a few hundred steps) so that the chapter executes in seconds.
+Every run is tiny (width 16, a few hundred steps) so that the chapter executes in
+seconds.
 """
 
 from __future__ import annotations
@@ -67,20 +69,21 @@ __all__ = [
     "scale_invariance",
 ]
 
-#: The three ways the chapter's models normalize: LayerNorm with learnable gamma and beta,
-#: LayerNorm with gamma = 1 and beta = 0 frozen (``elementwise_affine=False``), or nothing.
-#: Variants of the affine part, not names of norms (those are course_lib.norms.NORMS).
+#: The three ways the chapter's models normalize: LayerNorm with learnable gamma and
+#: beta, LayerNorm with gamma = 1 and beta = 0 frozen
+#: (``elementwise_affine=False``), or nothing. Variants of the affine part, not
+#: names of norms (those are course_lib.norms.NORMS).
 NORM_KINDS: tuple[str, ...] = ("learnable", "fixed", "none")
 # The tasks and the training runs compute in float64. A run amplifies round-off from
 # step to step; in float32 it reaches the printed digits, which then differ between
-# processors whose kernels add in another order. In float64 it stays far below them, and
-# the random draws are the same on every processor (see common.default_dtype).
+# processors whose kernels add in another order. In float64 it stays far below them,
+# and the random draws are the same on every processor (see common.default_dtype).
 DTYPE = torch.float64
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # What normalization removes, and what a per-feature affine map can give back
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 def jacobian_singular_values(
@@ -94,10 +97,13 @@ def jacobian_singular_values(
     .. math:: J_{jk} = \frac{\partial y_j}{\partial x_k},\qquad
               y = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta
 
-    Moving x along the all-ones direction (its mean) changes nothing: one singular value
-    is 0. Moving it along :math:`x - \mu` (its scale) changes nothing either when
-    :math:`\epsilon = 0`; with :math:`\epsilon > 0` that singular value is tiny, of order
-    :math:`\epsilon / \sigma^3`. The other :math:`D - 2` directions pass. A per-feature
+    Moving x along the all-ones direction (its mean) changes nothing: one singular
+    value is 0. Moving it along :math:`x - \mu` (its scale) changes nothing either
+    when
+    :math:`\epsilon = 0`; with :math:`\epsilon > 0` that singular value is tiny,
+    of order
+    :math:`\epsilon / \sigma^3`. The other :math:`D
+    - 2` directions pass. A per-feature
     affine map with non-zero gamma is invertible, so it cannot bring the two lost
     directions back. Computed in float64, largest singular value first.
 
@@ -109,8 +115,14 @@ def jacobian_singular_values(
         raise ValueError(f"x must be one token, shape (D,), got {tuple(x.shape)}")
     d = x.shape[0]
     x64 = x.detach().to(torch.float64)
-    w64 = None if weight is None else check_float_tensor(weight, "weight").detach().double()
-    b64 = None if bias is None else check_float_tensor(bias, "bias").detach().double()
+    w64 = (
+        None
+        if weight is None
+        else check_float_tensor(weight, "weight").detach().double()
+    )
+    b64 = (
+        None if bias is None else check_float_tensor(bias, "bias").detach().double()
+    )
     jac = torch.autograd.functional.jacobian(
         lambda v: CF.layer_norm(v, (d,), w64, b64, eps), x64
     )  # (D, D)
@@ -120,16 +132,18 @@ def jacobian_singular_values(
 def best_affine_fit(
     normalized: torch.Tensor, target: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    r"""The per-feature gamma and beta that best map ``normalized`` back to ``target``.
+    r"""The per-feature gamma and beta that best map ``normalized`` back to
+    ``target``.
 
     For each feature j, least squares over the rows t:
 
-    .. math:: \min_{\gamma_j, \beta_j} \sum_t (\gamma_j \hat x_{tj} + \beta_j - x_{tj})^2
+    .. math:: \min_{\gamma_j, \beta_j} \sum_t (\gamma_j \hat x_{tj} + \beta_j
+        - x_{tj})^2
 
-    Returns ``(gamma, beta, unexplained)``, where ``unexplained`` is the fraction of the
-    target's variance (about each feature's mean) that the best fit leaves: 0 when a
-    per-feature affine map undoes the normalization exactly (BatchNorm), above 0 when
-    it cannot (LayerNorm on rows with different means and scales).
+    Returns ``(gamma, beta, unexplained)``, where ``unexplained`` is the fraction of
+    the target's variance (about each feature's mean) that the best fit leaves: 0
+    when a per-feature affine map undoes the normalization exactly (BatchNorm),
+    above 0 when it cannot (LayerNorm on rows with different means and scales).
 
     Shape:
         normalized and target ``(N, D)``; gamma and beta ``(D,)``.
@@ -144,24 +158,27 @@ def best_affine_fit(
     xn_c = xn - xn.mean(dim=0)  # (N, D)
     x_c = x - x.mean(dim=0)
     var_n = (xn_c * xn_c).sum(dim=0)  # (D,)
-    gamma = torch.where(var_n > 0, (xn_c * x_c).sum(dim=0) / var_n, torch.zeros_like(var_n))
+    gamma = torch.where(
+        var_n > 0, (xn_c * x_c).sum(dim=0) / var_n, torch.zeros_like(var_n)
+    )
     beta = x.mean(dim=0) - gamma * xn.mean(dim=0)
     residual = x - (gamma * xn + beta)
     unexplained = float((residual * residual).sum() / (x_c * x_c).sum())
     return gamma, beta, unexplained
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # Models and tasks
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 def make_variant(kind: str, d: int) -> nn.Module:
-    r"""LayerNorm with learnable gamma/beta, LayerNorm without them, or ``nn.Identity``.
+    r"""LayerNorm with learnable gamma/beta, LayerNorm without them, or
+    ``nn.Identity``.
 
-    The kinds of :data:`NORM_KINDS` are variants of one normalization, built with the
-    library's :func:`course_lib.norms.make_norm`: ``"layer"`` with or without its affine
-    part, or ``"none"``.
+    The kinds of :data:`NORM_KINDS` are variants of one normalization, built with
+    the library's :func:`course_lib.norms.make_norm`: ``"layer"`` with or without
+    its affine part, or ``"none"``.
 
     .. math::
         \text{learnable: } y = \gamma \odot \hat x + \beta,\qquad
@@ -174,22 +191,27 @@ def make_variant(kind: str, d: int) -> nn.Module:
     kind = check_choice(kind, "norm", NORM_KINDS)
     d = check_int(d, "d")
     return make_norm(
-        "none" if kind == "none" else "layer", d, elementwise_affine=kind == "learnable"
+        "none" if kind == "none" else "layer",
+        d,
+        elementwise_affine=kind == "learnable",
     )
 
 
 class NormNet(nn.Module):
-    r"""``depth`` blocks of Linear -> norm, joined by ReLU, with an optional linear head.
+    r"""``depth`` blocks of Linear -> norm, joined by ReLU, with an optional linear
+    head.
 
     .. math::
         h_1 = \mathrm{norm}_1(W_1 x + b_1),\quad
         h_{k} = \mathrm{norm}_k(W_k\,\mathrm{relu}(h_{k-1}) + b_k),\quad
-        y = h_{\text{depth}} \;\text{or}\; W_{\text{head}} h_{\text{depth}} + b_{\text{head}}
+        y = h_{\text{depth}} \;\text{or}\; W_{\text{head}} h_{\text{depth}}
+        + b_{\text{head}}
 
-    With ``head=False`` the last LayerNorm is the output, so its gamma and beta cannot be
-    absorbed by a later layer; with ``head=True`` a linear layer follows and can absorb
-    them (see :func:`fold_affine`). ``norm`` picks the normalization (:data:`NORM_KINDS`);
-    ``bias=False`` drops the biases of the linear layers (as PaLM and LLaMA do).
+    With ``head=False`` the last LayerNorm is the output, so its gamma and beta
+    cannot be absorbed by a later layer; with ``head=True`` a linear layer follows
+    and can absorb them (see :func:`fold_affine`). ``norm`` picks the normalization
+    (:data:`NORM_KINDS`); ``bias=False`` drops the biases of the linear layers (as
+    PaLM and LLaMA do).
 
     Shape:
         x ``(*, d_in)``; output ``(*, d)``.
@@ -221,7 +243,9 @@ class NormNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
-        for k, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
+        for k, (linear, norm) in enumerate(
+            zip(self.linears, self.norms, strict=True)
+        ):
             if k > 0:
                 h = torch.relu(h)
             h = norm(linear(h))  # (*, d)
@@ -230,10 +254,11 @@ class NormNet(nn.Module):
 
 @dataclass(frozen=True)
 class AffineTask:
-    r"""Regression targets that need a per-feature scale and shift after normalization.
+    r"""Regression targets that need a per-feature scale and shift after
+    normalization.
 
-    ``y = scale * layer_norm(x @ mixing) + shift``: each token's target is a normalized
-    pattern, then stretched and moved feature by feature.
+    ``y = scale * layer_norm(x @ mixing) + shift``: each token's target is a
+    normalized pattern, then stretched and moved feature by feature.
 
     .. math:: y = a \odot \mathrm{LN}(xM) + c
 
@@ -252,17 +277,20 @@ class AffineTask:
 def affine_task(
     d: int = 16, *, n_train: int = 4096, n_test: int = 1024, seed: int = 1234
 ) -> AffineTask:
-    r"""Inputs :math:`x \sim N(0, I_d)` and targets :math:`y = a \odot \mathrm{LN}(xM) + c`.
+    r"""Inputs :math:`x \sim N(0, I_d)` and targets
+    :math:`y = a \odot \mathrm{LN}(xM) + c`.
 
-    ``a`` is log-spaced from 1/4 to 4 and ``c`` evenly spaced from -2 to 2, both in a
-    shuffled feature order; ``M`` is a random ``d x d`` mixing matrix.
+    ``a`` is log-spaced from 1/4 to 4 and ``c`` evenly spaced from -2 to 2, both in
+    a shuffled feature order; ``M`` is a random ``d x d`` mixing matrix.
 
     Shape:
         x and y ``(n, d)``; scale and shift ``(d,)``.
     """
     d = check_int(d, "d")
     if d < 3:
-        raise ValueError(f"d must be at least 3 (LayerNorm needs two free directions), got {d}")
+        raise ValueError(
+            f"d must be at least 3 (LayerNorm needs two free directions), got {d}"
+        )
     n_train = check_int(n_train, "n_train")
     n_test = check_int(n_test, "n_test")
     g = torch.Generator().manual_seed(check_seed(seed))
@@ -270,10 +298,14 @@ def affine_task(
     mixing = torch.randn(d, d, generator=g, dtype=DTYPE) / math.sqrt(d)
     scale = torch.logspace(math.log10(0.25), math.log10(4.0), d, dtype=DTYPE)
     scale = scale[torch.randperm(d, generator=g)]
-    shift = torch.linspace(-2.0, 2.0, d, dtype=DTYPE)[torch.randperm(d, generator=g)]
+    shift = torch.linspace(-2.0, 2.0, d, dtype=DTYPE)[
+        torch.randperm(d, generator=g)
+    ]
     x = torch.randn(n_train + n_test, d, generator=g, dtype=DTYPE)
     y = scale * CF.layer_norm(x @ mixing, (d,)) + shift
-    return AffineTask(x[:n_train], y[:n_train], x[n_train:], y[n_train:], scale, shift)
+    return AffineTask(
+        x[:n_train], y[:n_train], x[n_train:], y[n_train:], scale, shift
+    )
 
 
 @dataclass(frozen=True)
@@ -301,7 +333,8 @@ def magnitude_task(
     r"""Binary labels that depend only on each token's magnitude.
 
     .. math:: x = s z,\quad \log_{10} s \sim U(-1, 1),\quad
-              \text{label} = \mathbb{1}\!\left[\sqrt{\tfrac{1}{d}\textstyle\sum_j x_j^2} > 1\right]
+              \text{label} = \mathbb{1}\!\left[\sqrt{\tfrac{1}{d}\textstyle\sum_j
+              x_j^2} > 1\right]
 
     Shape:
         x ``(n, d)``; labels ``(n,)`` (float 0. or 1.).
@@ -315,20 +348,23 @@ def magnitude_task(
     s = 10.0 ** (2.0 * torch.rand(n, 1, generator=g, dtype=DTYPE) - 1.0)  # (n, 1)
     x = s * z
     labels = (x.pow(2).mean(dim=-1).sqrt() > 1.0).to(x.dtype)  # (n,)
-    return MagnitudeTask(x[:n_train], labels[:n_train], x[n_train:], labels[n_train:])
+    return MagnitudeTask(
+        x[:n_train], labels[:n_train], x[n_train:], labels[n_train:]
+    )
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # Training
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 @dataclass
 class FitResult:
-    r"""One training run: per-step losses, the held-out score, the model, the history.
+    r"""One training run: per-step losses, the held-out score, the model, the
+    history.
 
-    ``history`` (filled when training with ``track=True``) maps a parameter name to its
-    norm :math:`\lVert\theta_t\rVert` before each step t and after the last, and
+    ``history`` (filled when training with ``track=True``) maps a parameter name to
+    its norm :math:`\lVert\theta_t\rVert` before each step t and after the last, and
     ``name + ".grad"`` to the gradient norm :math:`\lVert g_t\rVert` of each step.
 
     Shape:
@@ -352,19 +388,24 @@ class FitResult:
     def blow_up_step(self, limit: float = 1e6) -> int | None:
         r"""The first step at which the run has blown up, or None.
 
-        A run has blown up at step t when its loss at t is not finite or, with a tracked
-        ``history``, when some parameter's norm before step t exceeds ``limit``:
+        A run has blown up at step t when its loss at t is not finite or, with a
+        tracked ``history``, when some parameter's norm before step t exceeds
+        ``limit``:
 
         .. math:: t^\ast = \min\{t : \mathcal{L}_t \notin \mathbb{R}
             \ \text{or}\ \max_p \lVert\theta_{p,t}\rVert > \text{limit}\}
 
-        A norm threshold, not only a non-finite loss, because in float64 a runaway run
-        can grow by a hundred orders of magnitude without overflowing.
+        A norm threshold, not only a non-finite loss, because in float64 a runaway
+        run can grow by a hundred orders of magnitude without overflowing.
 
         Shape:
             returns an int in ``[0, steps]`` or None.
         """
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, (int, float))
+            or not limit > 0
+        ):
             raise ValueError(f"limit must be a positive number, got {limit!r}")
         stops = [] if self.diverged_at is None else [self.diverged_at]
         for name, norms in self.history.items():
@@ -377,8 +418,11 @@ class FitResult:
         return min(stops) if stops else None
 
 
-def _weight_decay(model: nn.Module, weight_decay: float, decay_affine: bool) -> dict[str, float]:
-    """Weight decay per parameter: matrices always, LayerNorm's gamma/beta on request.
+def _weight_decay(
+    model: nn.Module, weight_decay: float, decay_affine: bool
+) -> dict[str, float]:
+    """Weight decay per parameter: matrices always, LayerNorm's gamma/beta on
+    request.
 
     Biases of linear layers are never decayed (common practice, as nanoGPT does).
     """
@@ -395,33 +439,44 @@ def _weight_decay(model: nn.Module, weight_decay: float, decay_affine: bool) -> 
 
 def _fit(
     models: list[nn.Module],
-    x: torch.Tensor,
-    y: torch.Tensor,
+    task: AffineTask | MagnitudeTask,
     loss_fn,
-    *,
+    score,
     seeds: list[int],
     steps: int,
     lr: float,
     batch_size: int,
+    *,
     optimizer: str = "adamw",
     weight_decay: float = 0.0,
     decay_affine: bool = False,
     track: bool = False,
-) -> list[tuple[list[float], dict[str, list[float]]]]:
-    """Train one model per seed as one sweep; return each one's losses and history."""
+) -> list[FitResult]:
+    """Train one model per seed as one sweep; ``score(model)`` is each one's
+    held-out score, taken in eval mode without gradients."""
     steps = check_int(steps, "steps")
     batch_size = check_int(batch_size, "batch_size")
     lr = check_real(lr, "lr", minimum=0.0)
-    weight_decay = check_real(weight_decay, "weight_decay", minimum=0.0, strict=False)
+    weight_decay = check_real(
+        weight_decay, "weight_decay", minimum=0.0, strict=False
+    )
     check_choice(optimizer, "optimizer", ("adamw", "sgd"))
-    # Linear decay to zero: the last steps are small, so the end point is a clean read-out.
-    schedule = torch.tensor([lr * (1.0 - k / steps) for k in range(steps)], dtype=torch.float64)
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # each run's batches
+    x, y = task.x_train, task.y_train
+    # Linear decay to zero: the last steps are small, so the end point is a clean
+    # read-out.
+    schedule = torch.tensor(
+        [lr * (1.0 - k / steps) for k in range(steps)], dtype=torch.float64
+    )
+    # each run's batches
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     histories: list[dict[str, list[float]]] = [{} for _ in seeds]
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.stack(
-            [torch.randint(0, x.shape[0], (batch_size,), generator=g) for g in generators]
+            [
+                torch.randint(0, x.shape[0], (batch_size,), generator=g)
+                for g in generators
+            ]
         )  # (M, batch_size)
         return x[idx], y[idx]
 
@@ -431,7 +486,9 @@ def _fit(
         for pname, p in m.named_parameters():
             histories[i].setdefault(pname, []).append(float(p.detach().norm()))
             if p.grad is not None:
-                histories[i].setdefault(pname + ".grad", []).append(float(p.grad.norm()))
+                histories[i].setdefault(pname + ".grad", []).append(
+                    float(p.grad.norm())
+                )
 
     losses = train_sweep(
         models,
@@ -444,12 +501,19 @@ def _fit(
     )
     if track:
         for i, m in enumerate(models):
-            record(steps, i, m)  # the weights after the last update, its step's gradients
-    return [(row.tolist(), history) for row, history in zip(losses, histories, strict=True)]
+            # the weights after the last update, its step's gradients
+            record(steps, i, m)
+    results = []
+    for model, row, history in zip(models, losses, histories, strict=True):
+        model.eval()
+        with torch.no_grad():
+            results.append(FitResult(row.tolist(), score(model), model, history))
+    return results
 
 
 def _seeded(seeds: list[int], build) -> list[nn.Module]:
-    """One model per seed, each built after ``torch.manual_seed(seed)``, in float64."""
+    """One model per seed, each built after ``torch.manual_seed(seed)``, in
+    float64."""
     models = []
     for seed in seeds:
         torch.manual_seed(seed)
@@ -473,44 +537,43 @@ def fit_affine(
     decay_affine: bool = False,
     track: bool = False,
 ) -> list[FitResult]:
-    r"""Train a :class:`NormNet` per seed on an :class:`AffineTask` with mean squared error.
+    r"""Train a :class:`NormNet` per seed on an :class:`AffineTask` with mean
+    squared error.
 
-    Seed ``s`` fixes a run's initialization and the order of its mini-batches; the runs
-    train together as one sweep (:func:`~course_lib.experiments.common.train_sweep`). The
-    optimizer (AdamW by default, or SGD) decays weight matrices by ``weight_decay`` and
-    decays gamma and beta only when ``decay_affine`` is True; the learning rate falls
-    linearly to 0. ``test_score`` is the test MSE, :math:`\frac{1}{Nd}\sum (y - \hat y)^2`.
+    Seed ``s`` fixes a run's initialization and the order of its mini-batches; the
+    runs train together as one sweep
+    (:func:`~course_lib.experiments.common.train_sweep`). The optimizer (AdamW by
+    default, or SGD) decays weight matrices by ``weight_decay`` and decays gamma and
+    beta only when ``decay_affine`` is True; the learning rate falls linearly to 0.
+    ``test_score`` is the test MSE, :math:`\frac{1}{Nd}\sum (y - \hat y)^2`.
 
     Shape:
-        the task's x and y ``(N, d)``; each model maps ``(*, d) -> (*, d)``; returns one
-        :class:`FitResult` per seed.
+        the task's x and y ``(N, d)``; each model maps ``(*, d) -> (*, d)``; returns
+        one :class:`FitResult` per seed.
     """
     if not isinstance(task, AffineTask):
         raise TypeError(f"task must be an AffineTask, got {type(task).__name__}")
     seeds = check_seeds(seeds)
     d = task.x_train.shape[1]
     models = _seeded(seeds, lambda: NormNet(d, d, norm, depth=depth, head=head))
-    fits = _fit(
+
+    def test_mse(model: nn.Module) -> float:
+        return float(nn.functional.mse_loss(model(task.x_test), task.y_test))
+
+    return _fit(
         models,
-        task.x_train,
-        task.y_train,
+        task,
         nn.functional.mse_loss,
-        seeds=seeds,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
+        test_mse,
+        seeds,
+        steps,
+        lr,
+        batch_size,
         optimizer=optimizer,
         weight_decay=weight_decay,
         decay_affine=decay_affine,
         track=track,
     )
-    results = []
-    for model, (losses, history) in zip(models, fits, strict=True):
-        model.eval()
-        with torch.no_grad():
-            test = float(nn.functional.mse_loss(model(task.x_test), task.y_test))
-        results.append(FitResult(losses, test, model, history))
-    return results
 
 
 class _MagnitudeClassifier(nn.Module):
@@ -523,7 +586,8 @@ class _MagnitudeClassifier(nn.Module):
         self.out = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(self.norms[0](x)))).squeeze(-1)  # (*,)
+        # (*,)
+        return self.out(torch.relu(self.hidden(self.norms[0](x)))).squeeze(-1)
 
 
 def fit_magnitude(
@@ -535,69 +599,67 @@ def fit_magnitude(
     lr: float = 0.03,
     batch_size: int = 128,
 ) -> list[FitResult]:
-    r"""Train ``norm(x) -> Linear(d, 32) -> ReLU -> Linear(32, 1)`` per seed to predict the label.
+    r"""Train ``norm(x) -> Linear(d, 32) -> ReLU -> Linear(32, 1)`` per seed to
+    predict the label.
 
-    Binary cross-entropy on the logit :math:`z`, AdamW, the runs trained as one sweep;
-    ``test_score`` is the test accuracy. With a LayerNorm first, learnable or not, the
-    network sees only each token's normalized pattern, which carries no information
-    about the label.
+    Binary cross-entropy on the logit :math:`z`, AdamW, the runs trained as one
+    sweep; ``test_score`` is the test accuracy. With a LayerNorm first, learnable or
+    not, the network sees only each token's normalized pattern, which carries no
+    information about the label.
 
     .. math:: L = -\,\overline{t \log \sigma(z) + (1 - t)\log(1 - \sigma(z))}
 
     Shape:
-        the task's x ``(N, d)`` and labels ``(N,)``; each model maps ``(*, d) -> (*,)``;
-        returns one :class:`FitResult` per seed.
+        the task's x ``(N, d)`` and labels ``(N,)``; each model maps
+        ``(*, d) -> (*,)``; returns one :class:`FitResult` per seed.
     """
     if not isinstance(task, MagnitudeTask):
         raise TypeError(f"task must be a MagnitudeTask, got {type(task).__name__}")
     seeds = check_seeds(seeds)
     norm = check_choice(norm, "norm", NORM_KINDS)
-    models = _seeded(seeds, lambda: _MagnitudeClassifier(task.x_train.shape[1], norm))
-    fits = _fit(  # AdamW without weight decay
-        models,
-        task.x_train,
-        task.y_train,
-        nn.functional.binary_cross_entropy_with_logits,
-        seeds=seeds,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
+    models = _seeded(
+        seeds, lambda: _MagnitudeClassifier(task.x_train.shape[1], norm)
     )
-    results = []
-    for model, (losses, history) in zip(models, fits, strict=True):
-        model.eval()
-        with torch.no_grad():
-            predicted = (model(task.x_test) > 0).to(task.y_test.dtype)
-            accuracy = float((predicted == task.y_test).to(torch.float64).mean())
-        results.append(FitResult(losses, accuracy, model, history))
-    return results
+
+    def test_accuracy(model: nn.Module) -> float:
+        predicted = (model(task.x_test) > 0).to(task.y_test.dtype)
+        return float((predicted == task.y_test).to(torch.float64).mean())
+
+    bce = nn.functional.binary_cross_entropy_with_logits
+    # AdamW without weight decay
+    return _fit(models, task, bce, test_accuracy, seeds, steps, lr, batch_size)
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # Why gamma, beta and the weights before a LayerNorm do not run away
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 def affine_grad_norms(
     input_scales: Sequence[float], *, d: int = 16, n: int = 64, seed: int = 0
 ) -> list[dict[str, float]]:
-    r"""Gradient norms of gamma, beta and of a plain linear layer as the input grows.
+    r"""Gradient norms of gamma, beta and of a plain linear layer as the input
+    grows.
 
-    The same batch ``x`` is multiplied by each scale ``s`` and fed to (a) a LayerNorm
-    with gamma and beta and (b) an ``nn.Linear`` with the same upstream gradient ``G``
-    (the loss is :math:`\sum G \odot y`). LayerNorm's parameter gradients,
+    The same batch ``x`` is multiplied by each scale ``s`` and fed to (a) a
+    LayerNorm with gamma and beta and (b) an ``nn.Linear`` with the same upstream
+    gradient ``G`` (the loss is :math:`\sum G \odot y`). LayerNorm's parameter
+    gradients,
 
     .. math:: \frac{\partial L}{\partial \gamma_j} = \sum_t G_{tj}\hat x_{tj},\qquad
               \frac{\partial L}{\partial \beta_j} = \sum_t G_{tj},
 
-    see only the normalized :math:`\hat x`, so they do not change with ``s``; the linear
-    layer's :math:`\partial L/\partial W = G^\top (s x)` grows with ``s``.
+    see only the normalized :math:`\hat x`, so they do not change with ``s``; the
+    linear layer's :math:`\partial L/\partial W = G^\top (s x)` grows with ``s``.
 
     Shape:
-        returns one dict per scale with keys ``scale``, ``gamma``, ``beta``, ``linear``.
+        returns one dict per scale with keys ``scale``, ``gamma``, ``beta``,
+        ``linear``.
     """
     if not isinstance(input_scales, Sequence) or not input_scales:
-        raise ValueError("input_scales must be a non-empty sequence of positive numbers")
+        raise ValueError(
+            "input_scales must be a non-empty sequence of positive numbers"
+        )
     scales = [check_real(s, "input_scales[i]", minimum=0.0) for s in input_scales]
     g = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(n, d, generator=g, dtype=torch.float64)  # (n, d)
@@ -627,16 +689,18 @@ def affine_grad_norms(
 def scale_invariance(
     factors: Sequence[float], *, d: int = 16, n: int = 64, seed: int = 0
 ) -> list[dict[str, float]]:
-    r"""Loss and gradient of a Linear layer that feeds a LayerNorm, as its weights scale.
+    r"""Loss and gradient of a Linear layer that feeds a LayerNorm, as its weights
+    scale.
 
-    :math:`L(cW, cb) = L(W, b)` because LayerNorm divides the scale out, so the gradient
-    is orthogonal to :math:`(W, b)` and shrinks as :math:`1/c`:
+    :math:`L(cW, cb) = L(W, b)` because LayerNorm divides the scale out, so the
+    gradient is orthogonal to :math:`(W, b)` and shrinks as :math:`1/c`:
 
     .. math:: \langle \nabla_W L, W\rangle + \langle \nabla_b L, b\rangle = 0,\qquad
               \nabla L(cW, cb) = \tfrac{1}{c}\nabla L(W, b).
 
-    (Up to eps, which is negligible unless the pre-norm activations are tiny.) Computed
-    in float64 with a fixed random loss :math:`\sum G \odot \mathrm{LN}(xW^\top + b)`.
+    (Up to eps, which is negligible unless the pre-norm activations are tiny.)
+    Computed in float64 with a fixed random loss
+    :math:`\sum G \odot \mathrm{LN}(xW^\top + b)`.
 
     Shape:
         returns one dict per factor with keys ``factor``, ``loss``, ``grad_norm``,
@@ -673,18 +737,20 @@ def scale_invariance(
 def rescale_first_affine(
     model: NormNet, x: torch.Tensor, factors: Sequence[float]
 ) -> list[dict[str, float]]:
-    r"""Multiply the first LayerNorm's gamma and beta by each factor; measure downstream.
+    r"""Multiply the first LayerNorm's gamma and beta by each factor; measure
+    downstream.
 
-    For each factor ``c`` (the model is restored afterwards) this reports the root mean
-    square of the first norm's output, of the second norm's input and of the model's
-    output, and the relative change of the output,
+    For each factor ``c`` (the model is restored afterwards) this reports the root
+    mean square of the first norm's output, of the second norm's input and of the
+    model's output, and the relative change of the output,
     :math:`\lVert y_c - y_1\rVert / \lVert y_1\rVert`. The second LayerNorm divides
-    whatever scale arrives back out, so the drift cannot grow the activations after it;
-    it can still change the function through the biases that do not scale with ``c``
-    (with ``bias=False`` the output is unchanged up to eps).
+    whatever scale arrives back out, so the drift cannot grow the activations after
+    it; it can still change the function through the biases that do not scale with
+    ``c`` (with ``bias=False`` the output is unchanged up to eps).
 
     Shape:
-        x ``(N, d_in)``; model must have ``depth >= 2`` and learnable gamma and beta.
+        x ``(N, d_in)``; model must have ``depth >= 2`` and learnable gamma and
+        beta.
     """
     if not isinstance(model, NormNet):
         raise TypeError(f"model must be a NormNet, got {type(model).__name__}")
@@ -716,7 +782,9 @@ def rescale_first_affine(
                         "norm1_out_rms": rms(h1),
                         "norm2_in_rms": rms(pre2),
                         "output_rms": rms(out),
-                        "output_change": float((out - reference).norm() / reference.norm()),
+                        "output_change": float(
+                            (out - reference).norm() / reference.norm()
+                        ),
                     }
                 )
         finally:
@@ -725,9 +793,9 @@ def rescale_first_affine(
     return rows
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # Folding gamma and beta into the next linear layer
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 def fold_affine(norm: nn.Module, linear: nn.Linear) -> tuple[LayerNorm, nn.Linear]:
@@ -741,10 +809,12 @@ def fold_affine(norm: nn.Module, linear: nn.Linear) -> tuple[LayerNorm, nn.Linea
     :math:`W' = W\,\mathrm{diag}(\gamma)` and :math:`b' = W\beta + b`, so that
     ``linear(norm(x))`` equals ``new_linear(new_norm(x))`` up to rounding. Accepts
     ``course_lib`` or ``torch`` LayerNorms, with or without bias. Nothing is folded
-    across a nonlinearity or a residual connection: there the identity does not hold.
+    across a nonlinearity or a residual connection: there the identity does not
+    hold.
 
     Shape:
-        norm over ``(d,)``; linear ``d -> d_out``; the pair maps ``(*, d) -> (*, d_out)``.
+        norm over ``(d,)``; linear ``d -> d_out``; the pair maps
+        ``(*, d) -> (*, d_out)``.
     """
     if not isinstance(norm, (LayerNorm, nn.LayerNorm)):
         raise TypeError(f"norm must be a LayerNorm, got {type(norm).__name__}")
@@ -753,30 +823,47 @@ def fold_affine(norm: nn.Module, linear: nn.Linear) -> tuple[LayerNorm, nn.Linea
     shape = tuple(norm.normalized_shape)
     if len(shape) != 1 or shape[0] != linear.in_features:
         raise ValueError(
-            f"norm must normalize over (linear.in_features,) = ({linear.in_features},), got {shape}"
+            "norm must normalize over (linear.in_features,) = "
+            f"({linear.in_features},), got {shape}"
         )
     w = linear.weight.detach()  # (d_out, d)
     dtype = w.dtype
-    gamma = norm.weight.detach() if norm.weight is not None else torch.ones(shape, dtype=dtype)
-    beta = norm.bias.detach() if norm.bias is not None else torch.zeros(shape, dtype=dtype)
-    bias = linear.bias.detach() if linear.bias is not None else torch.zeros(w.shape[0], dtype=dtype)
+    gamma = (
+        norm.weight.detach()
+        if norm.weight is not None
+        else torch.ones(shape, dtype=dtype)
+    )
+    beta = (
+        norm.bias.detach()
+        if norm.bias is not None
+        else torch.zeros(shape, dtype=dtype)
+    )
+    bias = (
+        linear.bias.detach()
+        if linear.bias is not None
+        else torch.zeros(w.shape[0], dtype=dtype)
+    )
     new_norm = LayerNorm(shape[0], eps=float(norm.eps), elementwise_affine=False)
-    new_linear = nn.Linear(linear.in_features, linear.out_features, bias=True, dtype=dtype)
+    new_linear = nn.Linear(
+        linear.in_features, linear.out_features, bias=True, dtype=dtype
+    )
     with torch.no_grad():
-        new_linear.weight.copy_(w * gamma)  # (d_out, d) * (d,): scales column j by gamma_j
+        # (d_out, d) * (d,): scales column j by gamma_j
+        new_linear.weight.copy_(w * gamma)
         new_linear.bias.copy_(w @ beta + bias)
     return new_norm, new_linear
 
 
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # The explorer's figure
-# --------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 def _demo_batch() -> torch.Tensor:
     """200 tokens of 3 features with very different means and scales (float64)."""
     g = torch.Generator().manual_seed(5)
-    scale = 10.0 ** (2.0 * torch.rand(200, 1, generator=g, dtype=torch.float64))  # 1 to 100
+    # 1 to 100
+    scale = 10.0 ** (2.0 * torch.rand(200, 1, generator=g, dtype=torch.float64))
     offset = 50.0 * torch.randn(200, 1, generator=g, dtype=torch.float64)
     return offset + scale * torch.randn(200, 3, generator=g, dtype=torch.float64)
 
@@ -784,11 +871,13 @@ def _demo_batch() -> torch.Tensor:
 def plot_affine(
     gamma: float = 1.0, beta: float = 0.0, feature: int = 0
 ) -> tuple[Figure, np.ndarray]:
-    r"""Left: one feature of a normalized batch before and after :math:`\gamma\hat x + \beta`.
+    r"""Left: one feature of a normalized batch before and after
+    :math:`\gamma\hat x + \beta`.
 
-    Right: the notes' tokens [10, 20, 30] and [100, 200, 300] after the same LayerNorm,
-    with the chosen gamma and beta on that feature (1 and 0 on the others): the two bars
-    of each feature always coincide, whatever gamma and beta are.
+    Right: the notes' tokens [10, 20, 30] and [100, 200, 300] after the same
+    LayerNorm, with the chosen gamma and beta on that feature (1 and 0 on the
+    others): the two bars of each feature always coincide, whatever gamma and beta
+    are.
 
     Shape:
         a 200 x 3 demo batch; returns ``(fig, axes)`` with two axes.
@@ -797,7 +886,11 @@ def plot_affine(
     beta = float(beta)
     if not (math.isfinite(gamma) and math.isfinite(beta)):
         raise ValueError(f"gamma and beta must be finite, got {gamma} and {beta}")
-    if isinstance(feature, bool) or not isinstance(feature, int) or not 0 <= feature < 3:
+    if (
+        isinstance(feature, bool)
+        or not isinstance(feature, int)
+        or not 0 <= feature < 3
+    ):
         raise ValueError(f"feature must be 0, 1 or 2, got {feature!r}")
     weight = torch.ones(3, dtype=torch.float64)
     bias = torch.zeros(3, dtype=torch.float64)
@@ -805,7 +898,9 @@ def plot_affine(
     bias[feature] = beta
     normalized = CF.layer_norm(_demo_batch(), (3,))  # (200, 3)
     out = normalized * weight + bias
-    pair = torch.tensor([[10.0, 20.0, 30.0], [100.0, 200.0, 300.0]], dtype=torch.float64)
+    pair = torch.tensor(
+        [[10.0, 20.0, 30.0], [100.0, 200.0, 300.0]], dtype=torch.float64
+    )
     pair_out = CF.layer_norm(pair, (3,), weight, bias)  # (2, 3)
 
     fig, axes = new_figure(2, width=8.0, height=3.2)
@@ -835,8 +930,20 @@ def plot_affine(
 
 def _pair_bars(ax: Axes, pair_out: torch.Tensor) -> None:
     idx = np.arange(pair_out.shape[1])
-    ax.bar(idx - 0.2, pair_out[0].numpy(), 0.4, color=PALETTE["orange"], label="[10, 20, 30]")
-    ax.bar(idx + 0.2, pair_out[1].numpy(), 0.4, color=PALETTE["sky"], label="[100, 200, 300]")
+    ax.bar(
+        idx - 0.2,
+        pair_out[0].numpy(),
+        0.4,
+        color=PALETTE["orange"],
+        label="[10, 20, 30]",
+    )
+    ax.bar(
+        idx + 0.2,
+        pair_out[1].numpy(),
+        0.4,
+        color=PALETTE["sky"],
+        label="[100, 200, 300]",
+    )
     ax.axhline(0.0, color=PALETTE["black"], linewidth=0.8)
     ax.set_xticks(idx, [f"feature {j}" for j in idx])
     ax.set_ylabel("LayerNorm output")

@@ -4,13 +4,14 @@ Scaled dot-product attention divides its logits by a constant, :math:`\sqrt{d_k}
 LayerNorm divides a vector by its own spread. This module holds the measurements the
 chapter makes of that difference:
 
-* the variance of a dot product of random vectors (:func:`dot_product_variance`), which
-  grows like :math:`d_k` (Vaswani et al., 2017, footnote 4);
+* the variance of a dot product of random vectors (:func:`dot_product_variance`),
+  which grows like :math:`d_k` (Vaswani et al., 2017, footnote 4);
 * how saturated a softmax is (:func:`softmax_entropy`, :func:`softmax_jacobian`,
   :func:`softmax_jacobian_norm`, :func:`saturation_metrics`);
 * four ways of turning queries and keys into attention logits
-  (:func:`attention_logits`): no scaling, :math:`1/\sqrt{d_k}`, LayerNorm applied to the
-  logits of each query, and QK-norm (LayerNorm applied to every query and key first);
+  (:func:`attention_logits`): no scaling, :math:`1/\sqrt{d_k}`, LayerNorm applied to
+  the logits of each query, and QK-norm (LayerNorm applied to every query and key
+  first);
 * the logit variance of a freshly initialized Transformer block with and without the
   LayerNorm in front of its attention (:func:`block_logit_stats`), and the largest
   logit as its query and key weights grow (:func:`max_logit_under_weight_growth`);
@@ -72,7 +73,8 @@ __all__ = [
     "softmax_jacobian_norm",
 ]
 
-#: The ways of turning queries and keys into attention logits that the chapter compares.
+#: The ways of turning queries and keys into attention logits that the chapter
+#: compares.
 Scaling = Literal["none", "sqrt_dk", "layernorm_logits", "qk_norm"]
 #: All of them, in the order the chapter introduces them.
 SCALINGS: tuple[str, ...] = ("none", "sqrt_dk", "layernorm_logits", "qk_norm")
@@ -91,7 +93,9 @@ SCALING_LABELS: dict[str, str] = {
 # ------------------------------------------------------------ dot-product variance
 
 
-def sample_dot_products(d_k: int, n_samples: int = 20_000, *, seed: int = 0) -> torch.Tensor:
+def sample_dot_products(
+    d_k: int, n_samples: int = 20_000, *, seed: int = 0
+) -> torch.Tensor:
     r"""Dot products :math:`q \cdot k` of independent standard-normal vectors.
 
     .. math::
@@ -117,8 +121,11 @@ def sample_dot_products(d_k: int, n_samples: int = 20_000, *, seed: int = 0) -> 
     return torch.cat(out)
 
 
-def dot_product_variance(d_k: int, n_samples: int = 20_000, *, seed: int = 0) -> float:
-    r"""Sample variance of :math:`q \cdot k` for standard-normal ``q``, ``k`` in ``d_k`` dims.
+def dot_product_variance(
+    d_k: int, n_samples: int = 20_000, *, seed: int = 0
+) -> float:
+    r"""Sample variance of :math:`q \cdot k` for standard-normal ``q``, ``k`` in
+    ``d_k`` dims.
 
     .. math::
         \widehat{\mathrm{Var}} = \frac{1}{n-1}\sum_{j=1}^{n} (s_j - \bar s)^2
@@ -132,7 +139,9 @@ def dot_product_variance(d_k: int, n_samples: int = 20_000, *, seed: int = 0) ->
     """
     n_samples = check_int(n_samples, "n_samples")
     if n_samples < 2:
-        raise ValueError(f"n_samples must be at least 2 to estimate a variance, got {n_samples}")
+        raise ValueError(
+            f"n_samples must be at least 2 to estimate a variance, got {n_samples}"
+        )
     s = sample_dot_products(d_k, n_samples, seed=seed)
     centered = s - s.mean()
     return float((centered * centered).sum() / (n_samples - 1))
@@ -168,13 +177,15 @@ def softmax_jacobian(weights: torch.Tensor) -> torch.Tensor:
 
 
 def softmax_jacobian_norm(weights: torch.Tensor) -> torch.Tensor:
-    r"""Spectral norm of the softmax Jacobian: how much a logit change can move the weights.
+    r"""Spectral norm of the softmax Jacobian: how much a logit change can move the
+    weights.
 
-    :math:`J = \mathrm{diag}(p) - pp^\top` is symmetric positive semi-definite, so its
+    :math:`J = \mathrm{diag}(p) - pp^\top` is symmetric positive semi-definite,
+    so its
     spectral norm is its largest eigenvalue. It is :math:`1/L` for the uniform
-    distribution over ``L`` keys, at most :math:`1/2` (two keys sharing the weight) and
-    goes to 0 as :math:`p` approaches a one-hot vector: a saturated softmax passes almost
-    no gradient back to its logits.
+    distribution over ``L`` keys, at most :math:`1/2` (two keys sharing the weight)
+    and goes to 0 as :math:`p` approaches a one-hot vector: a saturated softmax
+    passes almost no gradient back to its logits.
 
     .. math:: \|J\|_2 = \lambda_{\max}\big(\mathrm{diag}(p) - pp^\top\big)
 
@@ -198,7 +209,8 @@ def attention_logits(
     *,
     eps: float = 1e-5,
 ) -> torch.Tensor:
-    r"""The logits that go into the softmax, for one of the four ``scaling`` choices.
+    r"""The logits that go into the softmax, for one of the four ``scaling``
+    choices.
 
     .. math::
         \texttt{"none"}:\; S = QK^\top \qquad
@@ -206,7 +218,8 @@ def attention_logits(
 
         \texttt{"layernorm\_logits"}:\; S = \mathrm{LN}_{\text{keys}}\!\left(
             \frac{QK^\top}{\sqrt{d_k}}\right) \qquad
-        \texttt{"qk\_norm"}:\; S = \frac{\mathrm{LN}(Q)\,\mathrm{LN}(K)^\top}{\sqrt{d_k}}
+        \texttt{"qk\_norm"}:\; S
+        = \frac{\mathrm{LN}(Q)\,\mathrm{LN}(K)^\top}{\sqrt{d_k}}
 
     ``"layernorm_logits"`` normalizes each query's row of logits over the keys (no
     learnable gain or bias), so every row has mean 0 and variance 1; ``"qk_norm"``
@@ -235,8 +248,9 @@ def attention_logits(
 def qk_norm_logit_bound(d_k: int, gain: float = 1.0) -> float:
     r"""Cauchy-Schwarz bound on a QK-norm logit.
 
-    A LayerNorm'd vector of ``d_k`` features has mean 0 and mean square at most 1, so its
-    Euclidean norm is at most :math:`\sqrt{d_k}`; with a gain :math:`g` on each side,
+    A LayerNorm'd vector of ``d_k`` features has mean 0 and mean square at most 1,
+    so its Euclidean norm is at most :math:`\sqrt{d_k}`; with a gain :math:`g` on
+    each side,
 
     .. math::
         |s| = \frac{|\hat q \cdot \hat k|}{\sqrt{d_k}}
@@ -255,8 +269,8 @@ def qk_norm_logit_bound(d_k: int, gain: float = 1.0) -> float:
 def qk_norm_weight_ceiling(d_k: int, n_keys: int, gain: float = 1.0) -> float:
     r"""Largest attention weight QK-norm logits allow over ``n_keys`` keys.
 
-    With every logit in :math:`[-B, B]`, :math:`B` = :func:`qk_norm_logit_bound`, the
-    weight of one key is largest when its logit is :math:`B` and all others are
+    With every logit in :math:`[-B, B]`, :math:`B` = :func:`qk_norm_logit_bound`,
+    the weight of one key is largest when its logit is :math:`B` and all others are
     :math:`-B`:
 
     .. math:: p_{\max} \le \frac{1}{1 + (L - 1)\,e^{-2B}}
@@ -312,8 +326,10 @@ def _random_qk(
     d_k: int, n_queries: int, n_keys: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    query = torch.randn(n_queries, 1, d_k, generator=gen)  # (N, 1, d_k): one query each
-    key = torch.randn(n_queries, n_keys, d_k, generator=gen)  # (N, L, d_k): its own keys
+    # (N, 1, d_k): one query each
+    query = torch.randn(n_queries, 1, d_k, generator=gen)
+    # (N, L, d_k): its own keys
+    key = torch.randn(n_queries, n_keys, d_k, generator=gen)
     return query, key
 
 
@@ -328,8 +344,8 @@ def saturation_metrics(
 ) -> SaturationMetrics:
     r"""Entropy, largest weight and Jacobian norm of attention over random keys.
 
-    Each of ``n_queries`` queries attends over its own ``n_keys`` keys; queries and keys
-    have independent standard-normal components, and the query is multiplied by
+    Each of ``n_queries`` queries attends over its own ``n_keys`` keys; queries and
+    keys have independent standard-normal components, and the query is multiplied by
     ``query_scale``. The same ``seed`` gives the same queries and keys for every
     ``scaling``, so the choices are compared on identical inputs.
 
@@ -345,7 +361,8 @@ def saturation_metrics(
     n_keys = check_int(n_keys, "n_keys")
     query_scale = check_real(query_scale, "query_scale", minimum=0.0)
     query, key = _random_qk(d_k, n_queries, n_keys, check_seed(seed))
-    logits = attention_logits(query * query_scale, key, scaling).squeeze(-2)  # (N, L)
+    # (N, L)
+    logits = attention_logits(query * query_scale, key, scaling).squeeze(-2)
     weights = torch.softmax(logits, dim=-1)
     return SaturationMetrics(
         entropy=float(softmax_entropy(weights).mean()),
@@ -363,27 +380,39 @@ def query_scale_entropy(
     n_keys: int = 16,
     seed: int = 0,
 ) -> list[float]:
-    r"""Mean attention entropy when every query is multiplied by each of ``query_scales``.
+    r"""Mean attention entropy when every query is multiplied by each of
+    ``query_scales``.
 
-    With :math:`1/\sqrt{d_k}` the logits scale with the query, :math:`s(\alpha q) =
-    \alpha\,s(q)`, so the entropy falls as :math:`\alpha` grows: the query's magnitude is
-    a confidence. LayerNorm on the logits removes :math:`\alpha` (for :math:`\alpha > 0`):
+    With :math:`1/\sqrt{d_k}` the logits scale with the query,
+    :math:`s(\alpha q) = \alpha\,s(q)`, so the entropy falls as :math:`\alpha`
+    grows: the query's magnitude is a confidence. LayerNorm on the logits removes
+    :math:`\alpha` (for :math:`\alpha > 0`):
 
     .. math:: \mathrm{LN}(\alpha s) = \mathrm{LN}(s)\quad(\text{up to } \epsilon)
 
     Shape:
         output: one float per entry of ``query_scales``.
     """
-    if isinstance(query_scales, (str, bytes)) or not isinstance(query_scales, Sequence):
+    if isinstance(query_scales, (str, bytes)) or not isinstance(
+        query_scales, Sequence
+    ):
         raise TypeError(
-            f"query_scales must be a sequence of numbers, got {type(query_scales).__name__}"
+            "query_scales must be a sequence of numbers, got "
+            f"{type(query_scales).__name__}"
         )
     if len(query_scales) == 0:
         raise ValueError("query_scales must not be empty")
-    scales = [check_real(a, "query_scales entry", minimum=0.0) for a in query_scales]
+    scales = [
+        check_real(a, "query_scales entry", minimum=0.0) for a in query_scales
+    ]
     return [
         saturation_metrics(
-            d_k, scaling, n_queries=n_queries, n_keys=n_keys, query_scale=a, seed=seed
+            d_k,
+            scaling,
+            n_queries=n_queries,
+            n_keys=n_keys,
+            query_scale=a,
+            seed=seed,
         ).entropy
         for a in scales
     ]
@@ -401,8 +430,8 @@ def matched_query_weight(
     r"""Mean attention weight on key 0 when the query points exactly at key 0.
 
     The query is :math:`q = \alpha\, k_0` (``alpha = query_scale``), a perfect match
-    for the first of ``n_keys`` random standard-normal keys; the result is the mean over
-    ``n_queries`` independent draws of the keys of
+    for the first of ``n_keys`` random standard-normal keys; the result is the mean
+    over ``n_queries`` independent draws of the keys of
 
     .. math:: p_0 = \mathrm{softmax}\big(s(\alpha k_0, K)\big)_0
 
@@ -415,7 +444,8 @@ def matched_query_weight(
     query_scale = check_real(query_scale, "query_scale", minimum=0.0)
     _, key = _random_qk(d_k, n_queries, n_keys, check_seed(seed))  # (N, L, d_k)
     query = query_scale * key[:, :1, :]  # (N, 1, d_k)
-    weights = torch.softmax(attention_logits(query, key, scaling), dim=-1)  # (N, 1, L)
+    # (N, 1, L)
+    weights = torch.softmax(attention_logits(query, key, scaling), dim=-1)
     return float(weights[:, 0, 0].mean())
 
 
@@ -436,30 +466,41 @@ class BlockLogitStats:
 
     q_var: float  # mean over heads and dims of the variance of a query component
     k_var: float  # the same for keys
-    dot_var_over_dk: float  # Var(q_t . k_s) / d_head over pairs of distinct positions
+    # Var(q_t . k_s) / d_head over pairs of distinct positions
+    dot_var_over_dk: float
 
 
 def block_queries_keys(
     block: TransformerBlock, x: torch.Tensor, input_norm: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The queries and keys ``block.self_attn`` computes from ``x``, split into heads.
+    r"""The queries and keys ``block.self_attn`` computes from ``x``, split into
+    heads.
 
     .. math:: [Q\ K\ V] = h\, W_{\text{in}}^\top + b_{\text{in}},\qquad
         h = \mathrm{norm1}(x) \text{ if input\_norm else } x
 
     Shape:
-        x ``(B, T, d_model)``, ``T >= 2``; returns q and k, each ``(B, H, T, d_head)``.
+        x ``(B, T, d_model)``, ``T >= 2``; returns q and k, each
+        ``(B, H, T, d_head)``.
     """
     if not isinstance(block, TransformerBlock):
-        raise TypeError(f"block must be a TransformerBlock, got {type(block).__name__}")
+        raise TypeError(
+            f"block must be a TransformerBlock, got {type(block).__name__}"
+        )
     if not isinstance(input_norm, bool):
-        raise TypeError(f"input_norm must be a bool, got {type(input_norm).__name__}")
+        raise TypeError(
+            f"input_norm must be a bool, got {type(input_norm).__name__}"
+        )
     x = check_float_tensor(x, "x", min_dim=3)
     d_model = block.config.d_model
     if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"x must have shape (B, T, {d_model}), got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape (B, T, {d_model}), got {tuple(x.shape)}"
+        )
     if x.shape[1] < 2:
-        raise ValueError(f"x needs at least 2 positions (T >= 2), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x needs at least 2 positions (T >= 2), got shape {tuple(x.shape)}"
+        )
     attn = block.self_attn
     h = block.norm1(x) if input_norm else x  # (B, T, d_model)
     q, k, _ = attn.in_proj(h).split(d_model, dim=-1)  # each (B, T, d_model)
@@ -475,16 +516,17 @@ def block_logit_stats(
     r"""Variance of the attention dot products of ``block`` on input ``x``.
 
     Queries and keys are computed exactly as ``block.self_attn`` computes them, from
-    ``block.norm1(x)`` (``input_norm=True``, what a Pre-LN block feeds its attention) or
-    from ``x`` itself (``input_norm=False``). Dot products are taken between distinct
-    positions ``t != s`` of each sequence and head (a position's query and its own key
-    share an input, so they are not independent):
+    ``block.norm1(x)`` (``input_norm=True``, what a Pre-LN block feeds its
+    attention) or from ``x`` itself (``input_norm=False``). Dot products are taken
+    between distinct positions ``t != s`` of each sequence and head (a position's
+    query and its own key share an input, so they are not independent):
 
     .. math::
         \frac{\mathrm{Var}(q_t \cdot k_s)}{d_k},\quad t \ne s,
         \qquad\text{which } \frac{1}{\sqrt{d_k}} \text{ assumes to be about } 1
 
-    Variances are taken about the sample mean, over all batch elements, heads and pairs.
+    Variances are taken about the sample mean, over all batch elements, heads and
+    pairs.
 
     Shape:
         x ``(B, T, d_model)`` with ``T >= 2``; output three floats.
@@ -503,7 +545,9 @@ def block_logit_stats(
 
         q_var = var(q.double())
         k_var = var(k.double())
-        return BlockLogitStats(q_var=q_var, k_var=k_var, dot_var_over_dk=var(pairs) / d_head)
+        return BlockLogitStats(
+            q_var=q_var, k_var=k_var, dot_var_over_dk=var(pairs) / d_head
+        )
 
 
 def max_logit_under_weight_growth(
@@ -514,11 +558,13 @@ def max_logit_under_weight_growth(
     qk_norm: bool,
     eps: float = 1e-5,
 ) -> float:
-    r"""Largest :math:`|s|` when the block's query and key weights are multiplied by ``growth``.
+    r"""Largest :math:`|s|` when the block's query and key weights are multiplied by
+    ``growth``.
 
     Training can grow :math:`W_Q` and :math:`W_K` (Dehghani et al., 2023; Wortsman
     et al., 2024 call the result attention-logit growth). With plain
-    :math:`1/\sqrt{d_k}` scaling the logits grow like ``growth**2``; with QK-norm they
+    :math:`1/\sqrt{d_k}` scaling the logits grow like ``growth**2``; with QK-norm
+    they
     stay within :func:`qk_norm_logit_bound`:
 
     .. math::
@@ -526,8 +572,8 @@ def max_logit_under_weight_growth(
         \quad\text{vs}\quad
         s = \frac{\mathrm{LN}(g W_Q h_t)\cdot \mathrm{LN}(g W_K h_s)}{\sqrt{d_k}}
 
-    The input is ``block.norm1(x)`` (a Pre-LN block's attention input); the block itself
-    is not modified.
+    The input is ``block.norm1(x)`` (a Pre-LN block's attention input); the block
+    itself is not modified.
 
     Shape:
         x ``(B, T, d_model)``; output: a Python float.
@@ -539,7 +585,9 @@ def max_logit_under_weight_growth(
     with torch.no_grad():
         q, k = block_queries_keys(block, x, True)
         q, k = growth * q, growth * k  # the bias is zero at initialization
-        logits = attention_logits(q, k, "qk_norm" if qk_norm else "sqrt_dk", eps=eps)
+        logits = attention_logits(
+            q, k, "qk_norm" if qk_norm else "sqrt_dk", eps=eps
+        )
         return float(logits.abs().max())
 
 
@@ -556,8 +604,8 @@ def attention_example(
 ) -> torch.Tensor:
     r"""Attention weights of one random query over ``n_keys`` random keys.
 
-    Components are standard normal; the query is multiplied by ``query_scale``. The same
-    ``seed`` and ``d_k`` give the same query and keys for every ``scaling``.
+    Components are standard normal; the query is multiplied by ``query_scale``. The
+    same ``seed`` and ``d_k`` give the same query and keys for every ``scaling``.
 
     .. math:: p = \mathrm{softmax}\big(s(\alpha q, K)\big)
 
@@ -581,14 +629,18 @@ def plot_attention_example(
     seed: int = 0,
     ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
-    r"""Bar chart of :func:`attention_example`; the title gives entropy and largest weight.
+    r"""Bar chart of :func:`attention_example`; the title gives entropy and largest
+    weight.
 
-    .. math:: H = -\sum_j p_j \log p_j \quad(\text{nats};\ \log L \text{ if uniform})
+    .. math:: H = -\sum_j p_j \log p_j
+        \quad(\text{nats};\ \log L \text{ if uniform})
 
     Shape:
         draws ``n_keys`` bars; returns ``(fig, ax)``.
     """
-    weights = attention_example(d_k, scaling, query_scale=query_scale, n_keys=n_keys, seed=seed)
+    weights = attention_example(
+        d_k, scaling, query_scale=query_scale, n_keys=n_keys, seed=seed
+    )
     if ax is None:
         fig, ax = new_figure(width=6.0, height=3.0)
     else:
@@ -626,7 +678,8 @@ def plot_saturation(
         check_choice(name, "scaling", SCALINGS)
         if len(series) != len(d_ks):
             raise ValueError(
-                f"metrics[{name!r}] has {len(series)} entries for {len(d_ks)} values of d_ks"
+                f"metrics[{name!r}] has {len(series)} entries for {len(d_ks)} "
+                "values of d_ks"
             )
     fig, axes = new_figure(3, width=9.5, height=3.2)
     panels = (
@@ -644,7 +697,13 @@ def plot_saturation(
                 color=color(i),
                 label=SCALING_LABELS[name],
             )
-        ax.axhline(ref, color=color(6), linestyle=":", linewidth=1.0, label="uniform attention")
+        ax.axhline(
+            ref,
+            color=color(6),
+            linestyle=":",
+            linewidth=1.0,
+            label="uniform attention",
+        )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("d_k")
         ax.set_ylabel(label)

@@ -11,49 +11,65 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .._checks import check_choice, check_instance, check_int, check_real, check_seed
+from .._checks import (
+    check_choice,
+    check_instance,
+    check_int,
+    check_real,
+    check_seed,
+)
 
 __all__ = ["OPTIMIZERS", "STREAMS", "default_dtype", "stream_seed", "train_sweep"]
 
-#: The named random streams of one run. A run with seed ``s`` draws its initial weights
-#: from ``s`` itself and every other kind of randomness from its own generator, seeded
-#: ``s + STREAMS[kind]``. So drawing more of one kind (more steps, a bigger batch) never
-#: shifts the numbers of another kind, and because the offsets lie further apart than
-#: any chapter's seeds (0 to 9), two runs or two kinds never share a stream.
+#: The named random streams of one run. A run with seed ``s`` draws its initial
+#: weights from ``s`` itself and every other kind of randomness from its own
+#: generator, seeded ``s + STREAMS[kind]``. So drawing more of one kind (more steps,
+#: a bigger batch) never shifts the numbers of another kind, and because the offsets
+#: lie further apart than any chapter's seeds (0 to 9), two runs or two kinds never
+#: share a stream.
 STREAMS: dict[str, int] = {
     "weights": 0,  # a model's initial weights: torch.manual_seed(s)
     "task": 1_000,  # chapter 1: the points fed to a network at initialization
-    "batches": 10_000,  # the training data: which examples each step sees, or its sequences
-    "noise": 20_000,  # chapter 1: the noise injected into the noisy BatchNorm's statistics
-    "heldout": 123_456,  # chapter 7: held-out sequences, far from every training stream
+    # the training data: which examples each step sees, or its sequences
+    "batches": 10_000,
+    # chapter 1: the noise injected into the noisy BatchNorm's statistics
+    "noise": 20_000,
+    # chapter 7: held-out sequences, far from every training stream
+    "heldout": 123_456,
 }
 
 
 def stream_seed(seed: int, stream: str) -> int:
-    """The seed of random stream ``stream`` (a key of :data:`STREAMS`) for run ``seed``.
+    """The seed of random stream ``stream`` (a key of :data:`STREAMS`) for run
+    ``seed``.
 
     Example:
         >>> stream_seed(2, "batches")
         10002
     """
-    return check_seed(seed) + STREAMS[check_choice(stream, "stream", tuple(STREAMS))]
+    return (
+        check_seed(seed) + STREAMS[check_choice(stream, "stream", tuple(STREAMS))]
+    )
 
 
 @contextmanager
 def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Create tensors and modules in ``dtype`` inside the block; restore the default after.
+    """Create tensors and modules in ``dtype`` inside the block; restore the default
+    after.
 
-    The experiments build their models and draw their data in float64. Besides keeping a
-    training run's round-off far below the printed digits, this makes the random draws
-    themselves the same on every processor: torch's float32 ``normal_`` has a vectorized
-    AVX2 path whose transcendental functions round differently from its scalar path,
-    while its float64 path is the same everywhere.
+    The experiments build their models and draw their data in float64. Besides
+    keeping a training run's round-off far below the printed digits, this makes the
+    random draws themselves the same on every processor: torch's float32 ``normal_``
+    has a vectorized AVX2 path whose transcendental functions round differently from
+    its scalar path, while its float64 path is the same everywhere.
 
     Shape:
         no tensors; a context manager.
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype, got {dtype!r}"
+        )
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -77,22 +93,25 @@ def train_sweep(
     weight_decay: float | Mapping[str, float] = 0.0,
     on_step: Callable[[int, int, nn.Module], None] | None = None,
 ) -> torch.Tensor:
-    r"""Train ``M`` models of one architecture at once, as one batched model; return the losses.
+    r"""Train ``M`` models of one architecture at once, as one batched model; return
+    the losses.
 
-    The book's models are tiny, so a training step costs mostly per-operation overhead.
-    This loop stacks the ``M`` models' parameters on a leading dimension
-    (``torch.func.stack_module_state``) and runs each step's forward pass for all of them
-    as one ``vmap`` over ``functional_call``: the ``M`` models share that overhead. Model
-    ``i``'s loss depends only on its own parameters, so the gradient of the summed loss at
-    row ``i`` is model ``i``'s own gradient. A sweep is any set of runs of one
-    architecture: seeds, learning rates, schedules.
+    The book's models are tiny, so a training step costs mostly per-operation
+    overhead. This loop stacks the ``M`` models' parameters on a leading dimension
+    (``torch.func.stack_module_state``) and runs each step's forward pass for all of
+    them as one ``vmap`` over ``functional_call``: the ``M`` models share that
+    overhead. Model ``i``'s loss depends only on its own parameters, so the gradient
+    of the summed loss at row ``i`` is model ``i``'s own gradient. A sweep is any
+    set of runs of one architecture: seeds, learning rates, schedules.
 
-    Each model then takes its own optimizer step with its own learning rate ``lr[i, t]``
-    at step ``t``, in PyTorch's arrangement of each rule (one model alone ends where
-    ``torch.optim`` would take it, up to round-off; the tests check it):
+    Each model then takes its own optimizer step with its own learning rate
+    ``lr[i, t]`` at step ``t``, in PyTorch's arrangement of each rule (one model
+    alone ends where ``torch.optim`` would take it, up to round-off; the tests check
+    it):
 
     .. math::
-        \text{sgd: } \theta_t = \theta_{t-1} - \eta_{i,t}\,(g_t + \lambda\theta_{t-1})
+        \text{sgd: } \theta_t = \theta_{t-1} - \eta_{i,t}\,(g_t
+        + \lambda\theta_{t-1})
 
         \text{adam: } m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
@@ -106,18 +125,20 @@ def train_sweep(
     :math:`\lambda` for every parameter or a mapping from parameter name to its
     :math:`\lambda` (names missing from it get 0).
 
-    A model whose loss is not finite stops there: its remaining losses are ``nan`` and its
-    parameters keep the values of that step. ``on_step(step, i, model)`` is called at the
-    start of each step for every model ``i`` still training, with ``model`` holding that
-    model's current parameters and, in ``.grad``, the previous step's gradients; buffers
-    it changes (new noise, say) are used by that step's forward pass. At the end the
-    trained parameters and buffers are written back into ``models``, and the last step's
-    gradients into ``.grad`` of every model that trained to the end.
+    A model whose loss is not finite stops there: its remaining losses are ``nan``
+    and its parameters keep the values of that step. ``on_step(step, i, model)`` is
+    called at the start of each step for every model ``i`` still training, with
+    ``model`` holding that model's current parameters and, in ``.grad``, the
+    previous step's gradients; buffers it changes (new noise, say) are used by that
+    step's forward pass. At the end the trained parameters and buffers are written
+    back into ``models``, and the last step's gradients into ``.grad`` of every
+    model that trained to the end.
 
     Args:
         models: ``M`` modules with the same parameter names and shapes.
-        batch: ``batch(step)`` returns ``(inputs, targets)``, each with a leading model
-            dimension ``M``: model ``i`` sees ``inputs[i]`` and ``targets[i]``.
+        batch: ``batch(step)`` returns ``(inputs, targets)``, each with a leading
+            model dimension ``M``: model ``i`` sees ``inputs[i]`` and
+            ``targets[i]``.
         loss_fn: ``loss_fn(output, target)`` of one model, a scalar.
         lr: the learning rates, one row per model and one column per step.
         optimizer: one of :data:`OPTIMIZERS`.
@@ -135,7 +156,8 @@ def train_sweep(
         >>> x = torch.randn(2, 8, 3)  # (M, batch, features)
         >>> y = x.sum(-1, keepdim=True)
         >>> rates = torch.tensor([[0.1] * 50, [0.0] * 50])  # model 1 never moves
-        >>> losses = train_sweep(models, lambda t: (x, y), nn.functional.mse_loss, rates)
+        >>> mse = nn.functional.mse_loss
+        >>> losses = train_sweep(models, lambda t: (x, y), mse, rates)
         >>> bool(losses[0, -1] < losses[0, 0]), bool(losses[1, -1] == losses[1, 0])
         (True, True)
     """
@@ -147,12 +169,16 @@ def train_sweep(
     names = [name for name, _ in layout]
     for m in models:
         if [(name, p.shape) for name, p in m.named_parameters()] != layout:
-            raise ValueError("models must all have the same parameter names and shapes")
+            raise ValueError(
+                "models must all have the same parameter names and shapes"
+            )
     if not names:
         raise ValueError("models must have parameters to train")
     n = len(models)
     if not isinstance(lr, torch.Tensor) or lr.shape[:1] != (n,) or lr.dim() != 2:
-        raise ValueError(f"lr must be a tensor of shape ({n}, steps), one row per model")
+        raise ValueError(
+            f"lr must be a tensor of shape ({n}, steps), one row per model"
+        )
     steps = check_int(lr.shape[1], "lr.shape[1]")
     if not bool(torch.isfinite(lr).all()) or bool((lr < 0).any()):
         raise ValueError("lr must hold finite learning rates >= 0")
@@ -165,9 +191,13 @@ def train_sweep(
     if isinstance(weight_decay, Mapping):
         unknown = set(weight_decay) - set(names)
         if unknown:
-            raise ValueError(f"weight_decay names unknown parameters: {sorted(unknown)}")
+            raise ValueError(
+                f"weight_decay names unknown parameters: {sorted(unknown)}"
+            )
         decay = {
-            k: check_real(weight_decay.get(k, 0.0), "weight_decay", minimum=0.0, strict=False)
+            k: check_real(
+                weight_decay.get(k, 0.0), "weight_decay", minimum=0.0, strict=False
+            )
             for k in names
         }
     else:
@@ -176,7 +206,8 @@ def train_sweep(
 
     for m in models:
         m.train()
-    # One model trains as itself; several as one vmapped model with stacked parameters.
+    # One model trains as itself; several as one vmapped model with stacked
+    # parameters.
     sweep = _One(models[0], loss_fn) if n == 1 else _Stacked(models, loss_fn)
     update = _Update(sweep.values, [decay[k] for k in names], optimizer, betas, eps)
     alive = torch.ones(n, dtype=torch.bool)
@@ -191,7 +222,8 @@ def train_sweep(
         per_model = sweep.losses(inputs, targets)
         if per_model.shape != (n,):
             raise ValueError(
-                f"loss_fn must return a scalar per model, got {tuple(per_model.shape)}"
+                "loss_fn must return a scalar per model, got "
+                f"{tuple(per_model.shape)}"
             )
         values = per_model.detach().to(torch.float64)
         finite = torch.isfinite(values)
@@ -204,7 +236,8 @@ def train_sweep(
             if not bool(alive.any()):
                 break
             losses[alive, step] = values[alive]
-            rate = torch.where(alive, lr[:, step], 0.0)  # a stopped model does not move
+            # a stopped model does not move
+            rate = torch.where(alive, lr[:, step], 0.0)
         per_model.sum().backward()
         with torch.no_grad():
             update(sweep.grads(), rate, step + 1, None if all_alive else alive)
@@ -213,13 +246,15 @@ def train_sweep(
 
 
 class _One:
-    """A sweep of one model: the model itself, its parameters seen as ``(1, *shape)``."""
+    """A sweep of one model: the model itself, its parameters seen as
+    ``(1, *shape)``."""
 
     def __init__(self, model, loss_fn):
         self.model = model
         self.loss_fn = loss_fn
         self.leaves = list(model.parameters())
-        self.values = [p.detach().unsqueeze(0) for p in self.leaves]  # views: updates land
+        # views: updates land
+        self.values = [p.detach().unsqueeze(0) for p in self.leaves]
 
     def losses(self, inputs, targets):
         return self.loss_fn(self.model(inputs[0]), targets[0])[None]
@@ -235,15 +270,16 @@ class _One:
 
 
 class _Stacked:
-    """``M`` models as one: parameters and buffers stacked on a leading dimension, the
-    forward pass one ``vmap`` over ``functional_call``."""
+    """``M`` models as one: parameters and buffers stacked on a leading dimension,
+    the forward pass one ``vmap`` over ``functional_call``."""
 
     def __init__(self, models, loss_fn):
         self.models = models
         self.params, self.buffers = stack_module_state(models)  # leaves with grads
         self.leaves = list(self.params.values())
         self.values = [p.detach() for p in self.leaves]
-        template = copy.deepcopy(models[0]).to("meta")  # the architecture, no storage
+        # the architecture, no storage
+        template = copy.deepcopy(models[0]).to("meta")
 
         def one_loss(p, b, inputs, targets):
             return loss_fn(functional_call(template, (p, b), (inputs,)), targets)
@@ -258,7 +294,8 @@ class _Stacked:
         return [p.grad for p in self.leaves]
 
     def _share(self):
-        """Each model's parameters become views of its row (nothing is copied after)."""
+        """Each model's parameters become views of its row (nothing is copied
+        after)."""
         self.named = [list(m.named_parameters()) for m in self.models]
         self.owners = []  # per model: (name, submodule, attribute) of each buffer
         for m in self.models:
@@ -290,12 +327,15 @@ class _Stacked:
             if alive[i]:
                 on_step(step, i, m)
         self.buffers = {
-            k: torch.stack([getattr(owned[j][1], owned[j][2]) for owned in self.owners])
+            k: torch.stack(
+                [getattr(owned[j][1], owned[j][2]) for owned in self.owners]
+            )
             for j, k in enumerate(self.buffers)
         }
 
     def finish(self, alive):
-        """Write each model's trained parameters, last gradients and buffers back."""
+        """Write each model's trained parameters, last gradients and buffers
+        back."""
         with torch.no_grad():
             for i, m in enumerate(self.models):
                 for k, p in m.named_parameters():
@@ -310,9 +350,9 @@ class _Stacked:
 class _Update:
     """One optimizer step of every model, on all the stacked parameters at once.
 
-    The arithmetic is the formulas of :func:`train_sweep`, one elementwise operation at
-    a time, applied to the list of parameters with torch's ``_foreach`` operations (one
-    call per operation instead of one per parameter).
+    The arithmetic is the formulas of :func:`train_sweep`, one elementwise operation
+    at a time, applied to the list of parameters with torch's ``_foreach``
+    operations (one call per operation instead of one per parameter).
     """
 
     def __init__(self, params, decays, optimizer, betas, eps):
@@ -326,15 +366,23 @@ class _Update:
 
     def _per_param(self, values):
         """A (M,) tensor as one broadcastable view per parameter, in its dtype."""
-        return [values.view((p.shape[0],) + (1,) * (p.dim() - 1)).to(p.dtype) for p in self.params]
+        return [
+            values.view((p.shape[0],) + (1,) * (p.dim() - 1)).to(p.dtype)
+            for p in self.params
+        ]
 
     def __call__(self, grads, rate, t, alive):
         params = self.params
-        if alive is not None:  # a stopped model's gradient may be nan: it counts as 0
+        # a stopped model's gradient may be nan: it counts as 0
+        if alive is not None:
             live = self._per_param(alive)
-            grads = [torch.where(a.bool(), g, 0.0) for a, g in zip(live, grads, strict=True)]
+            grads = [
+                torch.where(a.bool(), g, 0.0)
+                for a, g in zip(live, grads, strict=True)
+            ]
         rates = self._per_param(rate)
-        if self.optimizer == "adamw":  # decoupled: theta <- theta * (1 - rate * lambda)
+        # decoupled: theta <- theta * (1 - rate * lambda)
+        if self.optimizer == "adamw":
             theta = [
                 p * (1.0 - r * d) if d else p
                 for p, r, d in zip(params, rates, self.decays, strict=True)
@@ -342,14 +390,16 @@ class _Update:
         else:  # L2: the decay joins the gradient
             theta = params
             grads = [
-                g + d * p if d else g for g, p, d in zip(grads, params, self.decays, strict=True)
+                g + d * p if d else g
+                for g, p, d in zip(grads, params, self.decays, strict=True)
             ]
         if self.optimizer == "sgd":
             steps = torch._foreach_mul(grads, rates)
         else:
             beta1, beta2 = self.beta1, self.beta2
             m = torch._foreach_add(
-                torch._foreach_mul(self.m, beta1), torch._foreach_mul(grads, 1.0 - beta1)
+                torch._foreach_mul(self.m, beta1),
+                torch._foreach_mul(grads, 1.0 - beta1),
             )
             v = torch._foreach_add(
                 torch._foreach_mul(self.v, beta2),
@@ -366,11 +416,17 @@ class _Update:
                 ]
             self.m, self.v = m, v
             denom = torch._foreach_add(
-                torch._foreach_div(torch._foreach_sqrt(v), math.sqrt(1.0 - beta2**t)), self.eps
+                torch._foreach_div(
+                    torch._foreach_sqrt(v), math.sqrt(1.0 - beta2**t)
+                ),
+                self.eps,
             )
             scaled = self._per_param(rate / (1.0 - beta1**t))
             steps = torch._foreach_div(torch._foreach_mul(m, scaled), denom)
         new = torch._foreach_sub(theta, steps)
         if alive is not None:  # a stopped model keeps its values
-            new = [torch.where(a.bool(), x, p) for a, x, p in zip(live, new, params, strict=True)]
+            new = [
+                torch.where(a.bool(), x, p)
+                for a, x, p in zip(live, new, params, strict=True)
+            ]
         torch._foreach_copy_(params, new)

@@ -1,13 +1,14 @@
 """``make test``'s strict nbval run and ``make book``'s build, timed as commands.
 
 * nbval: ``make nbval`` serially (``JOBS=0``) and with two workers (``JOBS=2``,
-  ``--dist loadscope``). Budget: 90 s serially. A failing run is marked ``FAILED`` and its
-  last lines are noted under the table.
+  ``--dist loadscope``). Budget: 90 s serially. A failing run is marked ``FAILED``
+  and its last lines are noted under the table.
 * the book: ``jupyter-book build . -n -W --keep-going`` into a temporary
-  ``--path-output`` from a clean ``_build``, then again with nothing changed. Budget: 30 s
-  for the rebuild. ``_config.yml`` sets ``execute_notebooks: "off"``, so the build
-  publishes the outputs stored in the notebooks, which ``make test``'s nbval run proves
-  equal to what the current code prints: fast, and never stale while the tests pass.
+  ``--path-output`` from a clean ``_build``, then again with nothing changed.
+  Budget: 30 s for the rebuild. ``_config.yml`` sets ``execute_notebooks: "off"``,
+  so the build publishes the outputs stored in the notebooks, which ``make test``'s
+  nbval run proves equal to what the current code prints: fast, and never stale
+  while the tests pass.
 """
 
 from __future__ import annotations
@@ -85,7 +86,11 @@ def bench_build(repeat: int, notes: list[str]) -> list[Row]:
     failed = "" if rcs == {0} else " (FAILED, see notes)"
     clean, rebuild = median(clean_s), median(rebuild_s)
     return [
-        Row(f"book, clean _build: jupyter-book build . -n -W{failed}", clean, len(clean_s)),
+        Row(
+            f"book, clean _build: jupyter-book build . -n -W{failed}",
+            clean,
+            len(clean_s),
+        ),
         Row(
             f"book, rebuild with nothing changed{failed}",
             rebuild,

@@ -2,26 +2,30 @@ r"""Four LayerNorms side by side, each at each shape in fresh processes.
 
 At two training-like shapes, float32, one thread: (a) the notes' module as the notes
 write it, ``mean``, ``var(unbiased=False)``, ``(x - mean) / sqrt(var + eps)``,
-``scale * x + shift``, differentiated by autograd through those operations; (a') the same
-with the variance written as ``((x - mean) ** 2).mean()``, to show how much of (a)'s time
-is ``torch.var``'s CPU kernel; (b) ``course_lib.autograd.LayerNormFunction`` with the
-hand-derived backward; (c) ``torch.nn.functional.layer_norm``. Forward (inputs requiring
-grad, as in training) and forward + backward (``torch.autograd.grad`` for the input, the
-weight and the bias; nothing accumulates in ``.grad``).
+``scale * x + shift``, differentiated by autograd through those operations; (a') the
+same with the variance written as ``((x - mean) ** 2).mean()``, to show how much of
+(a)'s time is ``torch.var``'s CPU kernel; (b)
+``course_lib.autograd.LayerNormFunction`` with the hand-derived backward; (c)
+``torch.nn.functional.layer_norm``. Forward (inputs requiring grad, as in training)
+and forward + backward (``torch.autograd.grad`` for the input, the weight and the
+bias; nothing accumulates in ``.grad``).
 
-Each implementation at each shape runs in a fresh process (a training script uses one
-LayerNorm at one shape, and one implementation's freed tensors must not decide where
-another's land), ``--processes`` times, the processes taking turns so that a change of
-machine load hits all of them alike. The protocol: the bench runs ``python -m
-scripts.bench --layernorm-child NAME --shape B,T,C --rounds R --inner I``, which prints
-one JSON line per direction (``kind``, ``seconds``, ``faults``).
+Each implementation at each shape runs in a fresh process (a training script uses
+one LayerNorm at one shape, and one implementation's freed tensors must not decide
+where another's land), ``--processes`` times, the processes taking turns so that a
+change of machine load hits all of them alike. The protocol: the bench runs
 
-Twice over, see ``MALLOC_MODES``: with the C library's malloc as it comes, and with glibc
-told to keep freed memory for reuse. Budget, judged on the second: (b)'s forward +
-backward at most 3x (c)'s, and at least 3x faster than (a)'s.
+  python -m scripts.bench --layernorm-child NAME --shape B,T,C --rounds R --inner I
 
-torch is imported inside the functions: it reads ``OMP_NUM_THREADS`` once, when it is
-first imported, and the bench's ``main()`` sets ``scripts/kernel.env``'s pins first.
+which prints one JSON line per direction (``kind``, ``seconds``, ``faults``).
+
+Twice over, see ``MALLOC_MODES``: with the C library's malloc as it comes, and with
+glibc told to keep freed memory for reuse. Budget, judged on the second: (b)'s
+forward + backward at most 3x (c)'s, and at least 3x faster than (a)'s.
+
+torch is imported inside the functions: it reads ``OMP_NUM_THREADS`` once, when it
+is first imported, and the bench's ``main()`` sets ``scripts/kernel.env``'s pins
+first.
 """
 
 from __future__ import annotations
@@ -53,27 +57,31 @@ LN_LABELS = {
 
 # How the C library's malloc treats the memory of freed tensors, for the LayerNorm
 # figures. "default": glibc as it comes, which hands large freed blocks back to the
-# operating system whenever the memory freed together passes its trim threshold (about
-# twice the largest block), so that a new (N, D) tensor costs a page fault per 4 KiB page
-# on its first write, more or fewer of them from one call to the next depending on where
-# the previous call's blocks lay: these rows measure the allocator's heuristic as much as
-# the code, and the ``faults`` column (page faults per call) shows how much. "kept": the
-# same glibc told through GLIBC_TUNABLES to keep freed memory for reuse (the largest
-# tensors here are 16 MiB, under the 32 MiB threshold, so they all come from the reused
-# heap), as jemalloc or tcmalloc would, or as PyTorch's own caching allocator does on a
-# GPU: what is left is the cost of the code.
+# operating system whenever the memory freed together passes its trim threshold
+# (about twice the largest block), so that a new (N, D) tensor costs a page fault
+# per 4 KiB page on its first write, more or fewer of them from one call to the next
+# depending on where the previous call's blocks lay: these rows measure the
+# allocator's heuristic as much as the code, and the ``faults`` column (page faults
+# per call) shows how much. "kept": the same glibc told through GLIBC_TUNABLES to
+# keep freed memory for reuse (the largest tensors here are 16 MiB, under the 32 MiB
+# threshold, so they all come from the reused heap), as jemalloc or tcmalloc would,
+# or as PyTorch's own caching allocator does on a GPU: what is left is the cost of
+# the code.
 MALLOC_MODES = {
     "default": "",
-    "kept": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967295",
+    "kept": "glibc.malloc.mmap_threshold=33554432"
+    ":glibc.malloc.trim_threshold=4294967295",
 }
 MALLOC_LABELS = {"default": "malloc as it comes", "kept": "freed memory kept"}
-# The LayerNorm budget is a budget on the code's cost, so it is judged where page faults
-# do not decide the figure; the "default" rows stay in the table, with their faults.
+# The LayerNorm budget is a budget on the code's cost, so it is judged where page
+# faults do not decide the figure; the "default" rows stay in the table, with their
+# faults.
 BUDGET_LN_MODE = "kept"
 
 
 def notes_layer_norm_module(emb_dim: int, *, var_as_mean_of_squares: bool = False):
-    """The notes' LayerNorm class, line for line; autograd differentiates its operations."""
+    """The notes' LayerNorm class, line for line; autograd differentiates its
+    operations."""
     import torch
     from torch import nn
 
@@ -97,7 +105,8 @@ def notes_layer_norm_module(emb_dim: int, *, var_as_mean_of_squares: bool = Fals
 
 
 def layernorm_calls(shape: tuple[int, ...]) -> tuple[dict, dict]:
-    """(forward, forward + backward) callables of the four LayerNorms on one input."""
+    """(forward, forward + backward) callables of the four LayerNorms on one
+    input."""
     import torch
     import torch.nn.functional as F
 
@@ -133,14 +142,17 @@ def layernorm_calls(shape: tuple[int, ...]) -> tuple[dict, dict]:
 def child(name: str, shape: tuple[int, ...], rounds: int, inner: int) -> int:
     """Time one LayerNorm at one shape in this (fresh) process; print JSON lines.
 
-    For each direction: the median over ``rounds`` of the mean time of ``inner`` calls,
-    after two warm-up calls, and the page faults per call. Exit status 1, with a line on
-    stderr, if the process does not run one thread as kernel.env pins.
+    For each direction: the median over ``rounds`` of the mean time of ``inner``
+    calls, after two warm-up calls, and the page faults per call. Exit status 1,
+    with a line on stderr, if the process does not run one thread as kernel.env
+    pins.
     """
     import torch
 
     if torch.get_num_threads() != 1:
-        print(f"torch runs {torch.get_num_threads()} threads, not 1", file=sys.stderr)
+        print(
+            f"torch runs {torch.get_num_threads()} threads, not 1", file=sys.stderr
+        )
         return 1
     for kind, fns in zip(("fwd", "fwd+bwd"), layernorm_calls(shape), strict=True):
         fn = fns[name]
@@ -172,20 +184,36 @@ def run_child(
     if MALLOC_MODES[mode]:
         env["GLIBC_TUNABLES"] = MALLOC_MODES[mode]
     cmd = [sys.executable, "-m", __package__, "--layernorm-child", name]
-    cmd += ["--shape", ",".join(map(str, shape)), "--rounds", str(rounds), "--inner", str(inner)]
+    cmd += [
+        "--shape",
+        ",".join(map(str, shape)),
+        "--rounds",
+        str(rounds),
+        "--inner",
+        str(inner),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        last = (
+            proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        )[-1]
         return last
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [
+        json.loads(line)
+        for line in proc.stdout.splitlines()
+        if line.startswith("{")
+    ]
 
 
-def bench_layernorm(processes: int, rounds: int, inner: int, notes: list[str]) -> list[Row]:
+def bench_layernorm(
+    processes: int, rounds: int, inner: int, notes: list[str]
+) -> list[Row]:
     """Each LayerNorm at each shape in ``processes`` fresh processes, taking turns.
 
-    A fresh process per implementation and shape keeps one measurement's freed tensors
-    from deciding where the next one's land (a training script uses one LayerNorm at one
-    shape); taking turns spreads a change of machine load over all of them.
+    A fresh process per implementation and shape keeps one measurement's freed
+    tensors from deciding where the next one's land (a training script uses one
+    LayerNorm at one shape); taking turns spreads a change of machine load over all
+    of them.
     """
     seconds: dict[tuple, list[float]] = {}
     faults: dict[tuple, list[float]] = {}
@@ -195,7 +223,9 @@ def bench_layernorm(processes: int, rounds: int, inner: int, notes: list[str]) -
                 for name in LN_LABELS:
                     records = run_child(name, shape, mode, rounds, inner)
                     if isinstance(records, str):
-                        notes.append(f"LayerNorm {name} {shape} ({mode}) failed: {records}")
+                        notes.append(
+                            f"LayerNorm {name} {shape} ({mode}) failed: {records}"
+                        )
                         continue
                     for r in records:
                         key = (mode, shape, r["kind"], name)
@@ -205,18 +235,35 @@ def bench_layernorm(processes: int, rounds: int, inner: int, notes: list[str]) -
     for shape in LN_SHAPES:
         n_rows, features = math.prod(shape[:-1]), shape[-1]
         calls = dict(zip(("fwd", "fwd+bwd"), layernorm_calls(shape), strict=True))
-        for kind, modes in (("fwd", ("default",)), ("fwd+bwd", tuple(MALLOC_MODES))):
-            passes = {n: count_passes(fn, n_rows, features) for n, fn in calls[kind].items()}
+        for kind, modes in (
+            ("fwd", ("default",)),
+            ("fwd+bwd", tuple(MALLOC_MODES)),
+        ):
+            passes = {
+                n: count_passes(fn, n_rows, features)
+                for n, fn in calls[kind].items()
+            }
             for mode in modes:
-                t = {n: median(seconds.get((mode, shape, kind, n), [])) for n in LN_LABELS}
+                t = {
+                    n: median(seconds.get((mode, shape, kind, n), []))
+                    for n in LN_LABELS
+                }
                 for name in LN_LABELS:
                     ratio, budget, ok = "", "", None
                     if t[name] is not None and t["native"]:
                         ratio = f"{t[name] / t['native']:.2f}x native"
-                    if name == "course" and kind == "fwd+bwd" and None not in t.values():
+                    if (
+                        name == "course"
+                        and kind == "fwd+bwd"
+                        and None not in t.values()
+                    ):
                         speedup = t["notes"] / t["course"]
                         ratio += f"; notes'/this {speedup:.1f}x"
-                    if name == "course" and kind == "fwd+bwd" and mode == BUDGET_LN_MODE:
+                    if (
+                        name == "course"
+                        and kind == "fwd+bwd"
+                        and mode == BUDGET_LN_MODE
+                    ):
                         budget = (
                             f"<= {BUDGET_LN_VS_NATIVE:.0f}x native; "
                             f"notes'/this >= {BUDGET_LN_VS_NOTES:.0f}x"
@@ -227,7 +274,10 @@ def bench_layernorm(processes: int, rounds: int, inner: int, notes: list[str]) -
                             and t["notes"] / t["course"] >= BUDGET_LN_VS_NOTES
                         )
                     per_call = median(faults.get((mode, shape, kind, name), []))
-                    what = f"LayerNorm {shape} {kind}, {MALLOC_LABELS[mode]}: {LN_LABELS[name]}"
+                    what = (
+                        f"LayerNorm {shape} {kind}, {MALLOC_LABELS[mode]}: "
+                        f"{LN_LABELS[name]}"
+                    )
                     rows.append(
                         Row(
                             what,

@@ -1,13 +1,14 @@
-"""Chapters in fresh kernels: the kernel start, the floor, and each chapter notebook.
+"""Chapters in fresh kernels: the kernel start, the floor, and each chapter.
 
 * ``kernel start``: from asking for a kernel to the kernel being ready, nothing run.
-* ``floor``: a fresh kernel that only runs the import statements of the chapters (the
-  union of every top-level ``import`` in ``book/NN_*.ipynb``) and ``setup()``, from
-  kernel start to the end of that cell. No chapter can be faster than this.
-* one row per chapter notebook ``book/[0-9][0-9]_*.ipynb``: a fresh kernel runs a copy
-  of it, kernel start included, with the client of ``scripts/execute_notebooks.py`` (what
-  it and nbval pay; kernel shutdown, which nobody waits for, excluded), and its ratio to
-  the floor. Budget: 20 s. A chapter over budget gets a note naming its slowest cells.
+* ``floor``: a fresh kernel that only runs the import statements of the chapters
+  (the union of every top-level ``import`` in ``book/NN_*.ipynb``) and ``setup()``,
+  from kernel start to the end of that cell. No chapter can be faster than this.
+* one row per chapter notebook ``book/[0-9][0-9]_*.ipynb``: a fresh kernel runs a
+  copy of it, kernel start included, with the client of
+  ``scripts/execute_notebooks.py`` (what it and nbval pay; kernel shutdown, which
+  nobody waits for, excluded), and its ratio to the floor. Budget: 20 s. A chapter
+  over budget gets a note naming its slowest cells.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def chapters() -> list[Path]:
 
 
 def chapter_imports(paths: Sequence[Path]) -> list[str]:
-    """Every top-level import statement of the chapters, deduplicated, in first-seen order."""
+    """Every top-level import statement of the chapters, deduplicated, in first-seen
+    order."""
     seen: dict[str, None] = {}
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -53,7 +55,9 @@ def chapter_imports(paths: Sequence[Path]) -> list[str]:
 
 
 def floor_notebook(imports: Sequence[str]) -> nbformat.NotebookNode:
-    source = "\n".join([*imports, "from course_lib.notebook import setup", "", "setup()"])
+    source = "\n".join(
+        [*imports, "from course_lib.notebook import setup", "", "setup()"]
+    )
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(source))
     nb.metadata["kernelspec"] = {
@@ -66,7 +70,8 @@ def floor_notebook(imports: Sequence[str]) -> nbformat.NotebookNode:
 
 @dataclass
 class NotebookRun:
-    kernel_start: float  # seconds from asking for a kernel to the kernel being ready
+    # seconds from asking for a kernel to the kernel being ready
+    kernel_start: float
     total: float  # seconds from asking for a kernel to the end of the last cell
     cells: dict[int, float]  # code cell index -> seconds that cell took
 
@@ -97,13 +102,20 @@ def time_notebook(nb: nbformat.NotebookNode) -> NotebookRun:
     return NotebookRun(marks["ready"] - start, marks["last"] - start, cells)
 
 
-def slowest_cells(nb: nbformat.NotebookNode, runs: Sequence[NotebookRun], k: int = 3) -> str:
-    """The ``k`` slowest code cells (median over runs), as 'cell 12 1.2 s: first line'."""
-    seconds = {i: statistics.median(r.cells[i] for r in runs) for i in runs[0].cells}
+def slowest_cells(
+    nb: nbformat.NotebookNode, runs: Sequence[NotebookRun], k: int = 3
+) -> str:
+    """The ``k`` slowest code cells (median over runs), as 'cell 12 1.2 s: first
+    line'."""
+    seconds = {
+        i: statistics.median(r.cells[i] for r in runs) for i in runs[0].cells
+    }
     top = sorted(seconds, key=seconds.get, reverse=True)[:k]
     parts = []
     for i in top:
-        first = next((ln for ln in nb.cells[i].source.splitlines() if ln.strip()), "")
+        first = next(
+            (ln for ln in nb.cells[i].source.splitlines() if ln.strip()), ""
+        )
         parts.append(f"cell {i} {seconds[i]:.1f} s: {first[:50]}")
     return "; ".join(parts)
 
@@ -114,7 +126,8 @@ def bench_notebooks(repeat: int, notes: list[str]) -> list[Row]:
     floor_runs: list[NotebookRun] = []
     runs: dict[Path, list[NotebookRun]] = {p: [] for p in paths}
     failed: dict[Path, str] = {}
-    for _ in range(repeat):  # interleaved, so that load changes hit every notebook alike
+    # interleaved, so that load changes hit every notebook alike
+    for _ in range(repeat):
         floor_runs.append(time_notebook(nbformat.from_dict(floor_nb)))
         for path in paths:
             if path in failed:
@@ -155,5 +168,8 @@ def bench_notebooks(repeat: int, notes: list[str]) -> list[Row]:
         )
         if ok is False:  # where to start profiling
             nb = nbformat.read(path, as_version=4)
-            notes.append(f"{path.stem} over budget; slowest cells: {slowest_cells(nb, runs[path])}")
+            notes.append(
+                f"{path.stem} over budget; slowest cells: "
+                f"{slowest_cells(nb, runs[path])}"
+            )
     return rows

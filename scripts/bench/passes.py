@@ -1,21 +1,22 @@
 """Passes over memory, counted from a ``torch.profiler`` trace of one call.
 
-A "pass" is one kernel that streams ``(N, D)``-sized data (``N`` rows of ``D`` features)
-through memory: an elementwise operation (``x - mean``, ``scale * x``, ``grad * x_hat``),
-a reduction over it (``mean``, ``sum``, a norm, a matrix-vector product), or a copy.
-Operations on ``(N, 1)`` or ``(D,)`` tensors and views cost nothing and are not counted.
-Counting from a profile of one forward and one forward + backward makes the count follow
-the code and include what autograd adds (gradients of broadcasts summed back to
-``(N, 1)`` or ``(D,)``, gradients of a tensor used twice added together).
+A "pass" is one kernel that streams ``(N, D)``-sized data (``N`` rows of ``D``
+features) through memory: an elementwise operation (``x - mean``, ``scale * x``,
+``grad * x_hat``), a reduction over it (``mean``, ``sum``, a norm, a matrix-vector
+product), or a copy. Operations on ``(N, 1)`` or ``(D,)`` tensors and views cost
+nothing and are not counted. Counting from a profile of one forward and one forward
++ backward makes the count follow the code and include what autograd adds (gradients
+of broadcasts summed back to ``(N, 1)`` or ``(D,)``, gradients of a tensor used
+twice added together).
 
-An operation on a block of rows counts its share of a pass, so an implementation that
-goes through the rows in blocks (``course_lib``'s does) counts the same passes as one
-that does not; its passes after the first over each block find the block in the cache,
-where an unblocked pass over a 16 MiB tensor goes to main memory every time. torch's
-native LayerNorm is one fused kernel each way: it visits every row two or three times
-too, but while the row sits in the L1 cache, so from memory it reads ``x`` (and
-``dL/dy``) once and writes once; that is what a pass count of 1 means and why it is the
-yardstick.
+An operation on a block of rows counts its share of a pass, so an implementation
+that goes through the rows in blocks (``course_lib``'s does) counts the same passes
+as one that does not; its passes after the first over each block find the block in
+the cache, where an unblocked pass over a 16 MiB tensor goes to main memory every
+time. torch's native LayerNorm is one fused kernel each way: it visits every row two
+or three times too, but while the row sits in the L1 cache, so from memory it reads
+``x`` (and ``dL/dy``) once and writes once; that is what a pass count of 1 means and
+why it is the yardstick.
 """
 
 from __future__ import annotations
@@ -27,34 +28,37 @@ from collections.abc import Callable
 
 # Innermost profiler events that take an (N, D)-sized tensor but move no data.
 NO_DATA_OPS = {
-    "aten::alias", "aten::as_strided", "aten::chunk", "aten::contiguous", "aten::detach",
-    "aten::empty", "aten::empty_like", "aten::empty_strided", "aten::expand",
-    "aten::expand_as", "aten::flatten", "aten::lift_fresh", "aten::mT", "aten::narrow",
-    "aten::new_empty", "aten::new_empty_strided", "aten::new_full", "aten::new_ones",
-    "aten::new_zeros", "aten::numpy_T", "aten::permute",
-    "aten::reshape", "aten::resize_", "aten::resolve_conj", "aten::resolve_neg",
-    "aten::result_type", "aten::select", "aten::slice", "aten::split",
-    "aten::split_with_sizes", "aten::squeeze", "aten::sum_to_size", "aten::t",
-    "aten::transpose", "aten::unbind", "aten::unsqueeze", "aten::view", "aten::view_as",
-    "aten::_reshape_alias", "aten::_unsafe_view", "aten::to", "aten::numel", "aten::size",
-    "aten::stride",
+    "aten::alias", "aten::as_strided", "aten::chunk", "aten::contiguous",
+    "aten::detach", "aten::empty", "aten::empty_like", "aten::empty_strided",
+    "aten::expand", "aten::expand_as", "aten::flatten", "aten::lift_fresh",
+    "aten::mT", "aten::narrow", "aten::new_empty", "aten::new_empty_strided",
+    "aten::new_full", "aten::new_ones", "aten::new_zeros", "aten::numpy_T",
+    "aten::permute", "aten::reshape", "aten::resize_", "aten::resolve_conj",
+    "aten::resolve_neg", "aten::result_type", "aten::select", "aten::slice",
+    "aten::split", "aten::split_with_sizes", "aten::squeeze", "aten::sum_to_size",
+    "aten::t", "aten::transpose", "aten::unbind", "aten::unsqueeze", "aten::view",
+    "aten::view_as", "aten::_reshape_alias", "aten::_unsafe_view", "aten::to",
+    "aten::numel", "aten::size", "aten::stride",
 }  # fmt: skip
 
 
 def count_passes(fn: Callable[[], object], rows: int, features: int) -> float:
-    """Passes over ``(rows, features)``-sized data in one call of ``fn``, from a profile.
+    """Passes over ``(rows, features)``-sized data in one call of ``fn``, from a
+    profile.
 
-    Each ATen operation that moves data (not a view, not an allocation) counts
-    the size of the largest tensor it takes, as a fraction of ``rows * features``:
-    1 for an operation on the whole ``(N, D)`` tensor, 1/4 for one on a quarter of its
-    rows, so that an implementation that goes through the rows in blocks counts the same
-    passes as one that does not. A tensor counts when one of its dimensions is the
-    feature dimension ``D`` and it holds more than ``D`` numbers: one number per row,
-    ``(N, 1)``, or per feature, ``(D,)``, is free. An operation that calls others counts
-    what they count, or its own input if that is more, so that ``mean`` calling ``sum``
-    counts once and ``F.layer_norm``'s fused kernel counts once however it allocates.
+    Each ATen operation that moves data (not a view, not an allocation) counts the
+    size of the largest tensor it takes, as a fraction of ``rows * features``: 1 for
+    an operation on the whole ``(N, D)`` tensor, 1/4 for one on a quarter of its
+    rows, so that an implementation that goes through the rows in blocks counts the
+    same passes as one that does not. A tensor counts when one of its dimensions is
+    the feature dimension ``D`` and it holds more than ``D`` numbers: one number per
+    row, ``(N, 1)``, or per feature, ``(D,)``, is free. An operation that calls
+    others counts what they count, or its own input if that is more, so that
+    ``mean`` calling ``sum`` counts once and ``F.layer_norm``'s fused kernel counts
+    once however it allocates.
     """
-    from torch.profiler import ProfilerActivity, profile  # see layernorm.py on torch imports
+    # see layernorm.py on torch imports
+    from torch.profiler import ProfilerActivity, profile
 
     # The profiler's C++ side prints "profiler_start/stop" lines on stderr; keep the
     # table clean by pointing file descriptor 2 at /dev/null while it runs.
@@ -82,8 +86,11 @@ def count_passes(fn: Callable[[], object], rows: int, features: int) -> float:
         sizes = [size for size in sizes if size > features]
         return max(sizes, default=0) / full
 
-    def passes(event) -> float:  # a wrapper counts what it calls, at least its own input
-        return max(data_moved(event), sum(passes(child) for child in event.cpu_children))
+    # a wrapper counts what it calls, at least its own input
+    def passes(event) -> float:
+        return max(
+            data_moved(event), sum(passes(child) for child in event.cpu_children)
+        )
 
     return round(sum(passes(e) for e in prof.events() if e.cpu_parent is None), 2)
 

@@ -1,9 +1,9 @@
-"""The processes the bench starts: where they run, their environment, a timed command.
+"""The bench's processes: where they run, their environment, a timed command.
 
-Every one of them (kernels, ``make nbval``, the book build, the LayerNorm children) gets
-this process's environment with ``scripts/kernel.env``'s pins (one thread per process)
-and without make's own variables, so that a ``make`` it starts is not a sub-make of
-``make bench``.
+Every one of them (kernels, ``make nbval``, the book build, the LayerNorm children)
+gets this process's environment with ``scripts/kernel.env``'s pins (one thread per
+process) and without make's own variables, so that a ``make`` it starts is not a
+sub-make of ``make bench``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 from ..execute_notebooks import kernel_environment
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent  # the .venv's bin: jupyter-book sits beside python
+# the .venv's bin: jupyter-book sits beside python
+BIN = Path(sys.executable).parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in pytest's and Sphinx's output
 MAKE_VARIABLES = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
 
@@ -30,10 +31,16 @@ def child_env() -> dict[str, str]:
 
 
 def time_command(cmd: Sequence[str]) -> tuple[float, int, str]:
-    """(seconds, exit status, stdout and stderr together) of ``cmd`` run from the root."""
+    """(seconds, exit status, stdout and stderr together) of ``cmd`` run from the
+    root."""
     start = time.perf_counter()
     proc = subprocess.run(
-        cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     return time.perf_counter() - start, proc.returncode, proc.stdout
 

@@ -52,7 +52,9 @@ def print_table(rows: Sequence[Row]) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)
+    ]
     right = {1, 2, 4, 5}  # numbers right-aligned
 
     def line(values: Sequence[str]) -> str:
