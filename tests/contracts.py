@@ -1,4 +1,6 @@
-"""The reset_parameters() contract, shared by test_norms and test_transformer."""
+"""What several test modules check or build: the reset_parameters() contract
+(test_norms, test_transformer) and the torch encoder layer that TransformerBlock is
+compared with (test_parity, test_ch07)."""
 
 from __future__ import annotations
 
@@ -54,3 +56,30 @@ def count_calls(monkeypatch, modules: tuple, names: tuple[str, ...]) -> list[str
 
                 monkeypatch.setattr(module, name, counted)
     return calls
+
+
+def torch_encoder_layer(
+    norm_first: bool,
+    dtype: torch.dtype = torch.float64,
+    activation: str = "relu",
+    *,
+    shape: tuple[int, int, int] = (16, 4, 32),
+    seed: int = 13,
+) -> nn.TransformerEncoderLayer:
+    """A dropout-free, batch-first ``nn.TransformerEncoderLayer`` of ``shape``
+    ``(d_model, nhead, dim_feedforward)``, drawn under ``seed``, with LayerNorm
+    weights and biases moved away from 1 and 0 so that they are tested too."""
+    torch.manual_seed(seed)
+    layer = nn.TransformerEncoderLayer(
+        *shape,
+        dropout=0.0,
+        batch_first=True,
+        norm_first=norm_first,
+        activation=activation,
+        dtype=dtype,
+    )
+    with torch.no_grad():
+        for norm in (layer.norm1, layer.norm2):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    return layer

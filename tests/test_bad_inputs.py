@@ -13,6 +13,10 @@ from course_lib import transformer as TR
 from course_lib.autograd import LayerNormFunction
 
 x3 = torch.randn(2, 4, 3)
+# attention inputs: two queries, four keys and values, width 3
+q2, k4, v4 = torch.randn(2, 3), torch.randn(4, 3), torch.randn(4, 3)
+# a two-head attention layer of width 8 and tokens (B=2, T=3) for it
+mha8, t8 = TR.MultiHeadAttention(8, 2), torch.randn(2, 3, 8)
 rm, rv = torch.zeros(3), torch.ones(3)
 
 CASES = [
@@ -196,18 +200,14 @@ CASES = [
     ),
     (
         "attention float mask",
-        lambda: CF.attention_weights(
-            torch.randn(2, 3), torch.randn(4, 3), attn_mask=torch.ones(2, 4)
-        ),
+        lambda: CF.attention_weights(q2, k4, attn_mask=torch.ones(2, 4)),
         TypeError,
         "attn_mask",
     ),
     (
         "attention mask wrong key length",
         lambda: CF.attention_weights(
-            torch.randn(2, 3),
-            torch.randn(4, 3),
-            attn_mask=torch.ones(2, 3, dtype=torch.bool),
+            q2, k4, attn_mask=torch.ones(2, 3, dtype=torch.bool)
         ),
         ValueError,
         "attn_mask",
@@ -215,9 +215,7 @@ CASES = [
     (
         "attention mask transposed",
         lambda: CF.attention_weights(
-            torch.randn(2, 3),
-            torch.randn(4, 3),
-            attn_mask=torch.ones(4, 2, dtype=torch.bool),
+            q2, k4, attn_mask=torch.ones(4, 2, dtype=torch.bool)
         ),
         ValueError,
         "attn_mask",
@@ -232,9 +230,7 @@ CASES = [
     ),
     (
         "sdpa value length",
-        lambda: CF.scaled_dot_product_attention(
-            torch.randn(2, 3), torch.randn(4, 3), torch.randn(5, 3)
-        ),
+        lambda: CF.scaled_dot_product_attention(q2, k4, torch.randn(5, 3)),
         ValueError,
         "value",
     ),
@@ -283,15 +279,13 @@ CASES = [
     ),
     (
         "mha wrong mask dtype",
-        lambda: TR.MultiHeadAttention(8, 2)(
-            torch.randn(2, 3, 8), mask=torch.ones(2, 3)
-        ),
+        lambda: mha8(t8, mask=torch.ones(2, 3)),
         TypeError,
         "mask",
     ),
     (
         "mha wrong width",
-        lambda: TR.MultiHeadAttention(8, 2)(torch.randn(2, 3, 6)),
+        lambda: mha8(torch.randn(2, 3, 6)),
         ValueError,
         "x",
     ),
@@ -492,33 +486,25 @@ CASES = [
     ),
     (
         "mha float attn_mask",
-        lambda: TR.MultiHeadAttention(8, 2)(
-            torch.randn(2, 3, 8), attn_mask=torch.ones(3, 3)
-        ),
+        lambda: mha8(t8, attn_mask=torch.ones(3, 3)),
         TypeError,
         "attn_mask",
     ),
     (
         "mha attn_mask wrong shape",
-        lambda: TR.MultiHeadAttention(8, 2)(
-            torch.randn(2, 3, 8), attn_mask=torch.ones(3, 4, dtype=torch.bool)
-        ),
+        lambda: mha8(t8, attn_mask=torch.ones(3, 4, dtype=torch.bool)),
         ValueError,
         "attn_mask",
     ),
     (
         "mha mask wrong shape",
-        lambda: TR.MultiHeadAttention(8, 2)(
-            torch.randn(2, 3, 8), mask=torch.ones(3, 2, dtype=torch.bool)
-        ),
+        lambda: mha8(t8, mask=torch.ones(3, 2, dtype=torch.bool)),
         ValueError,
         "mask",
     ),
     (
         "mha input dtype",
-        lambda: TR.MultiHeadAttention(8, 2)(
-            torch.randn(2, 3, 8, dtype=torch.float64)
-        ),
+        lambda: mha8(t8.double()),
         TypeError,
         "x",
     ),
@@ -570,27 +556,20 @@ CASES = [
     # functional: checks moved to _checks keep naming the argument
     (
         "attention scale inf",
-        lambda: CF.attention_weights(
-            torch.randn(2, 3), torch.randn(4, 3), scale=math.inf
-        ),
+        lambda: CF.attention_weights(q2, k4, scale=math.inf),
         ValueError,
         "scale",
     ),
     (
         "attention scale string",
-        lambda: CF.attention_weights(
-            torch.randn(2, 3), torch.randn(4, 3), scale="0.5"
-        ),
+        lambda: CF.attention_weights(q2, k4, scale="0.5"),
         TypeError,
         "scale",
     ),
     (
         "sdpa mask wrong key length",
         lambda: CF.scaled_dot_product_attention(
-            torch.randn(2, 3),
-            torch.randn(4, 3),
-            torch.randn(4, 3),
-            attn_mask=torch.ones(2, 3, dtype=torch.bool),
+            q2, k4, v4, attn_mask=torch.ones(2, 3, dtype=torch.bool)
         ),
         ValueError,
         "attn_mask",
@@ -598,9 +577,7 @@ CASES = [
     (
         "sdpa value dtype",
         lambda: CF.scaled_dot_product_attention(
-            torch.randn(2, 3),
-            torch.randn(4, 3),
-            torch.randn(4, 3, dtype=torch.float64),
+            q2, k4, torch.randn(4, 3, dtype=torch.float64)
         ),
         TypeError,
         "value",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from contracts import torch_encoder_layer
 from torch import nn
 
 from course_lib.experiments import ch07_prenorm_vs_postnorm as ch07
@@ -138,16 +139,7 @@ def test_samples_follow_the_transition_matrix():
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_block_equals_torch_encoder_layer_with_a_causal_mask(norm_first):
-    torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(
-        32,
-        2,
-        128,
-        dropout=0.0,
-        batch_first=True,
-        norm_first=norm_first,
-        dtype=torch.float64,
-    )
+    layer = torch_encoder_layer(norm_first, shape=(32, 2, 128), seed=0)
     block = TransformerBlock.from_torch(layer)
     x = torch.randn(4, 10, 32, dtype=torch.float64)
     allowed = ch07.causal_mask(10)

@@ -320,52 +320,32 @@ def test_reference_docstring_example_runs():
 # --- bad arguments name themselves ------------------------------------------------
 
 
-def _replace(**changes):
-    """The arguments of a valid call, by keyword, with ``changes`` made to them."""
+def _bad(error: type[Exception], **change):
+    """A bad-argument case: the error expected when one argument of a valid call,
+    named by the keyword, is changed by the function given for it."""
+    ((name, f),) = change.items()
 
-    def change(args: dict) -> dict:
-        return {**args, **{k: f(args[k]) for k, f in changes.items()}}
+    def changed(args: dict) -> dict:
+        return {**args, name: f(args[name])}
 
-    return change
+    return error, name, changed
 
 
 BAD = {
-    "x_hat not a tensor": (
-        TypeError,
-        "x_hat",
-        _replace(x_hat=lambda t: t.tolist()),
+    "x_hat not a tensor": _bad(TypeError, x_hat=lambda t: t.tolist()),
+    "x_hat of ints": _bad(TypeError, x_hat=lambda t: t.long()),
+    "grad_output of another shape": _bad(ValueError, grad_output=lambda t: t[:1]),
+    "grad_output of another dtype": _bad(
+        TypeError, grad_output=lambda t: t.float()
     ),
-    "x_hat of ints": (TypeError, "x_hat", _replace(x_hat=lambda t: t.long())),
-    "grad_output of another shape": (
-        ValueError,
-        "grad_output",
-        _replace(grad_output=lambda t: t[:1]),
-    ),
-    "grad_output of another dtype": (
-        TypeError,
-        "grad_output",
-        _replace(grad_output=lambda t: t.float()),
-    ),
-    "rstd without keepdim": (
-        ValueError,
-        "rstd",
-        _replace(rstd=lambda t: t.reshape(-1)),
-    ),
-    "rstd of another dtype": (
-        TypeError,
-        "rstd",
-        _replace(rstd=lambda t: t.float()),
-    ),
-    "weight flattened": (
-        ValueError,
-        "weight",
-        _replace(weight=lambda t: t.reshape(-1)),
-    ),
-    "dims a list": (TypeError, "dims", _replace(dims=list)),
-    "dims empty": (ValueError, "dims", _replace(dims=lambda d: ())),
-    "dims not trailing": (ValueError, "dims", _replace(dims=lambda d: (0, 1))),
-    "dims out of range": (ValueError, "dims", _replace(dims=lambda d: (-4, -3))),
-    "dims repeated": (ValueError, "dims", _replace(dims=lambda d: (-1, -1))),
+    "rstd without keepdim": _bad(ValueError, rstd=lambda t: t.reshape(-1)),
+    "rstd of another dtype": _bad(TypeError, rstd=lambda t: t.float()),
+    "weight flattened": _bad(ValueError, weight=lambda t: t.reshape(-1)),
+    "dims a list": _bad(TypeError, dims=list),
+    "dims empty": _bad(ValueError, dims=lambda d: ()),
+    "dims not trailing": _bad(ValueError, dims=lambda d: (0, 1)),
+    "dims out of range": _bad(ValueError, dims=lambda d: (-4, -3)),
+    "dims repeated": _bad(ValueError, dims=lambda d: (-1, -1)),
 }
 
 

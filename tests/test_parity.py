@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from contracts import torch_encoder_layer
 from torch import nn
 
 from course_lib import functional as CF
@@ -153,34 +154,13 @@ def test_padding_mask_values():
     assert torch.equal(CF.padding_mask(torch.tensor([2, 4]), 4), expected)
 
 
-def _torch_layer(
-    norm_first: bool, dtype: torch.dtype, activation: str
-) -> nn.TransformerEncoderLayer:
-    torch.manual_seed(13)
-    layer = nn.TransformerEncoderLayer(
-        16,
-        4,
-        32,
-        dropout=0.0,
-        batch_first=True,
-        norm_first=norm_first,
-        activation=activation,
-    ).to(dtype)
-    # non-trivial LayerNorm parameters, so they are tested too
-    with torch.no_grad():
-        for norm in (layer.norm1, layer.norm2):
-            norm.weight.uniform_(0.5, 1.5)
-            norm.bias.uniform_(-0.5, 0.5)
-    return layer
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_transformer_block_from_torch_matches_outputs_and_input_gradients(
     dtype, norm_first, activation
 ):
-    layer = _torch_layer(norm_first, dtype, activation)
+    layer = torch_encoder_layer(norm_first, dtype, activation)
     block = transformer.TransformerBlock.from_torch(layer)
     assert block.config.norm_first is norm_first
     g = _gen(14)
@@ -198,7 +178,7 @@ def test_transformer_block_from_torch_matches_outputs_and_input_gradients(
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_block_matches_torch_with_causal_mask(norm_first):
-    layer = _torch_layer(norm_first, torch.float64, "relu")
+    layer = torch_encoder_layer(norm_first, torch.float64, "relu")
     block = transformer.TransformerBlock.from_torch(layer)
     x = torch.randn(2, 5, 16, generator=_gen(15), dtype=torch.float64)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()

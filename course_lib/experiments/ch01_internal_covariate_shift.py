@@ -21,9 +21,6 @@ Everything the chapter's notebook, its explorer and its claim tests share:
   initialization;
 * :func:`plot_percentiles`, :func:`plot_activation_histograms` - the chapter's
   figures (the second one is also its explorer).
-
-Every function that draws random numbers takes a ``seed`` and uses its own
-``torch.Generator``, so a result does not depend on what ran before it.
 """
 
 from __future__ import annotations

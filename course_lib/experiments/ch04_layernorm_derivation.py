@@ -16,9 +16,6 @@ r"""Chapter 4: LayerNorm derived row by row, and the measurements the chapter ma
 * :func:`plot_row_steps`: a row through centering, scaling and the affine step, the
   figure behind the chapter's static picture and its interactive explorer;
 * :func:`plot_normalized_geometry`: where normalized rows land, for D = 2 and D = 3.
-
-Every function that draws random numbers takes a ``seed`` and uses its own
-``torch.Generator``, so a result does not depend on what ran before it.
 """
 
 from __future__ import annotations

@@ -16,9 +16,6 @@ chapter makes of that difference:
   LayerNorm in front of its attention (:func:`block_logit_stats`), and the largest
   logit as its query and key weights grow (:func:`max_logit_under_weight_growth`);
 * the chapter's figures (:func:`plot_saturation`, :func:`plot_attention_example`).
-
-Every function that draws random numbers takes a ``seed`` and uses its own
-``torch.Generator``, so a result does not depend on what ran before it.
 """
 
 from __future__ import annotations
