@@ -157,8 +157,9 @@ def check_float_tensor(
 
 
 def check_eps(eps: object, name: str = "eps") -> float:
-    """Return ``eps`` as a float if it is a finite number > 0."""
-    return check_real(eps, name, minimum=0.0)
+    """Return ``eps`` as a float if it is a finite number >= 0 (0 is Ba et al.'s
+    exact definition, and torch accepts it)."""
+    return check_real(eps, name, minimum=0.0, strict=False)
 
 
 def check_rows(x: object, name: str, *, min_dim: int = 1) -> torch.Tensor:
@@ -436,14 +437,23 @@ def check_tokens(
 
 
 def check_attn_mask(
-    attn_mask: object, scores_shape: tuple[int, ...], name: str = "attn_mask"
+    attn_mask: object,
+    scores_shape: tuple[int, ...],
+    dtype: torch.dtype,
+    name: str = "attn_mask",
 ) -> torch.Tensor:
-    """A boolean mask (True = may attend) that broadcasts to ``scores_shape``.
+    """A mask that broadcasts to ``scores_shape``: boolean (True = may attend) or of
+    the scores' ``dtype`` (added to them), as torch's attention takes.
 
     Its last dimension must be exactly ``L_k`` and the one before ``L_q`` or 1, so
     that a transposed mask is an error rather than a silent broadcast.
     """
-    attn_mask = check_dtype(attn_mask, name, torch.bool, "True = may attend")
+    attn_mask = check_instance(attn_mask, name, torch.Tensor)
+    if attn_mask.dtype not in (torch.bool, dtype):
+        raise TypeError(
+            f"{name} must be bool (True = may attend) or {dtype} like the scores "
+            f"(added to them), got {attn_mask.dtype}"
+        )
     l_q, l_k = scores_shape[-2], scores_shape[-1]
     if (
         attn_mask.dim() < 2

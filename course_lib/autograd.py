@@ -55,6 +55,7 @@ from ._checks import (
     check_float_tensor,
     check_param,
 )
+from .functional import HALF_DTYPES
 
 __all__ = [
     "LayerNormFunction",
@@ -103,24 +104,32 @@ def layer_norm_forward(
         \mu = \overline{x},\quad \sigma^2 = \overline{(x - \mu)^2},\quad
         r = \frac{1}{\sqrt{\sigma^2 + \epsilon}},\quad \hat x = (x - \mu)\,r
 
-    Differentiable by autograd when ``x`` requires grad, so that a reader can
-    compare autograd with the hand formula. ``out``, a tensor shaped like ``x``,
-    receives ``x_hat`` (without autograd only, as inside
-    :class:`LayerNormFunction`).
+    The statistics are computed about each row's first element, as
+    :func:`course_lib.functional.shifted_mean` explains, with ``torch.var_mean``:
+    one pass, and exact for a constant row. Differentiable by autograd when ``x``
+    requires grad, so that a reader can compare autograd with the hand formula.
+    ``out``, a tensor shaped like ``x``, receives ``x_hat`` (without autograd only,
+    as inside :class:`LayerNormFunction`).
 
     Shape:
         x ``(*, *normalized_shape)``; x_hat as x; mean and rstd ``(*, 1, ..., 1)``.
     """
-    n = math.prod(x.shape[d] for d in dims)  # D, the number of normalized features
-    mean = x.mean(dim=dims, keepdim=True)
-    # subtract the mean first (never E[x^2] - E[x]^2)
-    centered = torch.sub(x, mean, out=out)
-    # var = mean(centered ** 2) = |centered|^2 / D: the norm reads `centered` once,
-    # where squaring would write a squared copy and read it back.
-    var = torch.linalg.vector_norm(centered, dim=dims, keepdim=True).square() / n
+    # Statistics about each row's first element: x - shift is exactly 0 for a
+    # constant row, whose mean is then exact (and its output exactly beta).
+    shift = x
+    for d in dims:
+        shift = shift.narrow(d, 0, 1)
+    shifted = torch.sub(x, shift, out=out)
+    # one pass for both (Welford's update), never E[x^2] - E[x]^2
+    var, mean_s = torch.var_mean(shifted, dim=dims, correction=0, keepdim=True)
     rstd = torch.rsqrt(var + eps)
-    # In place when autograd is not recording: `centered` is not needed again.
-    x_hat = centered * rstd if centered.requires_grad else centered.mul_(rstd)
+    mean = shift + mean_s
+    # x - mean, as the backward recomputes it; into `shifted`'s memory when
+    # autograd is not recording (it is not needed again)
+    if shifted.requires_grad:
+        x_hat = (x - mean) * rstd
+    else:
+        x_hat = torch.sub(x, mean, out=shifted).mul_(rstd)
     return x_hat, mean, rstd
 
 
@@ -366,9 +375,11 @@ class LayerNormFunction(torch.autograd.Function):
         weight = check_param(weight, "weight", shape, x)
         bias = check_param(bias, "bias", shape, x)
         d = math.prod(shape)  # D
-        x = x.reshape(-1, d)  # rows: (N, D)
-        w = None if weight is None else weight.reshape(d)
-        b = None if bias is None else bias.reshape(d)
+        # 16-bit input is computed in float32, as torch does: only y is rounded
+        compute = torch.float32 if x.dtype in HALF_DTYPES else x.dtype
+        x = x.reshape(-1, d).to(compute)  # rows: (N, D)
+        w = None if weight is None else weight.reshape(d).to(compute)
+        b = None if bias is None else bias.reshape(d).to(compute)
         y = torch.empty_like(x)
         stats = []  # (mean, rstd) of every block of rows, (n, 1) each
         for x_b, y_b in row_blocks(x, y):
@@ -386,7 +397,8 @@ class LayerNormFunction(torch.autograd.Function):
         ctx.stats = stats  # made here, neither input nor output: kept on ctx
         ctx.input_shape, ctx.param_shape = input.shape, shape
         ctx.has_bias = bias is not None
-        return y.view(input.shape)
+        ctx.dtypes = input.dtype, None if weight is None else weight.dtype
+        return y.view(input.shape).to(input.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -394,7 +406,7 @@ class LayerNormFunction(torch.autograd.Function):
         ctx: Any, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         x, w = ctx.saved_tensors
-        dy = grad_output.reshape(x.shape)  # (N, D)
+        dy = grad_output.reshape(x.shape).to(x.dtype)  # (N, D)
         gamma, mean_of, ones, grad_input, grad_weight, grad_bias = (
             _gradient_buffers(
                 x, w, grad_weight=w is not None, grad_bias=ctx.has_bias
@@ -420,10 +432,13 @@ class LayerNormFunction(torch.autograd.Function):
                 grad_bias,
             )
         shape = ctx.param_shape
+        input_dtype, param_dtype = ctx.dtypes
         return (
-            grad_input.view(ctx.input_shape),
+            grad_input.view(ctx.input_shape).to(input_dtype),
             None,
-            None if grad_weight is None else grad_weight.view(shape),
-            None if grad_bias is None else grad_bias.view(shape),
+            None
+            if grad_weight is None
+            else grad_weight.view(shape).to(param_dtype),
+            None if grad_bias is None else grad_bias.view(shape).to(param_dtype),
             None,
         )

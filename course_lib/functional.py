@@ -8,7 +8,9 @@ Conventions used throughout:
 
 * channel-last tensors, batch first: ``(B, T, C)`` for a batch of token sequences;
 * variance is computed by subtracting the mean first, ``mean((x - mean(x))**2)``,
-  never as ``E[x^2] - E[x]^2`` (chapter 4 shows why);
+  never as ``E[x^2] - E[x]^2`` (chapter 4 shows why), and the mean is taken about
+  the first element (:func:`shifted_mean`), exact for a constant row;
+* float16 and bfloat16 inputs are computed in float32, as torch does;
 * boolean masks mean ``True`` = real token / may attend.
 
 Each public function validates its arguments and hands them to an unchecked kernel
@@ -46,6 +48,7 @@ __all__ = [
     "padding_mask",
     "rms_norm",
     "scaled_dot_product_attention",
+    "shifted_mean",
 ]
 
 
@@ -68,7 +71,10 @@ def layer_norm(
         y_j = \gamma_j \frac{x_j - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta_j
 
     The variance is the biased one (divide by D) and ``eps`` sits inside the square
-    root, exactly as in torch.
+    root, exactly as in torch. A constant row gives exactly ``bias`` (its mean is
+    exact: see :func:`shifted_mean`); with ``eps=0``, Ba et al.'s exact definition,
+    it gives 0/0 = NaN, as torch's does. Float16 and bfloat16 input is normalized
+    in float32 and only the output is rounded back, as torch does.
 
     Args:
         input (Tensor): floating-point, ending in the dimensions
@@ -78,8 +84,8 @@ def layer_norm(
             ``None``.
         bias (Tensor or None): beta, of shape ``normalized_shape``. Default:
             ``None``.
-        eps (float): added to the variance inside the square root. Default:
-            ``1e-5``.
+        eps (float): added to the variance inside the square root, ``>= 0``.
+            Default: ``1e-5``.
 
     Shape:
         input ``(*, *normalized_shape)``; weight and bias ``normalized_shape``;
@@ -141,10 +147,54 @@ def _moments(
     x: torch.Tensor, dim: int | Sequence[int], keepdim: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`moments` on validated arguments."""
-    mean = x.mean(dim=dim, keepdim=True)
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    mean = shifted_mean(x, dims)
     centered = x - mean
-    var = (centered * centered).mean(dim=dim, keepdim=keepdim)
-    return (mean if keepdim else mean.squeeze(dim)), var
+    var = (centered * centered).mean(dim=dims, keepdim=keepdim)
+    return (mean if keepdim else mean.squeeze(dims)), var
+
+
+def shifted_mean(
+    x: torch.Tensor, dims: tuple[int, ...], *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The mean over ``dims`` (kept, size 1), taken about the first element of each
+    slice: ``shift + mean(x - shift)``.
+
+    ``x - shift`` is small where the mean is large against the spread, so its sum
+    rounds less; and it is exactly 0 for a constant slice, whose mean is then
+    exact, so that a constant row normalizes to exactly 0 (its output is exactly
+    beta), as torch's.
+
+    Args:
+        x (Tensor): a floating-point tensor.
+        dims (tuple of int): the dimensions to average over.
+        out (Tensor or None): keyword-only; shaped like ``x``, scratch space for
+            ``x - shift``. Default: ``None``.
+
+    Shape:
+        x any shape; output x's shape with size 1 in ``dims``.
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import shifted_mean
+        >>> row = torch.full((1, 7), 12345.678)
+        >>> bool(shifted_mean(row, (-1,)) == row[0, 0])  # exact
+        True
+    """
+    shift = x
+    for d in dims:
+        shift = shift.narrow(d, 0, 1)
+    return shift + torch.sub(x, shift, out=out).mean(dim=dims, keepdim=True)
+
+
+#: The 16-bit dtypes: their statistics are computed in float32, as torch does, and
+#: only the output is rounded back.
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _float32(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` in float32, or None."""
+    return None if t is None else t.float()
 
 
 def _normalize(
@@ -174,6 +224,9 @@ def _layer_norm(
 ) -> torch.Tensor:
     """:func:`layer_norm` over the last ``n_dims`` dimensions, on validated
     arguments."""
+    if x.dtype in HALF_DTYPES:
+        y = _layer_norm(x.float(), n_dims, _float32(weight), _float32(bias), eps)
+        return y.to(x.dtype)
     dims = tuple(range(-n_dims, 0))
     # (*, 1, ..., 1) each; the variance is biased
     mean, var = _moments(x, dims, True)
@@ -224,7 +277,9 @@ def _rms_norm(
     """:func:`rms_norm` over the last ``n_dims`` dimensions, on validated
     arguments."""
     if eps is None:
-        eps = torch.finfo(x.dtype).eps  # torch's default
+        eps = torch.finfo(x.dtype).eps  # torch's default, the input dtype's
+    if x.dtype in HALF_DTYPES:
+        return _rms_norm(x.float(), n_dims, _float32(weight), eps).to(x.dtype)
     dims = tuple(range(-n_dims, 0))
     ms = (x * x).mean(dim=dims, keepdim=True)  # mean square per row
     y = x / torch.sqrt(ms + eps)
@@ -335,6 +390,15 @@ def _batch_norm(
     It still refuses a batch with a single value per channel: that is a property of
     the data of this call, found while computing its statistics.
     """
+    if x.dtype in HALF_DTYPES:
+        stats = _float32(running_mean), _float32(running_var)
+        params = _float32(weight), _float32(bias)
+        y = _batch_norm(x.float(), *stats, *params, training, momentum, eps, mask)
+        if training and running_mean is not None and running_var is not None:
+            with torch.no_grad():
+                running_mean.copy_(stats[0])
+                running_var.copy_(stats[1])
+        return y.to(x.dtype)
     flat = x.reshape(-1, x.shape[-1])  # (n_positions, C)
     if training:
         if mask is None:
@@ -377,28 +441,31 @@ def attention_weights(
     attn_mask: torch.Tensor | None = None,
     scale: float | None = None,
 ) -> torch.Tensor:
-    r"""Softmax attention weights, ``softmax(q k^T * scale)`` with a boolean mask.
+    r"""Softmax attention weights, ``softmax(q k^T * scale + mask)``.
 
     .. math::
         A = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}\right)
 
     ``scale=None`` uses :math:`1/\sqrt{d_k}` (Vaswani et al., 2017). ``attn_mask``
-    is boolean, True where a query may attend to a key, and broadcastable to
-    ``(..., L_q, L_k)`` with its last dimension exactly ``L_k``. A query row with no
-    key it may attend to gets all-zero weights (not NaN), as
-    ``F.scaled_dot_product_attention`` gives.
+    is either boolean, True where a query may attend to a key, or of the query's
+    dtype, added to the scores (``-inf`` forbids a key), as in
+    ``F.scaled_dot_product_attention``. It broadcasts to ``(..., L_q, L_k)`` with
+    its last dimension exactly ``L_k``. A query whose every score is ``-inf`` (no
+    key it may attend to, or scores that overflowed) gets all-zero weights, not
+    NaN, as torch's attention gives. Float16 and bfloat16 inputs are computed in
+    float32; only the weights are rounded back.
 
     Args:
         query (Tensor): floating-point, ``(*, L_q, d_k)``.
         key (Tensor): the same dtype and ``d_k``, ``(*, L_k, d_k)``.
-        attn_mask (Tensor or None): bool, True = may attend. Default: ``None``.
+        attn_mask (Tensor or None): bool (True = may attend) or the query's dtype
+            (added to the scores). Default: ``None``.
         scale (float or None): the factor on the scores; ``None`` is
             :math:`1/\sqrt{d_k}`. Default: ``None``.
 
     Shape:
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``, attn_mask
-        ``(*, L_q or 1, L_k)`` bool; output ``(*, L_q, L_k)``, rows summing to 1 (or
-        0).
+        ``(*, L_q or 1, L_k)``; output ``(*, L_q, L_k)``, rows summing to 1 (or 0).
 
     Example:
         >>> import torch
@@ -413,7 +480,7 @@ def attention_weights(
     if scale is not None:
         scale = check_real(scale, "scale")
     if attn_mask is not None:
-        attn_mask = check_attn_mask(attn_mask, _scores_shape(q, k))
+        attn_mask = check_attn_mask(attn_mask, _scores_shape(q, k), q.dtype)
     return _attention_weights(q, k, attn_mask, scale)
 
 
@@ -431,19 +498,24 @@ def _attention_weights(
 ) -> torch.Tensor:
     """:func:`attention_weights` on validated arguments (a mask that broadcasts
     exactly)."""
+    if q.dtype in HALF_DTYPES:
+        if attn_mask is not None and attn_mask.dtype != torch.bool:
+            attn_mask = attn_mask.float()
+        return _attention_weights(q.float(), k.float(), attn_mask, scale).to(
+            q.dtype
+        )
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (*, L_q, L_k)
-    if attn_mask is None:
-        return torch.softmax(scores, dim=-1)
-    mask = attn_mask.expand(scores.shape)
-    # (*, L_q, 1): row has at least one key
-    has_key = mask.any(dim=-1, keepdim=True)
-    # A row with no allowed key is given scores of 0 (finite), then zeroed below.
-    scores = scores.masked_fill(~mask & has_key, float("-inf")).masked_fill(
-        ~has_key, 0.0
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    elif attn_mask is not None:
+        scores = scores + attn_mask
+    # (*, L_q, 1): a query with no finite score gets 0 weights, not 0/0 = NaN
+    dead = (scores == float("-inf")).all(dim=-1, keepdim=True)
+    return torch.softmax(scores.masked_fill(dead, 0.0), dim=-1).masked_fill(
+        dead, 0.0
     )
-    return torch.softmax(scores, dim=-1) * has_key
 
 
 def scaled_dot_product_attention(
@@ -451,29 +523,43 @@ def scaled_dot_product_attention(
     key: torch.Tensor,
     value: torch.Tensor,
     attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
     *,
     scale: float | None = None,
+    enable_gqa: bool = False,
 ) -> torch.Tensor:
-    r"""Scaled dot-product attention, as ``F.scaled_dot_product_attention`` (no
-    dropout).
+    r"""Scaled dot-product attention, as ``F.scaled_dot_product_attention``, with
+    its arguments in its order.
 
     .. math::
         \mathrm{Attention}(Q, K, V)
         = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V
 
-    See :func:`attention_weights` for the mask convention (True = may attend).
+    See :func:`attention_weights` for the masks (bool: True = may attend; float:
+    added to the scores) and for a query with no key.
 
     Args:
         query (Tensor): floating-point, ``(*, L_q, d_k)``.
         key (Tensor): the same dtype and ``d_k``, ``(*, L_k, d_k)``.
         value (Tensor): the same dtype, ``(*, L_k, d_v)``.
-        attn_mask (Tensor or None): bool, True = may attend. Default: ``None``.
-        scale (float or None): keyword-only (torch's fifth positional argument is
-            ``dropout_p``); ``None`` is :math:`1/\sqrt{d_k}`. Default: ``None``.
+        attn_mask (Tensor or None): bool or the query's dtype. Default: ``None``.
+        dropout_p (float): the probability of zeroing each attention weight, the
+            others divided by ``1 - dropout_p``, drawn from torch's global
+            generator as torch's does. Default: ``0.0``.
+        is_causal (bool): let query ``i`` attend to keys ``0..i`` only (the
+            upper-left triangle, as torch's); not together with ``attn_mask``.
+            Default: ``False``.
+        scale (float or None): keyword-only, as in torch; ``None`` is
+            :math:`1/\sqrt{d_k}`. Default: ``None``.
+        enable_gqa (bool): keyword-only; grouped-query attention: the query's
+            heads (dimension -3) share key and value heads, each of ``H_kv``
+            heads repeated ``H_q / H_kv`` times. Default: ``False``.
 
     Shape:
         query ``(*, L_q, d_k)``, key ``(*, L_k, d_k)``, value ``(*, L_k, d_v)``;
-        output ``(*, L_q, d_v)``.
+        with ``enable_gqa``, query ``(*, H_q, L_q, d_k)`` and key and value
+        ``(*, H_kv, L_k, d)``; output ``(*, L_q, d_v)``.
 
     Example:
         >>> import torch
@@ -484,12 +570,23 @@ def scaled_dot_product_attention(
         >>> out = scaled_dot_product_attention(q, k, v, scale=0.0)
         >>> [f"{o:.1f}" for o in out[:, 0].tolist()]
         ['2.0', '2.0']
+        >>> out = scaled_dot_product_attention(q, k, v, is_causal=True)
+        >>> f"{out[0, 0].item():.1f}"  # the first query sees the first key only
+        '1.0'
     """
+    dropout_p = check_probability(dropout_p, "dropout_p")
+    is_causal = check_bool(is_causal, "is_causal")
+    if check_bool(enable_gqa, "enable_gqa"):
+        key, value = _repeat_kv_heads(query, key, value)
     q, k = check_query_key(query, key)
     if scale is not None:
         scale = check_real(scale, "scale")
-    if attn_mask is not None:
-        attn_mask = check_attn_mask(attn_mask, _scores_shape(q, k))
+    if is_causal and attn_mask is not None:
+        raise ValueError("is_causal=True takes no attn_mask (it is the mask)")
+    if is_causal:
+        attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+    elif attn_mask is not None:
+        attn_mask = check_attn_mask(attn_mask, _scores_shape(q, k), q.dtype)
     v = check_float_tensor(value, "value", min_dim=2)
     if v.shape[-2] != k.shape[-2]:
         raise ValueError(
@@ -500,7 +597,49 @@ def scaled_dot_product_attention(
         raise TypeError(
             f"value must have dtype {q.dtype} like query, got {v.dtype}"
         )
-    return torch.matmul(_attention_weights(q, k, attn_mask, scale), v)
+    return _scaled_dot_product_attention(q, k, v, attn_mask, scale, dropout_p)
+
+
+def _repeat_kv_heads(
+    query: object, key: object, value: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``key`` and ``value`` with each head (dimension -3) repeated
+    ``H_q / H_kv`` times, for grouped-query attention."""
+    q = check_float_tensor(query, "query", min_dim=3)
+    k = check_float_tensor(key, "key", min_dim=3)
+    v = check_float_tensor(value, "value", min_dim=3)
+    h_q, h_kv = q.shape[-3], k.shape[-3]
+    if v.shape[-3] != h_kv or h_q % h_kv:
+        raise ValueError(
+            "enable_gqa needs key and value with the same number of heads "
+            f"(dimension -3), dividing the query's {h_q}; got key {h_kv}, value "
+            f"{v.shape[-3]}"
+        )
+    repeats = h_q // h_kv
+    return k.repeat_interleave(repeats, -3), v.repeat_interleave(repeats, -3)
+
+
+def _scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    scale: float | None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """:func:`scaled_dot_product_attention` on validated arguments; 16-bit inputs
+    are computed in float32 and only the output is rounded back."""
+    if q.dtype in HALF_DTYPES:
+        if attn_mask is not None and attn_mask.dtype != torch.bool:
+            attn_mask = attn_mask.float()
+        out = _scaled_dot_product_attention(
+            q.float(), k.float(), v.float(), attn_mask, scale, dropout_p
+        )
+        return out.to(q.dtype)
+    weights = _attention_weights(q, k, attn_mask, scale)
+    if dropout_p > 0.0:
+        weights = torch.dropout(weights, dropout_p, train=True)
+    return torch.matmul(weights, v)
 
 
 def padding_mask(

@@ -58,8 +58,8 @@ CASES = [
         "normalized_shape",
     ),
     (
-        "layer_norm eps zero",
-        lambda: CF.layer_norm(x3, 3, eps=0.0),
+        "layer_norm eps negative",
+        lambda: CF.layer_norm(x3, 3, eps=-1e-5),
         ValueError,
         "eps",
     ),
@@ -111,7 +111,12 @@ CASES = [
         TypeError,
         "floating",
     ),
-    ("rms_norm eps zero", lambda: CF.rms_norm(x3, 3, eps=0.0), ValueError, "eps"),
+    (
+        "rms_norm eps negative",
+        lambda: CF.rms_norm(x3, 3, eps=-1e-5),
+        ValueError,
+        "eps",
+    ),
     (
         "function shape mismatch",
         lambda: LayerNormFunction.apply(x3, (5,), None, None, 1e-5),
@@ -187,8 +192,8 @@ CASES = [
         "momentum",
     ),
     (
-        "batch_norm eps zero",
-        lambda: CF.batch_norm(x3, rm, rv, eps=0),
+        "batch_norm eps negative",
+        lambda: CF.batch_norm(x3, rm, rv, eps=-1),
         ValueError,
         "eps",
     ),
@@ -199,8 +204,8 @@ CASES = [
         "d_k",
     ),
     (
-        "attention float mask",
-        lambda: CF.attention_weights(q2, k4, attn_mask=torch.ones(2, 4)),
+        "attention float64 mask for float32 scores",
+        lambda: CF.attention_weights(q2, k4, attn_mask=torch.ones(2, 4).double()),
         TypeError,
         "attn_mask",
     ),
@@ -310,8 +315,8 @@ CASES = [
         "n_layers",
     ),
     (
-        "module layer norm eps zero",
-        lambda: N.LayerNorm(4, eps=0.0),
+        "module layer norm eps negative",
+        lambda: N.LayerNorm(4, eps=-1e-5),
         ValueError,
         "eps",
     ),
@@ -521,7 +526,7 @@ CASES = [
         "n_heads",
     ),
     ("config dropout", lambda: TR.BlockConfig(dropout=-0.5), ValueError, "dropout"),
-    ("config eps zero", lambda: TR.BlockConfig(eps=0.0), ValueError, "eps"),
+    ("config eps negative", lambda: TR.BlockConfig(eps=-1e-5), ValueError, "eps"),
     (
         "config norm_first not a bool",
         lambda: TR.BlockConfig(norm_first="yes"),
@@ -575,6 +580,37 @@ CASES = [
         "attn_mask",
     ),
     (
+        "sdpa dropout_p above 1",
+        lambda: CF.scaled_dot_product_attention(q2, k4, v4, dropout_p=1.5),
+        ValueError,
+        "dropout_p",
+    ),
+    (
+        "sdpa is_causal not a bool",
+        lambda: CF.scaled_dot_product_attention(q2, k4, v4, is_causal=1),
+        TypeError,
+        "is_causal",
+    ),
+    (
+        "sdpa is_causal with a mask",
+        lambda: CF.scaled_dot_product_attention(
+            q2, k4, v4, torch.ones(2, 4, dtype=torch.bool), is_causal=True
+        ),
+        ValueError,
+        "is_causal",
+    ),
+    (
+        "sdpa enable_gqa heads not dividing",
+        lambda: CF.scaled_dot_product_attention(
+            torch.randn(3, 2, 4),
+            torch.randn(2, 5, 4),
+            torch.randn(2, 5, 4),
+            enable_gqa=True,
+        ),
+        ValueError,
+        "enable_gqa",
+    ),
+    (
         "sdpa value dtype",
         lambda: CF.scaled_dot_product_attention(
             q2, k4, torch.randn(4, 3, dtype=torch.float64)
@@ -608,13 +644,17 @@ def test_bad_input_is_rejected_with_a_message_naming_it(case, fn, exc, words):
     )
 
 
-def test_sdpa_fifth_positional_argument_is_refused():
-    """torch's fifth positional argument is ``dropout_p``: ``scale`` is keyword-only
-    here."""
-    q = torch.randn(2, 3)
-    with pytest.raises(TypeError, match="positional"):
-        CF.scaled_dot_product_attention(q, q, q, None, 0.5)
+def test_sdpa_takes_torchs_positional_arguments_in_torchs_order():
+    """(query, key, value, attn_mask, dropout_p, is_causal), then keyword-only
+    ``scale`` and ``enable_gqa``, as torch's."""
+    import torch.nn.functional as F
+
+    q, k = torch.randn(3, 4), torch.randn(5, 4)
     torch.testing.assert_close(
-        CF.scaled_dot_product_attention(q, q, q, None, scale=0.5),
-        torch.nn.functional.scaled_dot_product_attention(q, q, q, scale=0.5),
+        CF.scaled_dot_product_attention(q, k, k, None, 0.0, True),
+        F.scaled_dot_product_attention(q, k, k, None, 0.0, True),
     )
+    with pytest.raises(TypeError, match="positional"):
+        CF.scaled_dot_product_attention(q, k, k, None, 0.0, False, 0.5)
+    with pytest.raises(TypeError, match="positional"):
+        F.scaled_dot_product_attention(q, k, k, None, 0.0, False, 0.5)

@@ -78,7 +78,7 @@ def test_invariance_is_only_up_to_eps():
         ({"delta": -2.0}, ValueError),
         ({"delta": 1.0}, ValueError),
         ({"delta": "2"}, TypeError),
-        ({"eps": 0.0}, ValueError),
+        ({"eps": -1e-5}, ValueError),
         ({"n_cases": 1}, ValueError),
         ({"d_hidden": 1}, ValueError),
         ({"norms": ("GroupNorm",)}, ValueError),

@@ -400,8 +400,8 @@ BAD = [
         "dtype",
     ),
     (
-        "eps zero",
-        lambda: ch06.attention_logits(*_qk(0), eps=0.0),
+        "eps negative",
+        lambda: ch06.attention_logits(*_qk(0), eps=-1e-5),
         ValueError,
         "eps",
     ),

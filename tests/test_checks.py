@@ -92,7 +92,7 @@ def test_valid_values_pass_through(call, expected):
             ValueError,
             "noise must be >= 0",
         ),
-        (lambda: checks.check_eps(0.0), ValueError, "eps must be > 0"),
+        (lambda: checks.check_eps(-1e-9), ValueError, "eps must be >= 0"),
         (lambda: checks.check_eps(float("inf")), ValueError, "eps must be finite"),
         (
             lambda: checks.check_probability(1.5, "dropout"),

@@ -291,7 +291,7 @@ def test_make_norm_passes_device_and_dtype():
         (lambda: make_norm(None, 4), TypeError, "norm must be a str"),
         (lambda: make_norm("layer", 0), ValueError, "num_features"),
         (lambda: make_norm("none", 0), ValueError, "num_features"),
-        (lambda: make_norm("none", 4, eps=0.0), ValueError, "eps"),
+        (lambda: make_norm("none", 4, eps=-1e-5), ValueError, "eps"),
         (
             lambda: make_norm("rms", 4, elementwise_affine=1),
             TypeError,

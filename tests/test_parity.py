@@ -14,6 +14,7 @@ from torch import nn
 
 from course_lib import functional as CF
 from course_lib import norms, transformer
+from course_lib.autograd import LayerNormFunction
 
 TOL = {
     torch.float32: dict(atol=1e-5, rtol=1e-5),
@@ -252,3 +253,156 @@ def test_moments_match_torch_var_mean(shape, dim, keepdim):
         CF.moments(x, dim, keepdim=1)
     with pytest.raises(TypeError, match="input"):
         CF.moments(x.long(), dim)
+
+
+# --- edge cases from PyTorch's OpInfo sample inputs -------------------------------
+
+ALL_FLOATS = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+
+
+def _layer_norms(x, shape, w, b, eps=1e-5):
+    """Every LayerNorm of course_lib on the same call."""
+    module = norms.LayerNorm(shape, eps=eps, dtype=x.dtype)
+    with torch.no_grad():
+        module.weight.copy_(w)
+        module.bias.copy_(b)
+    return {
+        "functional": CF.layer_norm(x, shape, w, b, eps),
+        "module": module(x).detach(),
+        "Function": LayerNormFunction.apply(x, shape, w, b, eps),
+    }
+
+
+@pytest.mark.parametrize("dtype", ALL_FLOATS)
+@pytest.mark.parametrize("value", [12345.678, -3.0, 0.1])
+def test_a_constant_row_gives_exactly_beta(dtype, value):
+    """The mean of equal values is exact, so x - mean is 0 and y = beta, in every
+    dtype (the mean of 8 copies of 12345.678 used to be off by ulps, which
+    1/sqrt(eps) magnified to -0.295)."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(8, generator=g).to(dtype)
+    b = torch.randn(8, generator=g).to(dtype)
+    x = torch.full((3, 8), value, dtype=dtype)
+    for name, y in _layer_norms(x, (8,), w, b).items():
+        assert torch.equal(y, b.expand(3, 8)), name
+    y = CF.batch_norm(x.T.contiguous(), None, None, w[:3], b[:3], training=True)
+    assert torch.equal(y, b[:3].expand(8, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16_bit_statistics_do_not_overflow(dtype):
+    """Statistics in float32, as torch: squares of 300 overflow float16."""
+    row = torch.tensor([[300.0, -300.0] * 4], dtype=dtype)
+    signs = torch.tensor([[1.0, -1.0] * 4], dtype=dtype)
+    ones, zeros = torch.ones(8, dtype=dtype), torch.zeros(8, dtype=dtype)
+    for y in _layer_norms(row, (8,), ones, zeros).values():
+        torch.testing.assert_close(y, signs)
+    torch.testing.assert_close(CF.rms_norm(row, 8), signs)
+    long_row = torch.tensor([[10.0, -10.0] * 512], dtype=dtype)
+    torch.testing.assert_close(
+        LayerNormFunction.apply(long_row, 1024, None, None, 1e-5),
+        F.layer_norm(long_row, (1024,)),
+    )
+    channel = row.T.contiguous()  # (8, 1): one channel of +-300
+    torch.testing.assert_close(
+        CF.batch_norm(channel, None, None, training=True), signs.T
+    )
+    q = torch.full((1, 2, 16), 100.0, dtype=dtype)  # scores of 160000 overflow
+    v = torch.randn(1, 3, 4).to(dtype)
+    out = CF.scaled_dot_product_attention(q, q[:, :1].expand(1, 3, 16), v)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(
+        out, F.scaled_dot_product_attention(q, q[:, :1].expand(1, 3, 16), v)
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16_bit_error_is_no_larger_than_torchs(dtype):
+    """On ordinary rows, the error against a float64 computation is at most torch's
+    own plus one unit in the last place of the output's largest magnitude, and the
+    output passes torch's default tolerances for the dtype against torch's."""
+    g = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(64, 256, generator=g) + 1).to(dtype)
+    w, b = (torch.randn(256, generator=g).to(dtype) for _ in range(2))
+    x64, w64, b64 = x.double(), w.double(), b.double()
+    ref = F.layer_norm(x64, (256,), w64, b64)
+    theirs = F.layer_norm(x, (256,), w, b)
+    ulp = torch.finfo(dtype).eps * ref.abs().max().item()
+    bound = (theirs.double() - ref).abs().max().item() + ulp
+    for name, y in _layer_norms(x, (256,), w, b).items():
+        assert (y.double() - ref).abs().max().item() <= bound, name
+        torch.testing.assert_close(y, theirs)
+    eps = torch.finfo(dtype).eps
+    ref = F.rms_norm(x64, (256,), w64, eps=eps)
+    theirs = F.rms_norm(x, (256,), w)
+    bound = (theirs.double() - ref).abs().max().item() + ulp
+    ours = CF.rms_norm(x, 256, w)
+    assert (ours.double() - ref).abs().max().item() <= bound
+    q, k, v = (torch.randn(2, 7, 16, generator=g).to(dtype) for _ in range(3))
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    theirs = F.scaled_dot_product_attention(q, k, v)
+    ours = CF.scaled_dot_product_attention(q, k, v)
+    ulp = torch.finfo(dtype).eps * ref.abs().max().item()
+    bound = (theirs.double() - ref).abs().max().item() + ulp
+    assert (ours.double() - ref).abs().max().item() <= bound
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_eps_zero_is_ba_et_als_definition_and_torchs():
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    for y in _layer_norms(x, (6,), torch.ones(6), torch.zeros(6), eps=0.0).values():
+        torch.testing.assert_close(y, F.layer_norm(x, (6,), eps=0.0))
+    const = torch.full((2, 6), 2.0)
+    for y in _layer_norms(const, (6,), torch.ones(6), torch.zeros(6), 0.0).values():
+        assert (
+            torch.isnan(y).all()
+            and torch.isnan(F.layer_norm(const, (6,), eps=0.0)).all()
+        )
+    torch.testing.assert_close(
+        CF.rms_norm(x, 6, eps=0.0), F.rms_norm(x, (6,), eps=0.0)
+    )
+
+
+def test_a_query_whose_scores_are_all_minus_inf_gets_zero_output():
+    """Overflowed scores (1e38 * -1e38) and a float mask of -inf, as torch: 0, not
+    NaN."""
+    q = torch.full((1, 2, 4), 1e38)
+    k = -torch.full((1, 3, 4), 1e38)
+    v = torch.randn(1, 3, 4)
+    out = CF.scaled_dot_product_attention(q, k, v)
+    assert torch.equal(out, torch.zeros_like(out))
+    assert torch.equal(out, F.scaled_dot_product_attention(q, k, v))
+    q, k = torch.randn(1, 2, 4), torch.randn(1, 3, 4)
+    bias = torch.tensor([[0.0, -1.0, float("-inf")], [float("-inf")] * 3])
+    torch.testing.assert_close(
+        CF.scaled_dot_product_attention(q, k, v, bias),
+        F.scaled_dot_product_attention(q, k, v, bias),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sdpa_arguments_as_torchs(dtype):
+    """Float (additive) masks, is_causal with L_q != L_k, dropout drawn as torch
+    draws it, and grouped-query attention."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(2, 4, 5, 8, generator=g, dtype=dtype)
+    k, v = (torch.randn(2, 4, 7, 8, generator=g, dtype=dtype) for _ in range(2))
+    bias = torch.randn(5, 7, generator=g, dtype=dtype)
+    tol = {"rtol": 0, "atol": 1e-5 if dtype == torch.float32 else 1e-12}
+    for kwargs in ({"attn_mask": bias}, {"is_causal": True}, {"scale": 0.3}):
+        torch.testing.assert_close(
+            CF.scaled_dot_product_attention(q, k, v, **kwargs),
+            F.scaled_dot_product_attention(q, k, v, **kwargs),
+            **tol,
+        )
+    torch.manual_seed(3)
+    ours = CF.scaled_dot_product_attention(q, k, v, dropout_p=0.3)
+    torch.manual_seed(3)
+    theirs = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3)
+    torch.testing.assert_close(ours, theirs, **tol)
+    k2, v2 = k[:, :2], v[:, :2]  # 2 key/value heads for 4 query heads
+    torch.testing.assert_close(
+        CF.scaled_dot_product_attention(q, k2, v2, enable_gqa=True),
+        F.scaled_dot_product_attention(q, k2, v2, enable_gqa=True),
+        **tol,
+    )
