@@ -6,6 +6,8 @@ test_layernorm_implementations.py.
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -406,3 +408,47 @@ def test_sdpa_arguments_as_torchs(dtype):
         F.scaled_dot_product_attention(q, k2, v2, enable_gqa=True),
         **tol,
     )
+
+
+def torch_sdpa(
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p=0.0,
+    is_causal=False,
+    *,
+    scale=None,
+    enable_gqa=False,
+):
+    """The signature torch documents for F.scaled_dot_product_attention, a builtin
+    that inspect cannot read."""
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (CF.layer_norm, F.layer_norm),
+        (CF.rms_norm, F.rms_norm),
+        (CF.batch_norm, F.batch_norm),
+        (CF.scaled_dot_product_attention, torch_sdpa),
+    ],
+    ids=["layer_norm", "rms_norm", "batch_norm", "sdpa"],
+)
+def test_functional_takes_torchs_arguments_in_torchs_order(ours, theirs):
+    """Every argument torch's function takes, with its name, kind and default, in
+    its order; only keyword-only arguments of course_lib's own may follow."""
+
+    def spec(sig):
+        return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
+
+    if isinstance(theirs, str):
+        theirs_sig = inspect.Signature.from_callable(
+            eval(f"lambda {theirs[1:-1]}: 0")
+        )
+    else:
+        theirs_sig = inspect.signature(theirs)
+    ours_spec, theirs_spec = spec(inspect.signature(ours)), spec(theirs_sig)
+    assert ours_spec[: len(theirs_spec)] == theirs_spec
+    extra = ours_spec[len(theirs_spec) :]
+    assert all(kind is inspect.Parameter.KEYWORD_ONLY for _, kind, _ in extra)
