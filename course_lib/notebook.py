@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 import warnings
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 import torch
 
-__all__ = ["Table", "below", "check", "setup"]
+__all__ = ["Table", "below", "check", "note_agrees", "setup"]
 
 
 def _use_deterministic_algorithms() -> None:
@@ -180,3 +181,45 @@ def below(value: float | torch.Tensor, bound: float) -> str:
     if abs(value) < bound:
         return f"< {bound:.0e}".replace("e-0", "e-").replace("e+0", "e")
     return f"{value:.1e} (NOT below {bound:.0e})"
+
+
+def note_agrees(note: str, value: float | torch.Tensor) -> bool:
+    """The book's one rule for "the notes' number agrees": ``note``, as the notes
+    print it, equals ``value`` rounded to the digits ``note`` shows.
+
+    ``"1.09"`` agrees with 1.0854 and 1.0949 but not with 1.0954 (which rounds to
+    1.10): being off by one in the last printed digit is a disagreement.
+
+    Args:
+        note (str): the number as printed, e.g. ``"2.60"`` (a float would lose the
+            trailing zero that says how many digits were printed).
+        value (float or Tensor): the computed value, a Python number or a
+            one-element tensor.
+
+    Shape:
+        value: a number or a one-element tensor.
+
+    Example:
+        >>> from course_lib.notebook import note_agrees
+        >>> note_agrees("1.09", 1.0954), note_agrees("1.10", 1.0954)
+        (False, True)
+    """
+    if not isinstance(note, str):
+        raise TypeError(f"note must be the number as printed, a str, got {note!r}")
+    try:
+        printed = Decimal(note.strip())
+    except InvalidOperation:
+        raise ValueError(f"note must be a decimal number, got {note!r}") from None
+    if not printed.is_finite():
+        raise ValueError(f"note must be a finite decimal number, got {note!r}")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"value must be one number, got a tensor of shape "
+                f"{tuple(value.shape)}"
+            )
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"value must be a real number, got {type(value).__name__}")
+    exact = Decimal(float(value))  # the float's exact binary value
+    return exact.quantize(printed, rounding=ROUND_HALF_EVEN) == printed

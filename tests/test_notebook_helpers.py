@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.notebook import Table, below, check, setup
+from course_lib.notebook import Table, below, check, note_agrees, setup
 
 
 def test_setup_makes_runs_repeatable_and_single_threaded():
@@ -123,3 +123,43 @@ def test_named_streams_are_disjoint_for_every_chapter_seed():
         stream_seed(0, "weight")
     with pytest.raises(ValueError, match="seed"):
         stream_seed(-1, "batches")
+
+
+@pytest.mark.parametrize(
+    ("note", "value", "agrees"),
+    [
+        ("1.09", 1.0954, False),  # rounds to 1.10: one unit off disagrees
+        ("1.10", 1.0954, True),
+        ("1.09", 1.0854, True),
+        ("1.09", 1.0949, True),
+        ("2.60", 2.5981, True),  # the trailing zero counts as a digit
+        ("2.6", 2.6499, True),
+        ("2.60", 2.6049, True),
+        ("2.60", 2.6051, False),
+        ("-0.18", -0.2041, False),
+        ("-0.20", -0.2041, True),
+        ("5", 5.4, True),
+        ("5", 5.6, False),
+    ],
+)
+def test_note_agrees_is_equality_after_rounding_to_the_printed_digits(
+    note, value, agrees
+):
+    assert note_agrees(note, value) is agrees
+    assert note_agrees(note, torch.tensor(value, dtype=torch.float64)) is agrees
+
+
+@pytest.mark.parametrize(
+    ("note", "value", "error", "words"),
+    [
+        (1.09, 1.09, TypeError, "note"),
+        ("one", 1.0, ValueError, "note"),
+        ("nan", 1.0, ValueError, "note"),
+        ("1.0", "1.0", TypeError, "value"),
+        ("1.0", True, TypeError, "value"),
+        ("1.0", torch.ones(2), ValueError, "value"),
+    ],
+)
+def test_note_agrees_rejects_bad_arguments(note, value, error, words):
+    with pytest.raises(error, match=words):
+        note_agrees(note, value)
