@@ -12,7 +12,7 @@ JOBS   ?= 2
 # and binder/start read too.
 include scripts/kernel.env
 
-NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb))
+NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb book/appendix_*.ipynb))
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
          --nbval-cell-timeout=$(CELL_TIMEOUT_S) \
          --nbval-kernel-startup-timeout=$(KERNEL_START_TIMEOUT_S) --timeout=$(TEST_TIMEOUT_S)

@@ -21,17 +21,13 @@ from course_lib.experiments.ch04_layernorm_derivation import (
     EXPECTED_INVARIANCE,
     INVARIANCE_NORMS,
     INVARIANCE_TRANSFORMS,
-    STABLE_MARGIN,
+    STEP_KINDS,
     correlated_tokens,
     feature_correlation_stats,
     invariance_table,
     layer_norm_std_eps,
-    offset_rows,
     plot_row_steps,
-    variance_errors,
-    variance_naive,
-    variance_two_pass,
-    variance_welford,
+    spread_after_one_step,
 )
 
 f64 = torch.float64
@@ -312,63 +308,35 @@ def test_gradcheck_of_the_hand_backward():
     )
 
 
-# ------------------------------------------------------------------------- numerics
+@pytest.mark.parametrize("seed", range(8))
+def test_a_plain_step_on_x_never_shrinks_but_training_updates_can(seed):
+    plain = spread_after_one_step("sgd on x", seed=seed)
+    assert plain.shrunk == 0 and plain.largest_mean_change < 1e-12
+    decay = spread_after_one_step("sgd + weight decay on x", seed=seed)
+    assert decay.shrunk == decay.rows
+    shared = spread_after_one_step("sgd on shared W", seed=seed)
+    assert shared.largest_mean_change < 1e-12  # every row's gradient sums to 0
+    assert spread_after_one_step("adam on x", seed=seed).largest_mean_change > 1e-3
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_stable_variance_beats_naive_by_the_stated_margin(seed):
-    e = variance_errors(offset_rows(1e4, dtype=torch.float32, seed=seed))
-    assert e.naive >= STABLE_MARGIN * e.two_pass
-    assert e.naive >= STABLE_MARGIN * e.welford
-    assert e.naive > 1.0  # the naive formula has no correct digit at this offset
-    assert e.naive_negative > 0.1  # and gives negative "variances"
-
-
-def test_without_offset_all_three_agree():
-    e = variance_errors(offset_rows(0.0, dtype=torch.float32))
-    assert max(e.naive, e.two_pass, e.welford) < 1e-5
-    assert e.naive_negative == 0.0
-
-
-def test_naive_error_grows_with_the_offset():
-    errors = [
-        variance_errors(offset_rows(o, dtype=torch.float32)).naive
-        for o in (1e1, 1e2, 1e3, 1e4)
+def test_adam_and_shared_weights_shrink_rows_on_some_seeds():
+    # the chapter's table: seeds 0-7
+    adam = [spread_after_one_step("adam on x", seed=s).shrunk for s in range(8)]
+    shared = [
+        spread_after_one_step("sgd on shared W", seed=s).shrunk for s in range(8)
     ]
-    assert all(b > 10 * a for a, b in zip(errors[:-1], errors[1:], strict=True))
+    assert sum(n > 0 for n in adam) == 3  # "on 3 of the 8 seeds"
+    assert shared == [0, 2, 0, 0, 0, 0, 0, 0]  # "2 of 32 rows on 1 of the 8 seeds"
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_sixteen_bit_storage_and_arithmetic(dtype):
-    # at offset 1e4 a spread-1 row is not even storable
-    stored = offset_rows(1e4, rows=8, dtype=dtype)
-    assert all(len(torch.unique(r)) <= 3 for r in stored)
-    with pytest.raises(ValueError, match="constant"):
-        variance_errors(offset_rows(1e4, dtype=torch.bfloat16))
-    # at offset 100: in 16 bits naive is useless, two-pass beats Welford; in float32
-    # both stable are fine
-    x = offset_rows(1e2, dtype=dtype)
-    e16, e32 = variance_errors(x), variance_errors(x.float())
-    assert e16.naive > 0.5
-    assert e16.two_pass < e16.welford < e16.naive
-    assert max(e32.two_pass, e32.welford) < 1e-5
-
-
-def test_variance_methods_agree_on_exact_data_and_check_inputs():
-    # variance 4
-    x = torch.tensor([[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]], dtype=f64)
-    for fn in (variance_naive, variance_two_pass, variance_welford):
-        assert fn(x).item() == pytest.approx(4.0, abs=1e-12)
-        with pytest.raises(TypeError, match="x"):
-            fn([[1.0, 2.0]])
-        with pytest.raises(TypeError, match="x"):
-            fn(torch.arange(4))
-    with pytest.raises(ValueError, match="offset"):
-        offset_rows(float("inf"))
-    with pytest.raises(TypeError, match="dtype"):
-        offset_rows(1.0, dtype=torch.int32)
-    with pytest.raises(ValueError, match="x"):
-        variance_errors(torch.randn(2, 3, 4))
+def test_spread_after_one_step_checks_its_arguments():
+    assert len(STEP_KINDS) == 4
+    with pytest.raises(ValueError, match="kind"):
+        spread_after_one_step("rmsprop")
+    with pytest.raises(ValueError, match="lr"):
+        spread_after_one_step("adam on x", lr=-1.0)
+    with pytest.raises(TypeError, match="seed"):
+        spread_after_one_step("adam on x", seed=1.5)
 
 
 # ---------------------------------------------------------------------- correlation

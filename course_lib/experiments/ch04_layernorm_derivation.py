@@ -7,10 +7,6 @@ r"""Chapter 4: LayerNorm derived row by row, and the measurements the chapter ma
 * :func:`invariance_table`: Table 1 of Ba et al. (2016), computed: which re-scalings
   and re-centerings of the weights or the data leave BatchNorm, LayerNorm and
   RMSNorm unchanged;
-* :func:`variance_naive`, :func:`variance_two_pass`, :func:`variance_welford`: three
-  ways to compute a row's variance, and :func:`offset_rows` /
-  :func:`variance_errors` to measure how many digits each keeps on rows with a large
-  offset;
 * :func:`correlated_tokens` / :func:`feature_correlation_stats`: does LayerNorm
   decorrelate features? (It does not, in general.)
 * :func:`plot_row_steps`: a row through centering, scaling and the affine step, the
@@ -31,34 +27,30 @@ from matplotlib.figure import Figure
 
 from .. import functional as CF
 from .._checks import (
+    check_choice,
     check_eps,
     check_float_tensor,
     check_int,
     check_real,
-    check_rows,
     check_seed,
 )
 from ..plotting import color, new_figure
 
 __all__ = [
+    "STEP_KINDS",
+    "StepResult",
+    "spread_after_one_step",
     "EXPECTED_INVARIANCE",
     "INVARIANCE_NORMS",
     "INVARIANCE_TRANSFORMS",
-    "STABLE_MARGIN",
     "CorrelationStats",
     "InvarianceResult",
-    "VarianceErrors",
     "correlated_tokens",
     "feature_correlation_stats",
     "invariance_table",
     "layer_norm_std_eps",
-    "offset_rows",
     "plot_normalized_geometry",
     "plot_row_steps",
-    "variance_errors",
-    "variance_naive",
-    "variance_two_pass",
-    "variance_welford",
 ]
 
 
@@ -230,150 +222,77 @@ def invariance_table(
     return results
 
 
-# ------------------------------------------------------------------------ variance
+# ------------------------------------------------------------- one gradient step
 
-
-def variance_naive(x: torch.Tensor) -> torch.Tensor:
-    r"""Row variance by the one-pass textbook shortcut, in ``x``'s dtype.
-
-    .. math:: \sigma^2 = \overline{x^2} - \bar x^{\,2}
-
-    Two large, nearly equal numbers are subtracted: when the row's offset is large
-    next to its spread, the digits that hold the variance cancel, and the result can
-    even be negative. Shown for the lesson, not for use.
-
-    Shape:
-        x ``(*, D)``; output ``(*)``.
-    """
-    x = check_rows(x, "x")
-    mean = x.mean(dim=-1)  # (*)
-    return (x * x).mean(dim=-1) - mean * mean
-
-
-def variance_two_pass(x: torch.Tensor) -> torch.Tensor:
-    r"""Row variance by subtracting the mean first (two passes), in ``x``'s dtype.
-
-    .. math:: \bar x = \frac{1}{D}\sum_j x_j,\qquad
-        \sigma^2 = \frac{1}{D}\sum_j (x_j - \bar x)^2
-
-    This is how ``course_lib.functional.layer_norm`` computes it.
-
-    Shape:
-        x ``(*, D)``; output ``(*)``.
-    """
-    return CF.moments(check_rows(x, "x"), -1)[1]  # functional's own statistics
-
-
-def variance_welford(x: torch.Tensor) -> torch.Tensor:
-    r"""Row variance by Welford's one-pass update (Welford, 1962), in ``x``'s dtype.
-
-    One element at a time, for :math:`k = 1, \dots, D`:
-
-    .. math::
-        \delta = x_k - m_{k-1},\quad m_k = m_{k-1} + \frac{\delta}{k},\quad
-        M_k = M_{k-1} + \delta\,(x_k - m_k),\qquad \sigma^2 = M_D / D
-
-    Every quantity it adds up is a deviation from the running mean, so nothing large
-    cancels. The running mean and sum are kept in ``x``'s dtype (a Python loop over
-    the D columns, vectorized over the rows); fast kernels do the same in float32
-    blocks.
-
-    Shape:
-        x ``(*, D)``; output ``(*)``.
-    """
-    x = check_rows(x, "x")
-    n = x.shape[-1]
-    mean = torch.zeros(x.shape[:-1], dtype=x.dtype)  # (*)
-    m2 = torch.zeros_like(mean)
-    for k in range(n):
-        value = x[..., k]
-        delta = value - mean
-        mean = mean + delta / (k + 1)
-        m2 = m2 + delta * (value - mean)
-    return m2 / n
-
-
-def offset_rows(
-    offset: float,
-    *,
-    spread: float = 1.0,
-    rows: int = 64,
-    dim: int = 768,
-    dtype: torch.dtype = torch.float32,
-    seed: int = 0,
-) -> torch.Tensor:
-    r"""Rows ``offset + spread * z``, ``z`` standard normal, drawn in float64,
-    stored in ``dtype``.
-
-    Storing is the first rounding: in a 16-bit dtype a large offset leaves too few
-    digits for the spread (see the chapter).
-
-    Shape:
-        output ``(rows, dim)``.
-    """
-    offset = check_real(offset, "offset")
-    spread = check_real(spread, "spread", minimum=0.0)
-    rows = check_int(rows, "rows")
-    dim = check_int(dim, "dim", minimum=2)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(
-            f"dtype must be a floating-point torch.dtype, got {dtype!r}"
-        )
-    g = torch.Generator().manual_seed(check_seed(seed))
-    z = torch.randn(rows, dim, generator=g, dtype=torch.float64)
-    return (offset + spread * z).to(dtype)
-
-
-#: The chapter's claim: on float32 rows with offset 1e4 and spread 1, both stable
-#: methods have a median relative error at least this many times smaller than the
-#: naive formula's.
-STABLE_MARGIN: float = 1e4
+#: The updates :func:`spread_after_one_step` compares.
+STEP_KINDS = ("sgd on x", "sgd + weight decay on x", "adam on x", "sgd on shared W")
 
 
 @dataclass(frozen=True)
-class VarianceErrors:
-    """Median relative error of each method against float64 on the same stored
-    rows."""
+class StepResult:
+    """What one update did to the rows that feed a LayerNorm."""
 
-    naive: float
-    two_pass: float
-    welford: float
-    naive_negative: float  # fraction of rows whose naive variance is below zero
+    rows: int  # rows updated
+    shrunk: int  # rows whose centered norm |x - mean(x)| went down
+    largest_mean_change: float  # over the rows, |mean(x_new) - mean(x)|
 
 
-def variance_errors(x: torch.Tensor) -> VarianceErrors:
-    r"""Relative errors of the three variance methods, computed in ``x``'s dtype.
+def spread_after_one_step(
+    kind: str,
+    *,
+    lr: float = 0.5,
+    weight_decay: float = 0.1,
+    seed: int = 0,
+) -> StepResult:
+    r"""One update of what feeds ``F.layer_norm``, under the loss
+    :math:`L = \sum g \odot \mathrm{LN}(x)` (``g`` a fixed random upstream
+    gradient), and what it did to each row's spread.
 
-    The reference is the two-pass variance of the *same stored values* in float64,
-    so the errors measure the method, not the rounding of the data into ``x``'s
-    dtype:
-
-    .. math:: \mathrm{err} = \operatorname{median}_{\text{rows}}
-        \frac{|\hat\sigma^2 - \sigma^2_{64}|}{\sigma^2_{64}}
-
-    Shape:
-        x ``(rows, D)``, no constant row (its relative error is undefined).
+    * ``"sgd on x"``: :math:`x \leftarrow x - \eta\nabla_x L`, 6 rows of 16 features
+      (the chapter's case: the step is orthogonal to the centered row, so no row
+      shrinks);
+    * ``"sgd + weight decay on x"``: the same step plus ``weight_decay * x``;
+    * ``"adam on x"``: one ``torch.optim.Adam`` step on ``x``, whose per-element
+      normalization breaks the orthogonality;
+    * ``"sgd on shared W"``: ``x = u W^T`` for 32 inputs ``u`` of 8 features and
+      one matrix ``W`` (16, 8); one SGD step on ``W`` moves every row by a mixture
+      of all rows' gradients.
     """
-    x = check_rows(x, "x")
-    if x.dim() != 2:
-        raise ValueError(f"x must be 2-D (rows, D), got shape {tuple(x.shape)}")
-    ref = variance_two_pass(x.to(torch.float64))  # (rows,)
-    if bool((ref == 0).any()):
-        raise ValueError(
-            f"x has a constant row once stored in {x.dtype}: its variance is 0 and "
-            "a "
-            "relative error is undefined"
-        )
+    kind = check_choice(kind, "kind", STEP_KINDS)
+    lr = check_real(lr, "lr", minimum=0.0)
+    weight_decay = check_real(weight_decay, "weight_decay", minimum=0.0)
+    g = torch.Generator().manual_seed(check_seed(seed))
+    f64 = torch.float64
+    if kind == "sgd on shared W":
+        u = torch.randn(32, 8, generator=g, dtype=f64)
+        w = torch.randn(16, 8, generator=g, dtype=f64).requires_grad_()
+        upstream = torch.randn(32, 16, generator=g, dtype=f64)
+        before = (u @ w.T).detach()
+        (torch.nn.functional.layer_norm(u @ w.T, (16,)) * upstream).sum().backward()
+        with torch.no_grad():
+            w -= lr * w.grad
+        after = (u @ w.T).detach()
+    else:
+        x = 3.0 * torch.randn(6, 16, generator=g, dtype=f64) + 2.0
+        x.requires_grad_()
+        upstream = torch.randn(6, 16, generator=g, dtype=f64)
+        before = x.detach().clone()
+        if kind == "adam on x":
+            opt: torch.optim.Optimizer = torch.optim.Adam([x], lr=lr)
+        else:
+            decay = weight_decay if kind == "sgd + weight decay on x" else 0.0
+            opt = torch.optim.SGD([x], lr=lr, weight_decay=decay)
+        (torch.nn.functional.layer_norm(x, (16,)) * upstream).sum().backward()
+        opt.step()
+        after = x.detach()
 
-    def err(v: torch.Tensor) -> float:
-        return float(((v.to(torch.float64) - ref).abs() / ref).median())
+    def spread(t: torch.Tensor) -> torch.Tensor:
+        return (t - t.mean(-1, keepdim=True)).norm(dim=-1)
 
-    naive = variance_naive(x)
-    return VarianceErrors(
-        naive=err(naive),
-        two_pass=err(variance_two_pass(x)),
-        welford=err(variance_welford(x)),
-        naive_negative=float((naive < 0).double().mean()),
+    return StepResult(
+        rows=before.shape[0],
+        shrunk=int((spread(after) < spread(before)).sum()),
+        largest_mean_change=float((after.mean(-1) - before.mean(-1)).abs().max()),
     )
 
 

@@ -4,7 +4,8 @@
 * ``floor``: a fresh kernel that only runs the import statements of the chapters
   (the union of every top-level ``import`` in ``book/NN_*.ipynb``) and ``setup()``,
   from kernel start to the end of that cell. No chapter can be faster than this.
-* one row per chapter notebook ``book/[0-9][0-9]_*.ipynb``: a fresh kernel runs a
+* one row per chapter or appendix notebook (``book/[0-9][0-9]_*.ipynb``, then
+  ``book/appendix_*.ipynb``): a fresh kernel runs a
   copy of it, kernel start included, with the client of
   ``scripts/execute_notebooks.py`` (what it and nbval pay; kernel shutdown, which
   nobody waits for, excluded), and its ratio to the floor. Budget: 20 s. A chapter
@@ -27,12 +28,13 @@ from ..execute_notebooks import notebook_client
 from .processes import ROOT, child_env
 from .table import Row, median, verdict
 
-CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
+# chapters, then appendices: each has the same 20 s budget
+CHAPTER_GLOBS = ("[0-9][0-9]_*.ipynb", "appendix_*.ipynb")
 BUDGET_CHAPTER_S = 20.0
 
 
 def chapters() -> list[Path]:
-    return sorted((ROOT / "book").glob(CHAPTER_GLOB))
+    return [p for g in CHAPTER_GLOBS for p in sorted((ROOT / "book").glob(g))]
 
 
 def chapter_imports(paths: Sequence[Path]) -> list[str]:
