@@ -369,9 +369,17 @@ def test_claim_pre_ln_gradient_tracks_one_over_stream_size(init_stats):
 def test_claim_per_layer_profile_at_sixteen_layers(init_stats):
     post = init_stats[("Post-LN", 16)].grad_norms.mean(0)
     pre = init_stats[("Pre-LN", 16)].grad_norms.mean(0)
-    # Post-LN: nearly flat, within a quarter
-    assert 0.75 < post[-1] / post[0] < 1.25
     assert pre[-1] / pre[0] < 0.8  # Pre-LN falls from the first layer to the last
+    ratio = {
+        name: init_stats[(name, 16)].grad_norms[:, -1]
+        / init_stats[(name, 16)].grad_norms[:, 0]
+        for name in ch07.PLACEMENTS
+    }  # (seeds,) layer 16 / layer 1
+    # Post-LN: no consistent direction, the seeds' ratios straddle 1
+    assert ratio["Post-LN"].min() < 0.95 and ratio["Post-LN"].max() > 1.05
+    assert post[-1] / post[0] < 1.25  # the mean rises mildly at most
+    # Pre-LN: falls on every seed
+    assert bool((ratio["Pre-LN"] < 0.8).all())
 
 
 def test_claim_pre_ln_residual_stream_grows_post_ln_stays_at_one(init_stats):
