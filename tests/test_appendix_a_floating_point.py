@@ -130,3 +130,31 @@ def test_float16_variance_of_plus_minus_300_overflows_but_course_lib_does_not():
     expected = torch.tensor([[1.0, -1.0] * 4], dtype=torch.float16)
     assert torch.equal(F.layer_norm(h, (8,)), expected)
     assert torch.equal(CF.layer_norm(h, (8,)), expected)
+
+
+def test_eps_caps_the_gradient_near_one_over_eps_for_std_plus_eps():
+    """The appendix's figure: at spread 1e-8 the std + eps convention's gradient
+    is near |g - mean(g)| / 1e-6, about a thousand times PyTorch's cap."""
+    import math
+
+    import torch.nn.functional as F
+
+    from course_lib.experiments.ch04_layernorm_derivation import layer_norm_std_eps
+
+    g = torch.Generator().manual_seed(9)
+    direction = torch.randn(16, generator=g, dtype=f64)
+    direction = (direction - direction.mean()) / direction.std(unbiased=False)
+    up = torch.randn(16, generator=g, dtype=f64)
+    up = up / up.norm()
+
+    def grad_norm(fn, spread):
+        x = (3.0 + spread * direction).requires_grad_()
+        (fn(x) * up).sum().backward()
+        return x.grad.norm().item()
+
+    centered = (up - up.mean()).norm().item()
+    notes = grad_norm(lambda x: layer_norm_std_eps(x, eps=1e-6), 1e-8)
+    torch_ = grad_norm(lambda x: F.layer_norm(x, (16,), eps=1e-5), 1e-8)
+    assert notes == pytest.approx(centered / 1e-6, rel=0.03)
+    assert torch_ == pytest.approx(centered / math.sqrt(1e-5), rel=1e-3)
+    assert notes / torch_ > 1000

@@ -410,3 +410,30 @@ def test_plot_normalized_geometry_and_its_checks():
         plot_normalized_geometry([torch.ones(3)])
     with pytest.raises(ValueError, match="n_random"):
         plot_normalized_geometry(n_random=0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_layernorm_does_not_standardize_features_with_their_own_offsets(seed):
+    """Features with their own means and scales keep them after LayerNorm."""
+    y = F.layer_norm(correlated_tokens("offsets", seed=seed), (8,))
+    means, stds = y.mean(0), y.std(0, unbiased=False)
+    assert means.abs().max() > 1.2  # far from mean 0
+    assert stds.max() < 0.8  # every feature far from variance 1
+    # the features keep the order of their means
+    assert bool((means.diff() > 0).all())
+
+
+def test_geometry_figure_marks_rows_with_distinct_colours_and_shapes():
+    import matplotlib.pyplot as plt
+
+    from course_lib.experiments.ch04_layernorm_derivation import (
+        plot_normalized_geometry,
+    )
+
+    marked = {f"row {i}": torch.randn(3, dtype=f64) for i in range(4)}
+    fig, axes = plot_normalized_geometry(marked)
+    points = [c for c in axes[1].collections if c.get_label() in marked]
+    colours = {tuple(c.get_facecolor()[0]) for c in points}
+    shapes = {c.get_paths()[0].vertices.tobytes() for c in points}
+    assert len(points) == 4 and len(colours) == 4 and len(shapes) == 4
+    plt.close(fig)

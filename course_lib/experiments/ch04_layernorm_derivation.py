@@ -312,7 +312,7 @@ class CorrelationStats:
 
 
 def correlated_tokens(
-    kind: Literal["common", "mixed"],
+    kind: Literal["common", "mixed", "offsets"],
     *,
     n_tokens: int = 2000,
     dim: int = 8,
@@ -324,7 +324,9 @@ def correlated_tokens(
     :math:`x = 3c\,\mathbf 1 + z` with :math:`c, z` standard normal, so all features
     move together. ``"mixed"``: :math:`x = zA` with a fixed random
     :math:`D \times D` matrix :math:`A`, so pairs of features are correlated in
-    arbitrary directions.
+    arbitrary directions. ``"offsets"``: :math:`x_j = a_j + b_j z_j` with fixed
+    per-feature means :math:`a_j` from -4 to 4 and scales :math:`b_j` from 0.2 to 3,
+    so the features differ in mean and scale across the tokens.
 
     Shape:
         output ``(n_tokens, dim)``.
@@ -337,7 +339,11 @@ def correlated_tokens(
         return 3.0 * torch.randn(n_tokens, 1, generator=g, dtype=torch.float64) + z
     if kind == "mixed":
         return z @ torch.randn(dim, dim, generator=g, dtype=torch.float64)
-    raise ValueError(f"kind must be 'common' or 'mixed', got {kind!r}")
+    if kind == "offsets":
+        a = torch.linspace(-4.0, 4.0, dim, dtype=torch.float64)  # (dim,) means
+        b = torch.linspace(0.2, 3.0, dim, dtype=torch.float64)  # (dim,) scales
+        return a + b * z
+    raise ValueError(f"kind must be 'common', 'mixed' or 'offsets', got {kind!r}")
 
 
 def feature_correlation_stats(x: torch.Tensor) -> CorrelationStats:
@@ -558,9 +564,21 @@ def plot_normalized_geometry(
     ax3.scatter(
         p3[:, 0], p3[:, 1], s=8, color="#888888", label=f"{n_random} random rows"
     )
+    # distinct Okabe-Ito colours (orange, green, sky, purple, ...) and shapes
+    colours, shapes = (1, 2, 4, 5, 3, 7), ("o", "s", "^", "D", "v", "P")
     for i, (label, row) in enumerate(marked.items()):
         p = CF.layer_norm(row.to(f64), 3, eps=eps) @ basis.T
-        ax3.scatter(p[0], p[1], s=70, color=color(i + 1), zorder=3, label=label)
+        ax3.scatter(
+            p[0],
+            p[1],
+            s=70,
+            color=color(colours[i % 6]),
+            marker=shapes[i % 6],
+            edgecolors="black",
+            linewidths=0.5,
+            zorder=3,
+            label=label,
+        )
     ax3.set_aspect("equal")
     ax3.set_xlim(-2.6, 2.6)
     ax3.set_ylim(-2.6, 2.6)
