@@ -10,11 +10,15 @@
 * attention outputs of real tokens are unchanged by PAD positions when the padding
   mask is used (and change without it); a query with no real key gives zeros, not
   NaN;
-* a constant row leaves LayerNorm as beta, not zero.
+* a constant row leaves LayerNorm as beta, not zero;
+* the reduction-axes figure shades exactly the elements one statistic of each norm
+  (course_lib's and torch's) depends on.
 """
 
 from __future__ import annotations
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 import torch
 import torch.nn.functional as F
@@ -415,6 +419,171 @@ def test_other_sentence_starts_with_the_notes_tokens():
     assert bool(((s >= 0) & (s <= 10)).all())
 
 
+# --- the reduction-axes figure ----------------------------------------------------
+
+
+def _norm_outputs(kind: str, x: torch.Tensor, mask: torch.Tensor):
+    """course_lib's and torch's version of each norm of the figure, no affine
+    step."""
+    c = x.shape[-1]
+    if kind == "batchnorm":
+        ours = CF.batch_norm(x, None, None, training=True)
+        rows = F.batch_norm(x.reshape(-1, c), None, None, training=True)
+        return ours, rows.reshape(x.shape)
+    if kind == "masked_batchnorm":
+        ours = CF.batch_norm(x, None, None, training=True, mask=mask)
+        # torch has no mask: BatchNorm of the real rows alone, scattered back
+        theirs = torch.zeros_like(x).masked_scatter(
+            mask[..., None],
+            F.batch_norm(x[mask], None, None, training=True),
+        )
+        return ours, theirs
+    if kind == "layernorm":
+        return CF.layer_norm(x, c), F.layer_norm(x, (c,))
+    return CF.rms_norm(x, c), F.rms_norm(x, (c,))
+
+
+def _dependence(out: torch.Tensor, x: torch.Tensor, b: int, t: int, c: int):
+    """The elements of x that out[b, t, c] depends on (a non-zero gradient)."""
+    (grad,) = torch.autograd.grad(out[b, t, c], x, retain_graph=True)
+    return grad != 0
+
+
+@pytest.mark.parametrize("kind", ch03.NORM_KINDS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shared_statistic_is_what_each_norm_output_depends_on(kind, seed):
+    g = torch.Generator().manual_seed(seed)
+    n_b, n_t, n_c = 3, 5, 4
+    lengths = torch.randint(1, n_t + 1, (n_b,), generator=g).tolist()
+    lengths[0], lengths[-1] = n_t, 2  # one full sentence, one padded
+    mask = CF.padding_mask(lengths, n_t)  # (3, 5)
+    x = torch.randn(n_b, n_t, n_c, generator=g, dtype=F64)
+    x = x.masked_fill(~mask[..., None], 0.0).requires_grad_(True)  # PAD rows zero
+    outputs = _norm_outputs(kind, x, mask)
+    for b, t in mask.nonzero().tolist():  # one real element at a time
+        for c in range(n_c):
+            expected = ch03.shared_statistic(
+                kind, mask, n_c, token=(b, t), channel=c
+            )
+            for out in outputs:
+                assert torch.equal(_dependence(out, x, b, t, c), expected)
+
+
+def test_shared_statistic_sizes_on_the_notes_batch():
+    mask = CF.padding_mask(PADDED_LENGTHS, 4)
+    sizes = {
+        k: int(ch03.shared_statistic(k, mask, 3).sum()) for k in ch03.NORM_KINDS
+    }
+    # BatchNorm: 8 positions (2 of them PAD); masked: the 6 real ones; LN/RMS: C
+    assert sizes == {
+        "batchnorm": 8,
+        "masked_batchnorm": 6,
+        "layernorm": 3,
+        "rmsnorm": 3,
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rms_norm_uses_the_mean_of_squares_and_no_mean(seed):
+    g = torch.Generator().manual_seed(seed)
+    x = 3.0 + torch.randn(4, 5, 6, generator=g, dtype=F64)  # far from centred
+    eps = 1e-6
+    expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    torch.testing.assert_close(CF.rms_norm(x, 6, eps=eps), expected)
+    # LayerNorm subtracts the mean first; RMSNorm does not, so they differ here
+    assert not torch.allclose(
+        CF.rms_norm(x, 6, eps=eps), CF.layer_norm(x, 6, eps=eps)
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_nan_row_survives_a_multiplied_mask_and_spreads_through_batch_norm(seed):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(3, 4, 8, generator=g, dtype=F64)
+    mask = CF.padding_mask([4, 2, 1], 4)
+    h[2, 1:] = float("nan")  # NaN at PAD positions of the last sentence only
+    token_loss = h.pow(2).mean(-1)  # (3, 4)
+    assert bool((token_loss * mask).sum().isnan())
+    assert not bool(token_loss[mask].sum().isnan())
+    out = CF.batch_norm(h, None, None, training=True)  # every row counted
+    assert bool(out.isnan().all())
+    masked = CF.batch_norm(h, None, None, training=True, mask=mask)
+    assert not bool(masked[mask].isnan().any())
+
+
+def _drawn_cells(ax):
+    """(face, b, t, c) -> (filled, hatched) for every cell the panel draws."""
+    cells, hatched = {}, set()
+    for patch in ax.patches:
+        if patch.get_gid():
+            face, idx = patch.get_gid().split(":")
+            key = (face, *map(int, idx.split(",")))
+            assert key not in cells, f"{key} drawn twice"
+            cells[key] = patch
+    for patch in ax.patches:  # the PAD overlays lie exactly on their cell
+        if patch.get_hatch():
+            for key, cell in cells.items():
+                if cell.get_xy().shape == patch.get_xy().shape and bool(
+                    (cell.get_xy() == patch.get_xy()).all()
+                ):
+                    hatched.add(key)
+    white = matplotlib.colors.to_rgba("white")
+    return {
+        key: (tuple(cell.get_facecolor()) != white, key in hatched)
+        for key, cell in cells.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("lengths", "n_t", "n_c", "token", "channel"),
+    [(PADDED_LENGTHS, 4, 3, (0, 0), 0), ((5, 2, 3), 6, 4, (0, 1), 0)],
+)
+def test_reduction_axes_figure_fills_what_one_statistic_depends_on(
+    lengths, n_t, n_c, token, channel
+):
+    mask = CF.padding_mask(list(lengths), n_t)
+    notes = lengths == PADDED_LENGTHS
+    fig, axes = ch03.reduction_axes_figure(
+        None if notes else mask, n_c, token=token, channel=channel
+    )
+    try:
+        assert axes.shape == (2, 2)
+        x = torch.randn(len(lengths), n_t, n_c, dtype=F64)
+        x = x.masked_fill(~mask[..., None], 0.0).requires_grad_(True)
+        b0, t0 = token
+        for ax, kind in zip(axes.flat, ch03.NORM_KINDS, strict=True):
+            # what one statistic depends on, read off course_lib's norm by autograd
+            depends = _dependence(
+                _norm_outputs(kind, x, mask)[0], x, b0, t0, channel
+            )
+            drawn = _drawn_cells(ax)
+            visible = (
+                {
+                    ("front", b, t, 0)
+                    for b in range(len(lengths))
+                    for t in range(n_t)
+                }
+                | {("top", 0, t, c) for t in range(n_t) for c in range(n_c)}
+                | {
+                    ("side", b, n_t - 1, c)
+                    for b in range(len(lengths))
+                    for c in range(n_c)
+                }
+            )
+            assert set(drawn) == visible
+            for (face, b, t, c), (filled, hatched) in drawn.items():
+                assert filled == bool(depends[b, t, c]), (kind, face, b, t, c)
+                assert hatched == (not bool(mask[b, t])), (kind, face, b, t, c)
+            # every element it depends on that lies on a visible face is filled
+            on_faces = {(b, t, c) for _, b, t, c in visible}
+            assert {
+                k for k in map(tuple, depends.nonzero().tolist()) if k in on_faces
+            } == {(b, t, c) for (_, b, t, c), (f, _) in drawn.items() if f}
+        assert "mean of squares" in axes.flat[3].get_title()
+    finally:
+        plt.close(fig)
+
+
 BAD = [
     (
         "feature_moments list",
@@ -536,6 +705,64 @@ BAD = [
         lambda: ch03.token_outputs(6, 5),
         ValueError,
         "max_len",
+    ),
+    (
+        "shared_statistic unknown kind",
+        lambda: ch03.shared_statistic(
+            "groupnorm", torch.ones(2, 4, dtype=torch.bool), 3
+        ),
+        ValueError,
+        "kind",
+    ),
+    (
+        "shared_statistic float mask",
+        lambda: ch03.shared_statistic("layernorm", torch.ones(2, 4), 3),
+        TypeError,
+        "mask",
+    ),
+    (
+        "shared_statistic 1-d mask",
+        lambda: ch03.shared_statistic(
+            "layernorm", torch.ones(4, dtype=torch.bool), 3
+        ),
+        ValueError,
+        "mask",
+    ),
+    (
+        "shared_statistic token out of range",
+        lambda: ch03.shared_statistic(
+            "layernorm", torch.ones(2, 4, dtype=torch.bool), 3, token=(2, 0)
+        ),
+        ValueError,
+        "token",
+    ),
+    (
+        "shared_statistic token not a pair",
+        lambda: ch03.shared_statistic(
+            "layernorm", torch.ones(2, 4, dtype=torch.bool), 3, token=0
+        ),
+        TypeError,
+        "token",
+    ),
+    (
+        "shared_statistic channel out of range",
+        lambda: ch03.shared_statistic(
+            "batchnorm", torch.ones(2, 4, dtype=torch.bool), 3, channel=3
+        ),
+        ValueError,
+        "channel",
+    ),
+    (
+        "reduction_axes_figure too many channels",
+        lambda: ch03.reduction_axes_figure(channels=50),
+        ValueError,
+        "channels",
+    ),
+    (
+        "reduction_axes_figure huge mask",
+        lambda: ch03.reduction_axes_figure(torch.ones(2, 40, dtype=torch.bool)),
+        ValueError,
+        "mask",
     ),
 ]
 

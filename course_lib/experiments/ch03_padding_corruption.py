@@ -3,6 +3,9 @@ r"""Chapter 3: how PAD rows change batch statistics, and what keeps padding out.
 The chapter's measurements are small enough to run in well under a second each; this
 module holds what the notebook, its explorer and the claim tests share:
 
+* :func:`shared_statistic` / :func:`reduction_axes_figure` - which elements of a
+  ``(B, T, C)`` batch share one statistic under BatchNorm, masked BatchNorm,
+  LayerNorm and RMSNorm, and the figure of it (after Wu & He, 2018, Fig. 2);
 * :func:`feature_moments` - per-feature mean and biased variance over real
   positions;
 * :func:`padding_law` - the closed form of those moments when a fraction ``p`` of
@@ -22,16 +25,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.patches import Polygon
 
 from .. import data
 from .. import functional as CF
-from .._checks import check_float_tensor, check_int, check_mask
-from ..plotting import bar_groups, new_figure
+from .._checks import (
+    check_choice,
+    check_dtype,
+    check_float_tensor,
+    check_int,
+    check_mask,
+)
+from ..plotting import bar_groups, color, new_figure
 
 __all__ = [
+    "NORM_KINDS",
     "TRACKED_SENTENCE",
     "feature_moments",
     "lengths_with_total",
@@ -39,6 +52,8 @@ __all__ = [
     "pad_sequences",
     "padding_law",
     "plot_token_outputs",
+    "reduction_axes_figure",
+    "shared_statistic",
     "sinusoidal_positions",
     "token_outputs",
 ]
@@ -48,6 +63,228 @@ __all__ = [
 TRACKED_SENTENCE: tuple[str, ...] = data.PADDED_TOKENS[1]
 
 _POOL_SIZE = 64  # longest "other sentence" the explorer can build
+
+#: The four norms of the reduction-axes figure, in its panel order.
+NORM_KINDS: tuple[str, ...] = (
+    "batchnorm",
+    "masked_batchnorm",
+    "layernorm",
+    "rmsnorm",
+)
+_KIND_TITLES = {
+    "batchnorm": "BatchNorm: mean and variance\n"
+    "per feature, over all B x T (PAD too)",
+    "masked_batchnorm": "masked BatchNorm: mean and variance\n"
+    "per feature, over real tokens only",
+    "layernorm": "LayerNorm: mean and variance\nper token, over C",
+    "rmsnorm": "RMSNorm: mean of squares (no mean)\nper token, over C",
+}
+
+
+def shared_statistic(
+    kind: str,
+    mask: torch.Tensor,
+    channels: int,
+    *,
+    token: tuple[int, int] = (0, 0),
+    channel: int = 0,
+) -> torch.Tensor:
+    r"""Which elements of a ``(B, T, C)`` batch one statistic of a norm is taken
+    over.
+
+    BatchNorm reduces over the batch and position axes, one statistic per channel
+    (``channel`` picks which); masked BatchNorm does the same over the real
+    positions only; LayerNorm and RMSNorm reduce over the channel axis, one
+    statistic per token (``token`` = ``(b, t)`` picks which):
+
+    .. math::
+        \text{BN: } \{(b, t, c_0)\},\quad
+        \text{masked BN: } \{(b, t, c_0) : \mathrm{mask}_{b,t}\},\quad
+        \text{LN, RMS: } \{(b_0, t_0, c)\}
+
+    Shape:
+        mask ``(B, T)`` bool (True = real token); returns ``(B, T, channels)``
+        bool.
+    """
+    kind = check_choice(kind, "kind", NORM_KINDS)
+    mask = check_dtype(mask, "mask", torch.bool, "True = real token")
+    if mask.dim() != 2 or mask.numel() == 0:
+        raise ValueError(f"mask must have shape (B, T), got {tuple(mask.shape)}")
+    channels = check_int(channels, "channels", minimum=1)
+    n_b, n_t = mask.shape
+    if not isinstance(token, tuple) or len(token) != 2:
+        raise TypeError(f"token must be a (b, t) tuple, got {token!r}")
+    b0 = check_int(token[0], "token[0]", minimum=0, maximum=n_b - 1)
+    t0 = check_int(token[1], "token[1]", minimum=0, maximum=n_t - 1)
+    c0 = check_int(channel, "channel", minimum=0, maximum=channels - 1)
+    group = torch.zeros(n_b, n_t, channels, dtype=torch.bool)  # (B, T, C)
+    if kind == "batchnorm":
+        group[:, :, c0] = True  # reduce over dims (0, 1)
+    elif kind == "masked_batchnorm":
+        group[:, :, c0] = mask  # reduce over dims (0, 1), real positions only
+    else:
+        group[b0, t0, :] = True  # reduce over dim 2
+    return group
+
+
+def _lighten(hex_color: str, amount: float) -> tuple[float, float, float]:
+    """``hex_color`` mixed with white (``amount`` of white), so that black text
+    and hatching stay readable on it."""
+    rgb = np.array(to_rgb(hex_color))
+    return tuple((1 - amount) * rgb + amount)
+
+
+def _cell_polygons(
+    n_b: int, n_t: int, n_c: int, depth: tuple[float, float]
+) -> list[tuple[str, tuple[int, int, int], np.ndarray]]:
+    """The visible faces of a B x T x C block of cells, drawn in oblique
+    projection: T to the right, B downwards, C into the page (up and right).
+
+    Returns (face, (b, t, c), corners) for the front face (c = 0), the top face
+    (b = 0) and the side face (t = T - 1)."""
+    dx, dy = depth
+    cells = []
+    for b in range(n_b):
+        y = n_b - 1 - b
+        for t in range(n_t):
+            corners = [(t, y), (t + 1, y), (t + 1, y + 1), (t, y + 1)]
+            cells.append(("front", (b, t, 0), np.array(corners, dtype=float)))
+    for t in range(n_t):
+        for c in range(n_c):
+            x0, y0 = t + c * dx, n_b + c * dy
+            corners = [
+                (x0, y0),
+                (x0 + 1, y0),
+                (x0 + 1 + dx, y0 + dy),
+                (x0 + dx, y0 + dy),
+            ]
+            cells.append(("top", (0, t, c), np.array(corners, dtype=float)))
+    for b in range(n_b):
+        for c in range(n_c):
+            x0, y0 = n_t + c * dx, n_b - 1 - b + c * dy
+            corners = [
+                (x0, y0),
+                (x0 + dx, y0 + dy),
+                (x0 + dx, y0 + 1 + dy),
+                (x0, y0 + 1),
+            ]
+            cells.append(("side", (b, n_t - 1, c), np.array(corners, dtype=float)))
+    return cells
+
+
+def reduction_axes_figure(
+    mask: torch.Tensor | None = None,
+    channels: int = 3,
+    *,
+    token: tuple[int, int] = (0, 0),
+    channel: int = 0,
+) -> tuple[Figure, np.ndarray]:
+    r"""Four panels, in the manner of Wu & He (2018), Fig. 2: which elements of a
+    ``(B, T, C)`` batch share one statistic under each of :data:`NORM_KINDS`.
+
+    Each panel draws the batch as a block of cells (T across, B down, C into the
+    page); the cells of :func:`shared_statistic` are filled with the panel's
+    colour, the others left white, and PAD positions (``mask`` False) are hatched.
+    Each patch carries ``gid = "face:b,t,c"`` so a test can read the drawing back.
+    ``mask=None`` draws the notes' two-sentence batch, labelled with its tokens.
+
+    Shape:
+        mask ``(B, T)`` bool; returns the figure and a ``(2, 2)`` array of axes.
+    """
+    words = None
+    if mask is None:
+        mask = CF.padding_mask(data.PADDED_LENGTHS, len(data.PADDED_TOKENS[0]))
+        words = data.PADDED_TOKENS
+    channels = check_int(channels, "channels", minimum=1, maximum=12)
+    groups = {
+        kind: shared_statistic(kind, mask, channels, token=token, channel=channel)
+        for kind in NORM_KINDS
+    }
+    n_b, n_t = mask.shape
+    if n_b > 12 or n_t > 12:
+        raise ValueError(
+            f"mask must be at most 12 x 12 to be drawn, got {tuple(mask.shape)}"
+        )
+    depth = (0.45, 0.38)
+    fig, axes = new_figure(ncols=2, nrows=2, width=8.0, height=5.6)
+    fig.set_facecolor("white")  # an opaque page, also in the book's dark mode
+    for i, (ax, kind) in enumerate(zip(axes.flat, NORM_KINDS, strict=True)):
+        shade = _lighten(color(i), 0.35)
+        for face, (b, t, c), corners in _cell_polygons(n_b, n_t, channels, depth):
+            filled = bool(groups[kind][b, t, c])
+            ax.add_patch(
+                Polygon(
+                    corners,
+                    closed=True,
+                    facecolor=shade if filled else "white",
+                    alpha=None,
+                    edgecolor="black",
+                    linewidth=0.8,
+                    gid=f"{face}:{b},{t},{c}",
+                )
+            )
+            if not bool(mask[b, t]):  # PAD: hatch on top, whether filled or not
+                ax.add_patch(
+                    Polygon(
+                        corners,
+                        closed=True,
+                        facecolor="none",
+                        edgecolor="black",
+                        linewidth=0.0,
+                        hatch="///",
+                    )
+                )
+            if face == "front":
+                label = "PAD" if not bool(mask[b, t]) else ""
+                if words is not None and bool(mask[b, t]):
+                    label = words[b][t]
+                ax.text(
+                    t + 0.5,
+                    n_b - 0.5 - b,
+                    label,
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="black",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6},
+                )
+        ax.text(n_t / 2, -0.35, "T (position)", ha="center", va="top", fontsize=8)
+        ax.text(
+            -0.2,
+            n_b / 2,
+            "B (sentence)",
+            ha="right",
+            va="center",
+            fontsize=8,
+            rotation=90,
+        )
+        ax.text(
+            n_t + channels * depth[0] + 0.1,
+            n_b + channels * depth[1] / 2,
+            "C (feature)",
+            ha="left",
+            va="center",
+            fontsize=8,
+        )
+        ax.set_title(_KIND_TITLES[kind], fontsize=9)
+        ax.set_xlim(-0.9, n_t + channels * depth[0] + 1.6)
+        ax.set_ylim(-0.9, n_b + channels * depth[1] + 0.2)
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+    b0, t0 = token
+    which = f'"{words[b0][t0]}"' if words is not None else f"(b, t) = {token}"
+    fig.text(
+        0.5,
+        0.01,
+        f"Filled: the cells one statistic is computed from (feature {channel + 1} "
+        f"for the BatchNorms, the token {which} for LayerNorm and RMSNorm); "
+        "every other feature or token gets its own. Hatched: PAD.",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        wrap=True,
+    )
+    return fig, axes
 
 
 def feature_moments(
