@@ -94,11 +94,124 @@ def test_entropy_roughly_constant_with_scaling(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_jacobian_norm_collapses_without_scaling(seed):
+def test_mean_jacobian_norm_falls_without_scaling(seed):
     none = ch06.saturation_metrics(1024, "none", seed=seed)
     scaled = ch06.saturation_metrics(1024, "sqrt_dk", seed=seed)
     assert none.jacobian_norm < 0.5 * scaled.jacobian_norm
     assert none.max_weight > 0.9 > 0.5 > scaled.max_weight
+
+
+# ------------------------------------------------- the gradient reaching the query
+
+GRAD_SEEDS = (0, 1, 2, 3, 4)
+
+
+def _draws(d_k: int, seed: int, n: int = 64, L: int = N_KEYS):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(n, 1, d_k, generator=gen).double()
+    k = torch.randn(n, L, d_k, generator=gen).double()
+    g = torch.randn(n, 1, L, generator=gen, dtype=torch.float64)
+    return q, k, g
+
+
+@pytest.mark.parametrize("scaling", ["none", "sqrt_dk", "qk_norm"])
+def test_query_gradients_are_the_chain_rule_on_the_chapters_draws(scaling):
+    d_k, n = 64, 64
+    jac, grad = ch06.query_gradients(d_k, scaling, n_queries=n, seed=3)
+    assert jac.shape == grad.shape == (n,) and grad.dtype == torch.float64
+    q, k, g = _draws(d_k, 3, n)
+    # an independent autograd of the same loss sum_j g_j p_j
+    q = q.requires_grad_(True)
+    p = torch.softmax(ch06.attention_logits(q, k, scaling), -1)
+    (auto,) = torch.autograd.grad((p * g).sum(), q)
+    torch.testing.assert_close(grad, auto.squeeze(1).norm(dim=-1))
+    torch.testing.assert_close(
+        jac, ch06.softmax_jacobian_norm(p.detach().squeeze(1))
+    )
+    if scaling != "qk_norm":  # written out: (1/c) K^T J g
+        c = 1.0 if scaling == "none" else math.sqrt(d_k)
+        by_hand = (g @ ch06.softmax_jacobian(p.detach().squeeze(1))) @ k / c
+        torch.testing.assert_close(grad, by_hand.squeeze(1).norm(dim=-1))
+
+
+def test_query_gradients_use_the_queries_and_keys_of_saturation_metrics():
+    for scaling in ("none", "sqrt_dk"):
+        jac, _ = ch06.query_gradients(256, scaling, seed=0)
+        lib = ch06.saturation_metrics(256, scaling, seed=0).jacobian_norm
+        assert jac.mean().item() == pytest.approx(lib, rel=1e-4)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_both_factors_bound_the_query_gradient(seed):
+    """||dL/dq|| <= ||K / c||_2 ||J||_2 ||g||, and K / c is sqrt(d_k) times larger
+    without the scale."""
+    d_k, n = 1024, 64
+    q, k, g = _draws(d_k, seed, n)
+    for scaling, c in (("none", 1.0), ("sqrt_dk", math.sqrt(d_k))):
+        jac, grad = ch06.query_gradients(d_k, scaling, n_queries=n, seed=seed)
+        k_norm = torch.linalg.matrix_norm(k / c, ord=2)  # (n,)
+        bound = k_norm * jac * g.squeeze(1).norm(dim=-1)
+        assert (grad <= bound * (1 + 1e-9) + 1e-300).all()
+    ratio = torch.linalg.matrix_norm(k, ord=2) / torch.linalg.matrix_norm(
+        k / math.sqrt(d_k), ord=2
+    )
+    torch.testing.assert_close(ratio, torch.full_like(ratio, math.sqrt(d_k)))
+
+
+@pytest.mark.parametrize("seed", GRAD_SEEDS)
+def test_unscaled_median_query_gradient_vanishes_while_the_mean_is_larger(seed):
+    j_none, g_none = (
+        ch06.spread(t) for t in ch06.query_gradients(1024, "none", seed=seed)
+    )
+    j_sq, g_sq = (
+        ch06.spread(t) for t in ch06.query_gradients(1024, "sqrt_dk", seed=seed)
+    )
+    # without the scale: the median query's gradient (and its ||J||) is below 1e-3,
+    # that is, more than half of the queries get almost nothing
+    assert g_none.median < 1e-3 and j_none.median < 1e-3
+    assert g_none.share_tiny > 0.5
+    # ... yet a few get many times more than any query with the scale, and the
+    # mean is the larger one: a mean hides the starved majority
+    assert g_none.max > 10 * g_sq.max
+    assert g_none.mean > 2 * g_sq.mean
+    # with the scale every query's gradient is within a factor of 5 of the median
+    assert g_sq.median / 5 < g_sq.min and g_sq.max < 5 * g_sq.median
+    assert g_sq.share_tiny == 0.0 and j_sq.median > 0.1
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_query_gradient_over_head_sizes(seed):
+    sweep = {
+        name: [
+            ch06.spread(ch06.query_gradients(d, name, seed=seed)[1]) for d in D_KS
+        ]
+        for name in ("none", "sqrt_dk")
+    }
+    a, b = sweep["none"], sweep["sqrt_dk"]
+    small = [i for i, d in enumerate(D_KS) if d <= 64]
+    assert all(a[i].median > b[i].median for i in small)
+    # the share of starved queries grows at every 4-fold step of d_k from 16
+    assert all(
+        a[i].share_tiny < a[i + 2].share_tiny for i in range(2, len(D_KS) - 2)
+    )
+    assert all(x.mean > y.mean for x, y in zip(a, b, strict=True))
+
+
+def test_spread_of_known_values():
+    x = torch.arange(11, dtype=torch.float64)  # 0, 1, ..., 10
+    sp = ch06.spread(x, tiny=2.5)
+    assert (sp.mean, sp.min, sp.p10, sp.median, sp.p90, sp.max) == (
+        5.0,
+        0.0,
+        1.0,
+        5.0,
+        9.0,
+        10.0,
+    )
+    assert sp.share_tiny == pytest.approx(3 / 11)
+    # a mean can hide that most values are tiny
+    skewed = ch06.spread(torch.tensor([0.0] * 6 + [100.0] * 4))
+    assert skewed.median == 0.0 and skewed.mean == 40.0 and skewed.share_tiny == 0.6
 
 
 def test_naive_softmax_overflows_but_library_softmax_does_not():
@@ -141,6 +254,34 @@ def test_softmax_jacobian_norm_range():
 
 
 # ---------------------------------------------- scale-preserving vs scale-invariant
+
+
+def test_layernorm_in_two_dimensions_sends_every_increasing_pair_to_minus_one_one():
+    gen = torch.Generator().manual_seed(0)
+    low = 1000 * torch.randn(2000, 1, generator=gen, dtype=torch.float64)
+    gap = 1 + 1000 * torch.rand(2000, 1, generator=gen, dtype=torch.float64)
+    y = CF.layer_norm(torch.cat([low, low + gap], -1), 2)
+    target = torch.tensor([-1.0, 1.0], dtype=torch.float64).expand_as(y)
+    torch.testing.assert_close(y, target, atol=1e-4, rtol=0)
+    wide = CF.layer_norm(torch.tensor([1.0, 1000.0], dtype=torch.float64), 2)
+    torch.testing.assert_close(wide, target[0], atol=1e-9, rtol=0)
+    # control: in three dimensions increasing rows keep different shapes
+    rows = torch.sort(torch.randn(200, 3, generator=gen, dtype=torch.float64), -1)[
+        0
+    ]
+    y3 = CF.layer_norm(rows, 3)
+    assert (y3 - y3[:1]).abs().max().item() > 0.5
+
+
+def test_three_vectors_isolate_magnitude():
+    quiet, loud = scale_pair("10-20-30")
+    cq, cl = quiet - quiet.mean(), loud - loud.mean()
+    assert (cq @ cl / (cq.norm() * cl.norm())).item() == pytest.approx(1.0)
+    assert (cl.norm() / cq.norm()).item() == pytest.approx(10.0)
+    y = CF.layer_norm(scale_pair("10-20-30"), 3)
+    torch.testing.assert_close(y[0], y[1], atol=1e-6, rtol=0)
+    other = CF.layer_norm(torch.tensor([10.0, 20.0, 60.0], dtype=torch.float64), 3)
+    assert (other - y[0]).abs().max().item() > 0.1
 
 
 @pytest.mark.parametrize("name", ["1-2", "10-20-30"])
@@ -474,6 +615,39 @@ BAD = [
         "gain",
     ),
     ("n_keys zero", lambda: ch06.layernorm_logit_ceiling(0), ValueError, "n_keys"),
+    (
+        "query_gradients d_k zero",
+        lambda: ch06.query_gradients(0),
+        ValueError,
+        "d_k",
+    ),
+    (
+        "query_gradients scaling unknown",
+        lambda: ch06.query_gradients(4, "layernorm"),
+        ValueError,
+        "scaling",
+    ),
+    (
+        "query_gradients seed negative",
+        lambda: ch06.query_gradients(4, seed=-1),
+        ValueError,
+        "seed",
+    ),
+    ("spread list", lambda: ch06.spread([1.0, 2.0]), TypeError, "values"),
+    ("spread 2-D", lambda: ch06.spread(torch.ones(2, 2)), ValueError, "values"),
+    ("spread empty", lambda: ch06.spread(torch.ones(0)), ValueError, "values"),
+    (
+        "spread int",
+        lambda: ch06.spread(torch.ones(2, dtype=torch.int64)),
+        TypeError,
+        "values",
+    ),
+    (
+        "spread tiny",
+        lambda: ch06.spread(torch.ones(2), tiny=0.0),
+        ValueError,
+        "tiny",
+    ),
     (
         "metrics wrong length",
         lambda: ch06.plot_saturation([4, 8], {"none": []}, n_keys=16),

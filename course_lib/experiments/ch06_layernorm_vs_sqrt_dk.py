@@ -7,7 +7,9 @@ chapter makes of that difference:
 * the variance of a dot product of random vectors (:func:`dot_product_variance`),
   which grows like :math:`d_k` (Vaswani et al., 2017, footnote 4);
 * how saturated a softmax is (:func:`softmax_entropy`, :func:`softmax_jacobian`,
-  :func:`softmax_jacobian_norm`, :func:`saturation_metrics`);
+  :func:`softmax_jacobian_norm`, :func:`saturation_metrics`), and the gradient that
+  reaches each query through it (:func:`query_gradients`, summarized over queries by
+  :func:`spread`);
 * four ways of turning queries and keys into attention logits
   (:func:`attention_logits`): no scaling, :math:`1/\sqrt{d_k}`, LayerNorm applied to
   the logits of each query, and QK-norm (LayerNorm applied to every query and key
@@ -50,6 +52,7 @@ __all__ = [
     "BlockLogitStats",
     "SaturationMetrics",
     "Scaling",
+    "Spread",
     "attention_example",
     "attention_logits",
     "block_logit_stats",
@@ -62,12 +65,14 @@ __all__ = [
     "plot_saturation",
     "qk_norm_logit_bound",
     "qk_norm_weight_ceiling",
+    "query_gradients",
     "query_scale_entropy",
     "sample_dot_products",
     "saturation_metrics",
     "softmax_entropy",
     "softmax_jacobian",
     "softmax_jacobian_norm",
+    "spread",
 ]
 
 #: The ways of turning queries and keys into attention logits that the chapter
@@ -365,6 +370,103 @@ def saturation_metrics(
         entropy=float(softmax_entropy(weights).mean()),
         max_weight=float(weights.max(dim=-1).values.mean()),
         jacobian_norm=float(softmax_jacobian_norm(weights).mean()),
+    )
+
+
+def query_gradients(
+    d_k: int,
+    scaling: Scaling = "sqrt_dk",
+    *,
+    n_queries: int = 512,
+    n_keys: int = 16,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per query: the softmax Jacobian's norm and the norm of the gradient that
+    reaches the query.
+
+    The queries and keys are those of :func:`saturation_metrics` with the same
+    ``seed`` (drawn in float32, then used in float64). A random upstream gradient
+    :math:`g = \partial\mathcal L/\partial p` with standard-normal components,
+    drawn next from the same generator, stands in for what the loss sends back,
+    :math:`\mathcal L = \sum_j g_j p_j`. With :math:`s_j = q\cdot k_j / c`
+    (:math:`c = \sqrt{d_k}`, or 1 without scaling) the chain rule gives
+
+    .. math::
+        \frac{\partial \mathcal L}{\partial q}
+        = \Big(\frac{\partial s}{\partial q}\Big)^{\!\top} J^\top g
+        = \frac{1}{c}\,K^\top J g,\qquad J = \mathrm{diag}(p) - pp^\top,
+
+    so both :math:`\|J\|_2` and :math:`\partial s/\partial q = K/c` matter. The
+    gradient is taken by autograd.
+
+    Shape:
+        returns ``(jacobian_norm, grad_norm)``, each ``(n_queries,)``, float64.
+    """
+    d_k = check_int(d_k, "d_k")
+    n_queries = check_int(n_queries, "n_queries")
+    n_keys = check_int(n_keys, "n_keys")
+    scaling = check_choice(scaling, "scaling", SCALINGS)
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    # the draws of _random_qk, then the upstream gradient from the same generator
+    query = torch.randn(n_queries, 1, d_k, generator=gen)  # (N, 1, d_k)
+    key = torch.randn(n_queries, n_keys, d_k, generator=gen)  # (N, L, d_k)
+    upstream = torch.randn(n_queries, 1, n_keys, generator=gen, dtype=torch.float64)
+    query = query.double().requires_grad_(True)
+    with torch.enable_grad():
+        # (N, 1, L)
+        weights = torch.softmax(attention_logits(query, key.double(), scaling), -1)
+        (grad,) = torch.autograd.grad((weights * upstream).sum(), query)
+    jac_norm = softmax_jacobian_norm(weights.detach().squeeze(-2))  # (N,)
+    return jac_norm, grad.squeeze(-2).norm(dim=-1)  # (N,), (N,)
+
+
+@dataclass(frozen=True)
+class Spread:
+    r"""How a quantity is spread over queries: mean, quantiles, and the share that
+    is tiny.
+
+    .. math::
+        \bar x,\quad \min_i x_i,\quad Q_{0.1},\quad Q_{0.5},\quad Q_{0.9},\quad
+        \max_i x_i,\quad \tfrac{1}{N}\#\{i : x_i < \text{tiny}\}
+
+    Shape:
+        seven Python floats.
+    """
+
+    mean: float
+    min: float
+    p10: float  # 10 % of the values lie below
+    median: float
+    p90: float  # 90 % of the values lie below
+    max: float
+    share_tiny: float  # fraction of the values below ``tiny``
+
+
+def spread(values: torch.Tensor, *, tiny: float = 1e-3) -> Spread:
+    r"""Mean, minimum, 10 % / 50 % / 90 % quantiles (linear interpolation, as
+    ``torch.quantile``), maximum, and the share of ``values`` below ``tiny``.
+
+    A mean alone hides a spread in which most values are near 0 and a few are large.
+
+    Shape:
+        values ``(N,)``; output seven floats.
+    """
+    x = check_float_tensor(values, "values", dim=1)
+    if x.numel() == 0:
+        raise ValueError("values must not be empty")
+    tiny = check_real(tiny, "tiny", minimum=0.0)
+    x = x.double()
+    p10, median, p90 = torch.quantile(
+        x, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    ).tolist()
+    return Spread(
+        mean=float(x.mean()),
+        min=float(x.min()),
+        p10=p10,
+        median=median,
+        p90=p90,
+        max=float(x.max()),
+        share_tiny=float((x < tiny).double().mean()),
     )
 
 
