@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from course_lib.experiments import ch01_internal_covariate_shift as ch01
+from course_lib.experiments.common import stream_seed
 from course_lib.norms import BatchNorm, LayerNorm
 
 SEEDS = (0, 1, 2)  # the chapter's seeds
@@ -123,6 +124,28 @@ def test_deep_mlp_structure_and_normalization(norm):
     )
 
 
+@pytest.mark.parametrize("norm", ch01.NORMS)
+def test_deep_mlp_has_no_bias_before_batchnorm_and_tracks_running_stats(norm):
+    net = ch01.DeepMLP(16, 32, 3, 4, norm=norm, seed=0)
+    # a Linear that feeds a BatchNorm has no bias (the mean subtraction cancels it)
+    assert all((lin.bias is None) == (norm == "batch") for lin in net.linears)
+    assert net.head.bias is not None
+    if norm == "batch":
+        assert all(
+            bn.track_running_stats and bn.momentum == 0.1 for bn in net.norms
+        )
+        # a training-mode pass updates the running statistics; eval mode uses them
+        x, _ = ch01.make_task(n=64)
+        before = net.norms[0].running_mean.clone()
+        net(x)
+        assert not torch.equal(net.norms[0].running_mean, before)
+        net.eval()
+        z_eval = net(x, return_preacts=True)[1][0]
+        net.train()
+        z_train = net(x, return_preacts=True)[1][0]
+        assert not torch.allclose(z_eval, z_train, atol=1e-3)
+
+
 def test_deep_mlp_weight_scale():
     net = ch01.DeepMLP(16, 512, 3, 4, gain=1.5, seed=0)
     w = net.linears[1].weight
@@ -157,6 +180,99 @@ def test_gradient_shift_matches_a_hand_computation_and_leaves_the_model_alone():
     assert abs(expected_cos - cos[layer].item()) < 1e-5
 
 
+def _used_batchnorm_net():
+    """A BatchNorm DeepMLP whose running statistics are not their initial values."""
+    x, y = ch01.make_task(n=64)
+    net = ch01.DeepMLP(16, 32, 5, 4, norm="batch", seed=3)
+    with torch.no_grad():
+        net(x[:32] * 2.0 + 1.0)
+    return net, x, y
+
+
+def test_measurements_leave_the_running_statistics_alone():
+    net, x, y = _used_batchnorm_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert any("running_mean" in k for k in before)
+    assert int(net.norms[0].num_batches_tracked) == 1
+    ch01.gradient_shift(net, x, y, 0.5)
+    ch01.loss_along_gradient(net, x, y, [0.1, 1.0])
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # without the bookkeeping a training-mode pass would have changed them
+    with torch.no_grad():
+        net(x)
+    assert not torch.equal(
+        before["norms.0.running_mean"], net.norms[0].running_mean
+    )
+
+
+def _plain_sgd_moments(seed, config):
+    """train_runs' BatchNorm run rebuilt with torch.optim.SGD and no measurement
+    passes between the steps: the probe's moments in training and in eval mode."""
+    x, y = ch01.make_task(seed=config.task_seed)
+    net = ch01.DeepMLP(
+        16, config.width, config.depth, 4, norm="batch", gain=config.gain, seed=seed
+    )
+    order = torch.randint(
+        0,
+        x.shape[0],
+        (config.steps, config.batch_size),
+        generator=torch.Generator().manual_seed(stream_seed(seed, "batches")),
+    )
+    probe = x[: config.probe_size]
+    opt = torch.optim.SGD(net.parameters(), lr=config.lr)
+    train, evals = [], []
+
+    def record():
+        saved = [b.clone() for b in net.buffers()]
+        with torch.no_grad():
+            z = torch.stack(net(probe, return_preacts=True)[1])
+            for b, v in zip(net.buffers(), saved, strict=True):
+                b.copy_(v)
+            net.eval()
+            z_eval = torch.stack(net(probe, return_preacts=True)[1])
+            net.train()
+        for out, zz in ((train, z), (evals, z_eval)):
+            mean = zz.mean(1)
+            out.append(torch.stack([mean, zz.std(1, unbiased=False)], dim=-1))
+
+    for step in range(config.steps):
+        record()
+        opt.zero_grad()
+        idx = order[step]
+        nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+        opt.step()
+    record()
+    return torch.stack(train), torch.stack(evals)
+
+
+def test_train_runs_batchnorm_matches_plain_sgd_so_measurements_do_not_train():
+    # with the probe, gradient_shift and loss_along_gradient all measured, the
+    # running statistics (and so the eval-mode moments) are those of the training
+    # batches alone, in a sweep of two seeds as in a run alone
+    config = ch01.RunConfig(
+        steps=12, landscape_at=(0, 4, 8), ics_at=(0, 6), percentile_every=4
+    )
+    runs = ch01.train_runs("batch", [0, 5], config)
+    for run in runs:
+        train, evals = _plain_sgd_moments(run.seed, config)
+        torch.testing.assert_close(run.moments, train, rtol=1e-9, atol=1e-11)
+        torch.testing.assert_close(run.moments_eval, evals, rtol=1e-9, atol=1e-11)
+        assert run.moments_eval.shape == run.moments.shape
+        # eval mode really differs from train mode here (running statistics lag)
+        assert (run.moments_eval - run.moments).abs().max() > 1e-2
+
+
+def test_drift_eval_only_for_batchnorm_runs():
+    config = ch01.RunConfig(steps=5, landscape_at=(), ics_at=())
+    (plain,) = ch01.train_runs("none", [0], config)
+    assert plain.moments_eval.shape == (0, config.depth, config.width, 2)
+    with pytest.raises(ValueError, match="drift_eval"):
+        plain.drift_eval()
+    (bn,) = ch01.train_runs("batch", [0], config)
+    assert all(d.shape == (config.depth,) for d in bn.drift_eval())
+
+
 def test_loss_along_gradient_matches_a_hand_computation():
     x, y = ch01.make_task(n=64)
     net = ch01.DeepMLP(16, 32, 4, 4, norm="layer", seed=1)
@@ -188,6 +304,8 @@ def test_train_runs_shapes_and_determinism():
     assert torch.equal(a.losses, b.losses) and torch.equal(a.moments, b.moments)
     assert a.losses.shape == (12,)
     assert a.moments.shape == (13, config.depth, config.width, 2)
+    assert a.moments_eval.shape == a.moments.shape
+    assert torch.equal(a.moments_eval, b.moments_eval)
     assert a.percentile_steps == [0, 5, 10, 12]
     assert a.percentiles.shape == (4, config.depth, config.width, 3)
     assert a.ics_steps == [0, 11] and a.landscape_steps == [0, 5, 11]
@@ -212,12 +330,14 @@ def test_train_runs_shapes_and_determinism():
     )
 
 
-def test_a_run_in_a_sweep_is_the_run_alone():
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_a_run_in_a_sweep_is_the_run_alone(norm):
     # each seed's measurements do not depend on which other seeds train beside it
     config = ch01.RunConfig(steps=12, landscape_at=(3,), ics_at=(0, 11), noise=0.3)
-    together = ch01.train_runs("layer", [1, 4], config)
-    (alone,) = ch01.train_runs("layer", [4], config)
-    for name in ("losses", "moments", "percentiles", "ics_l2", "landscape"):
+    together = ch01.train_runs(norm, [1, 4], config)
+    (alone,) = ch01.train_runs(norm, [4], config)
+    names = ["losses", "moments", "percentiles", "ics_l2", "landscape"]
+    for name in names + (["moments_eval"] if norm == "batch" else []):
         torch.testing.assert_close(
             getattr(together[1], name),
             getattr(alone, name),
@@ -252,6 +372,85 @@ def test_init_profile_matches_the_product_law_direction():
     torch.testing.assert_close(a1, a2, atol=1e-4, rtol=1e-4)
     # but gradients scale as 1/s
     torch.testing.assert_close(g1, 2 * g2, atol=1e-3, rtol=1e-3)
+
+
+def test_styles_give_every_network_its_own_colour_and_marker():
+    from course_lib.plotting import PALETTE
+
+    colours = [c for c, _ in ch01.STYLES.values()]
+    markers = [m for _, m in ch01.STYLES.values()]
+    assert len(set(colours)) == len(colours) == len(set(markers))
+    assert set(colours) <= set(PALETTE.values())
+    assert set(ch01.LABELS.values()) <= set(ch01.STYLES)
+
+
+def test_landscape_rise_figure_marks_networks_with_distinct_colours_and_shapes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["no normalization", "BatchNorm", "LayerNorm", "noisy BatchNorm"]
+    rise = {
+        n: torch.rand(3, 8, generator=torch.Generator().manual_seed(i))
+        for i, n in enumerate(names)
+    }
+    fig, ax = plt.subplots()
+    ch01.plot_landscape_rise(ax, rise)
+    labelled = [ln for ln in ax.get_lines() if ln.get_label() in names]
+    assert [ln.get_label() for ln in labelled] == names
+    assert len({ln.get_color() for ln in labelled}) == 4
+    assert len({ln.get_marker() for ln in labelled}) == 4
+    # noisy BatchNorm is not drawn in a colour near BatchNorm's orange
+    from matplotlib.colors import to_rgb
+
+    bn, noisy = (
+        to_rgb(ch01.STYLES[n][0]) for n in ("BatchNorm", "noisy BatchNorm")
+    )
+    assert sum((a - b) ** 2 for a, b in zip(bn, noisy, strict=True)) ** 0.5 > 0.3
+    plt.close(fig)
+
+
+def test_loss_figure_labels_chance_on_the_line_and_keeps_the_legend_clear(runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import Bbox
+
+    fig, ax = plt.subplots(figsize=(7.0, 3.2), layout="constrained")
+    ch01.plot_loss_curves(ax, runs)
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["no normalization", "BatchNorm", "LayerNorm"]
+    (label,) = [t for t in ax.texts if "ln 4" in t.get_text()]
+    box = legend.get_window_extent()
+    # the chance line is not under the legend, nor is its label
+    y_chance = ax.transData.transform((0.0, math.log(4)))[1]
+    assert not box.y0 <= y_chance <= box.y1
+    assert not box.overlaps(label.get_window_extent())
+    # and no curve passes under the legend
+    for line in ax.get_lines():
+        xy = ax.transData.transform(line.get_xydata())
+        inside = [Bbox.from_bounds(*p, 0, 0).overlaps(box) for p in xy]
+        assert not any(inside), line.get_label()
+    plt.close(fig)
+
+
+def test_percentiles_take_the_colour_of_the_run():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config = ch01.RunConfig(steps=6, landscape_at=(), ics_at=(), noise=0.5)
+    (noisy,) = ch01.train_runs("batch", [0], config)
+    assert ch01.run_label(noisy) == "noisy BatchNorm"
+    fig, ax = plt.subplots()
+    ch01.plot_percentiles(ax, noisy, layer=1)
+    assert ax.get_lines()[0].get_color() == ch01.STYLES["noisy BatchNorm"][0]
+    plt.close(fig)
 
 
 def test_figures_draw():
@@ -339,6 +538,20 @@ def test_figures_draw():
         ),
         (lambda: ch01.init_profile(8, scale=0.0), ValueError, "scale"),
         (lambda: ch01.plot_activation_histograms(depth=0), ValueError, "depth"),
+        (lambda: ch01.run_label(None), TypeError, "record"),
+        (lambda: ch01.plot_loss_curves(None, {}), TypeError, "runs"),
+        (lambda: ch01.plot_loss_curves(None, {"a": [1]}), TypeError, "runs"),
+        (lambda: ch01.plot_landscape_rise(None, {}), TypeError, "rise"),
+        (
+            lambda: ch01.plot_landscape_rise(None, {"group": torch.ones(2, 3)}),
+            ValueError,
+            "rise",
+        ),
+        (
+            lambda: ch01.plot_landscape_rise(None, {"BatchNorm": torch.ones(3)}),
+            ValueError,
+            "rise",
+        ),
     ],
 )
 def test_bad_input_is_rejected_with_a_message_naming_the_argument(call, exc, word):
@@ -397,6 +610,32 @@ def test_claim_batchnorm_cuts_the_drift_layernorm_does_not(runs):
     assert (rescale_ln < rescale_plain).all()
 
 
+def _drift_eval(rs):
+    return torch.stack([r.drift_eval()[0] for r in rs])  # (seeds, depth)
+
+
+def test_claim_train_mode_batchnorm_drift_is_partly_by_construction(runs):
+    # the probe normalized with the running statistics (eval mode) drifts more than
+    # 5 times as much as the probe normalized with its own statistics
+    train, evals = _drift(runs["batch"]), _drift_eval(runs["batch"])
+    plain = _drift(runs["none"])
+    assert (evals.mean(1) > 5 * train.mean(1)).all()
+    # but still less than half the plain net's, over all steps and the second half
+    assert (evals.mean(1) / plain.mean(1) < 0.5).all()
+    half = ch01.RunConfig().steps // 2
+    for bn, none in zip(runs["batch"], runs["none"], strict=True):
+        late_bn = ch01.distribution_drift(bn.moments_eval[half:])[0]
+        late_none = ch01.distribution_drift(none.moments[half:])[0]
+        assert late_bn.mean() / late_none.mean() < 0.5
+        assert (late_bn[1:] < late_none[1:]).all()  # layers 2-8, second half
+    # it grows from layer to layer; below the plain net's from layer 2 on, above it
+    # in layer 1 (whose input never changes)
+    for d in evals:
+        assert (d[1:] > d[:-1]).all(), d
+    assert (evals[:, 1:] < plain[:, 1:]).all()
+    assert (evals[:, 0] > plain[:, 0]).all()
+
+
 def test_claim_batchnorm_does_not_reduce_santurkar_ics(runs):
     # layer 1 has no earlier layers: its shift is 0 by definition, so it is left out
     rel = {
@@ -417,6 +656,7 @@ def test_claim_noisy_batchnorm(runs, noisy):
     drift_plain = _drift(runs["none"]).mean(1)
     drift_noisy_bn = _drift(noisy["batch"]).mean(1)
     assert (drift_noisy_bn > drift_plain).all()
+    assert (_drift_eval(noisy["batch"]).mean(1) > drift_plain).all()  # eval mode
     assert _loss(noisy["batch"]).max() < _loss(runs["none"]).min()
     hurt_bn = _loss(noisy["batch"]) - _loss(runs["batch"])
     assert (hurt_bn > 0).all()  # the noise does cost BatchNorm something

@@ -7,8 +7,8 @@ Everything the chapter's notebook, its explorer and its claim tests share:
 * :class:`ShiftScaleNoise` - per-step random shift and scale of every unit, the
   noise of Santurkar et al.'s (2018) "noisy BatchNorm" experiment;
 * :class:`DeepMLP` - ``depth`` blocks of Linear -> norm -> noise -> ReLU, with
-  ``norm`` one of ``"none"``, ``"batch"``, ``"layer"`` (course_lib's ``BatchNorm``
-  and ``LayerNorm``);
+  ``norm`` one of ``"none"``, ``"batch"``, ``"layer"`` (course_lib's ``BatchNorm``,
+  with running statistics, and ``LayerNorm``);
 * :class:`RunConfig`, :func:`train_runs`, :class:`RunRecord` - SGD training runs
   (one sweep of :func:`course_lib.experiments.common.train_sweep`) that record, in
   the same pass, every unit's pre-activation mean and standard deviation at every
@@ -26,7 +26,8 @@ Everything the chapter's notebook, its explorer and its claim tests share:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,12 +46,14 @@ from .._checks import (
     check_seeds,
 )
 from ..norms import NORM_LABELS, BatchNorm, LayerNorm
-from ..plotting import color, new_figure
+from ..plotting import PALETTE, color, new_figure
 from .common import default_dtype, stream_seed, train_sweep
 
 __all__ = [
+    "LABELS",
     "NORMS",
     "STAT_NAMES",
+    "STYLES",
     "DeepMLP",
     "RunConfig",
     "RunRecord",
@@ -61,8 +64,11 @@ __all__ = [
     "loss_along_gradient",
     "make_task",
     "plot_activation_histograms",
+    "plot_landscape_rise",
+    "plot_loss_curves",
     "plot_percentiles",
     "pre_activation_stats",
+    "run_label",
     "train_runs",
 ]
 
@@ -74,6 +80,22 @@ NORMS: tuple[str, ...] = ("none", "batch", "layer")
 STAT_NAMES: tuple[str, ...] = ("mean", "std", "p15", "p50", "p85")
 
 _QUANTILES = (0.15, 0.50, 0.85)  # the percentiles of Ioffe & Szegedy's Figure 1
+
+#: How tables and figures name the three networks.
+LABELS: dict[str, str] = {
+    "none": "no normalization",
+    "batch": "BatchNorm",
+    "layer": "LayerNorm",
+}
+#: How every figure of the chapter draws each network: an Okabe-Ito colour and a
+#: marker, both different for every network (see :func:`run_label`).
+STYLES: dict[str, tuple[str, str]] = {
+    "no normalization": (PALETTE["blue"], "o"),
+    "BatchNorm": (PALETTE["orange"], "s"),
+    "LayerNorm": (PALETTE["green"], "^"),
+    "noisy BatchNorm": (PALETTE["purple"], "D"),
+    "noisy, no normalization": (PALETTE["black"], "v"),
+}
 
 
 # --------------------------------------------------------------------------- checks
@@ -181,9 +203,13 @@ class DeepMLP(nn.Module):
 
     ``z_l`` is the **pre-activation** of layer ``l`` (the input of its ReLU, as in
     Ioffe & Szegedy's figures): what that layer's non-linearity sees. ``norm`` is
-    ``"none"``, ``"batch"`` (course_lib ``BatchNorm`` without running statistics:
-    every forward pass here is a training-mode pass) or ``"layer"`` (course_lib
-    ``LayerNorm``). Weights are drawn from ``N(0, gain^2 / fan_in)``, biases are 0;
+    ``"none"``, ``"batch"`` (course_lib ``BatchNorm`` with torch's defaults: it
+    keeps running statistics, momentum 0.1, and in evaluation mode normalizes with
+    them) or ``"layer"`` (course_lib ``LayerNorm``). A Linear that feeds a
+    BatchNorm has no bias: BatchNorm subtracts each unit's mean over the batch,
+    which cancels any constant added before it, and its own ``beta`` takes the
+    bias's place (Ioffe & Szegedy 2015, section 3.2). Weights are drawn from
+    ``N(0, gain^2 / fan_in)``, biases are 0;
     ``gain = sqrt(2)`` is He et al.'s (2015) initialization for ReLU, under which
     the scale of ``h_l`` neither grows nor shrinks on average from layer to layer.
 
@@ -240,13 +266,16 @@ class DeepMLP(nn.Module):
         self.noises = nn.ModuleList()
         fan_in = d_in
         for _ in range(self.depth):
-            linear = nn.Linear(fan_in, self.width)
+            # the bias before a BatchNorm is redundant: the mean subtraction
+            # cancels it
+            linear = nn.Linear(fan_in, self.width, bias=norm != "batch")
             with torch.no_grad():
                 linear.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=g)
-                linear.bias.zero_()
+                if linear.bias is not None:
+                    linear.bias.zero_()
             self.linears.append(linear)
             if norm == "batch":
-                self.norms.append(BatchNorm(self.width, track_running_stats=False))
+                self.norms.append(BatchNorm(self.width))
             elif norm == "layer":
                 self.norms.append(LayerNorm(self.width))
             else:
@@ -295,6 +324,30 @@ class DeepMLP(nn.Module):
 
 
 # --------------------------------------------------------------------- measurements
+
+
+@contextmanager
+def _running_stats_kept(model: nn.Module) -> Iterator[None]:
+    """Leave no trace in ``model``'s running statistics.
+
+    A BatchNorm in training mode folds every batch it sees into ``running_mean``
+    and ``running_var`` and counts it in ``num_batches_tracked``. A measurement
+    pass (the probe, :func:`gradient_shift`, :func:`loss_along_gradient`) is not
+    training data, so the buffers of every layer that tracks running statistics
+    are put back as they were, bit for bit.
+    """
+    saved = [
+        (b, b.clone())
+        for m in model.modules()
+        if getattr(m, "track_running_stats", False)
+        for b in m.buffers(recurse=False)
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
 
 
 def pre_activation_stats(z: torch.Tensor) -> torch.Tensor:
@@ -398,7 +451,9 @@ def gradient_shift(
     changed what layer ``l`` should do: little covariate shift in the sense that
     matters for optimization. Layer 1 has no layers before it, so its shift is 0 and
     its cosine 1. The earlier layers are stepped in place one after the other and
-    every parameter is restored bit for bit afterwards (``.grad`` is not touched).
+    every parameter is restored bit for bit afterwards (``.grad`` is not touched),
+    and so are BatchNorm's running statistics, which these ``depth`` training-mode
+    passes would otherwise update.
 
     Shape:
         x ``(N, d_in)``; y ``(N,)`` int64; returns three ``(depth,)`` tensors:
@@ -409,6 +464,14 @@ def gradient_shift(
     x = check_float_tensor(x, "x", dim=2)  # (N, d_in)
     y = check_labels(y, "y", x.shape[0])  # (N,) class labels
     lr = check_real(lr, "lr", minimum=0.0)
+    with _running_stats_kept(model):
+        return _gradient_shift(model, x, y, lr)
+
+
+def _gradient_shift(
+    model: DeepMLP, x: torch.Tensor, y: torch.Tensor, lr: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`gradient_shift` on checked arguments."""
     params = list(model.parameters())
     grads = dict(
         zip(
@@ -462,7 +525,7 @@ def loss_along_gradient(
     very direction the optimizer follows (a rough landscape, where a step size that
     works at one point overshoots at the next); a narrow range means the gradient is
     a reliable guide. The parameters are moved in place and restored bit for bit
-    afterwards.
+    afterwards, and so are any running statistics of BatchNorm layers.
 
     Shape:
         x ``(N, d_in)``; y ``(N,)``; returns ``(len(step_sizes),)``.
@@ -476,6 +539,14 @@ def loss_along_gradient(
     etas = [check_real(s, "step_sizes", minimum=0.0) for s in step_sizes]
     if not etas:
         raise ValueError("step_sizes must not be empty")
+    with _running_stats_kept(model):
+        return _loss_along_gradient(model, x, y, etas)
+
+
+def _loss_along_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, etas: list[float]
+) -> torch.Tensor:
+    """:func:`loss_along_gradient` on checked arguments."""
     params = list(model.parameters())
     grads = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params)
     saved = [p.detach().clone() for p in params]
@@ -568,12 +639,17 @@ class RunRecord:
     """Everything one run of :func:`train_runs` measured.
 
     ``moments[t]`` and ``percentiles`` are taken on a fixed probe batch with the
-    weights after ``t`` updates (the last entry after the final update);
+    weights after ``t`` updates (the last entry after the final update), in
+    training mode: a BatchNorm normalizes the probe with the probe's own
+    statistics. ``moments_eval[t]`` (BatchNorm runs only) is the same probe in
+    evaluation mode, normalized with the running statistics of the ``t`` training
+    batches seen so far. No probe pass changes the running statistics.
     ``losses[t]`` is the loss of step ``t``'s batch before its update.
 
     Shape:
         ``losses`` ``(steps,)``; ``moments`` ``(steps + 1, depth, width, 2)`` (mean,
-        std of every unit's pre-activation); ``percentiles``
+        std of every unit's pre-activation); ``moments_eval`` the same shape for a
+        BatchNorm run, ``(0, depth, width, 2)`` otherwise; ``percentiles``
         ``(R, depth, width, 3)`` (15th, 50th, 85th) at the ``R`` steps of
         ``percentile_steps``; ``ics_l2``, ``ics_cos``, ``grad_norm`` ``(M, depth)``
         at the ``M`` steps of ``ics_steps``; ``landscape``
@@ -585,6 +661,7 @@ class RunRecord:
     config: RunConfig
     losses: torch.Tensor
     moments: torch.Tensor
+    moments_eval: torch.Tensor
     percentile_steps: list[int]
     percentiles: torch.Tensor
     ics_steps: list[int]
@@ -609,6 +686,17 @@ class RunRecord:
         """:func:`distribution_drift` from one step to the next. Two ``(depth,)``
         tensors."""
         return distribution_drift(self.moments)
+
+    def drift_eval(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`distribution_drift` of ``moments_eval``: a BatchNorm network's
+        drift with the probe normalized by the running statistics (evaluation
+        mode) instead of its own. Only for ``norm == "batch"``; two ``(depth,)``
+        tensors."""
+        if self.moments_eval.shape[0] == 0:
+            raise ValueError(
+                f"drift_eval needs a BatchNorm run, this one has norm={self.norm!r}"
+            )
+        return distribution_drift(self.moments_eval)
 
     def landscape_range(self) -> torch.Tensor:
         r"""Max minus min of the loss along the gradient, at each measured step.
@@ -645,6 +733,14 @@ class RunRecord:
         return (self.landscape.max(dim=1).values - base).clamp_min(0.0)
 
 
+def _moments(z: torch.Tensor) -> torch.Tensor:
+    """Mean and std of every unit over the probe batch: ``z`` ``(depth, probe_size,
+    width)`` gives ``(depth, width, 2)``."""
+    mean = z.mean(dim=1)
+    std = ((z - mean[:, None]) ** 2).mean(dim=1).sqrt()
+    return torch.stack([mean, std], dim=-1)
+
+
 class _Recorder:
     """What one run of :func:`train_runs` measures as it trains (see
     :class:`RunRecord`)."""
@@ -655,6 +751,7 @@ class _Recorder:
         self.noise = torch.Generator().manual_seed(stream_seed(seed, "noise"))
         self.etas = [config.lr * m for m in config.step_multiples]
         self.moments: list[torch.Tensor] = []
+        self.moments_eval: list[torch.Tensor] = []
         self.percentiles: list[torch.Tensor] = []
         self.percentile_steps: list[int] = []
         self.ics: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -663,12 +760,22 @@ class _Recorder:
         self.landscape_steps: list[int] = []
 
     def record(self, step: int, net: DeepMLP) -> None:
-        with torch.no_grad():
+        # the probe is a measurement, not training data: a training-mode BatchNorm
+        # would fold its statistics into the running ones, so they are kept
+        with torch.no_grad(), _running_stats_kept(net):
             _, preacts = net(self.probe, return_preacts=True)
         z = torch.stack(preacts)  # (depth, probe_size, width)
-        mean = z.mean(dim=1)
-        std = ((z - mean[:, None]) ** 2).mean(dim=1).sqrt()
-        self.moments.append(torch.stack([mean, std], dim=-1))  # (depth, width, 2)
+        self.moments.append(_moments(z))
+        if net.norm == "batch":
+            # the same probe normalized with the running statistics instead of its
+            # own: what the network computes in evaluation mode
+            net.eval()
+            try:
+                with torch.no_grad():
+                    _, preacts_eval = net(self.probe, return_preacts=True)
+            finally:
+                net.train()
+            self.moments_eval.append(_moments(torch.stack(preacts_eval)))
         if step % self.config.percentile_every == 0 or step == self.config.steps:
             # (depth, width, 3)
             self.percentiles.append(pre_activation_stats(z)[..., 2:])
@@ -699,6 +806,8 @@ class _Recorder:
         if n_done < config.steps:
             pad = torch.full_like(self.moments[-1], math.nan)
             self.moments[n_done:] = [pad] * (config.steps + 1 - n_done)
+            if self.moments_eval:
+                self.moments_eval[n_done:] = [pad] * (config.steps + 1 - n_done)
         empty = torch.empty(0, config.depth, dtype=torch.float64)
         if self.ics:
             l2, cos, grad_norm = (
@@ -712,6 +821,9 @@ class _Recorder:
             config=config,
             losses=losses,
             moments=torch.stack(self.moments),
+            moments_eval=torch.stack(self.moments_eval)
+            if self.moments_eval
+            else torch.empty(0, config.depth, config.width, 2, dtype=torch.float64),
             percentile_steps=self.percentile_steps,
             percentiles=torch.stack(self.percentiles),
             ics_steps=self.ics_steps,
@@ -737,9 +849,12 @@ def train_runs(
     Before every update (and once after the last) each run passes a fixed probe
     batch through its network and records each unit's pre-activation mean and
     standard deviation, and every ``config.percentile_every`` steps its 15th / 50th
-    / 85th percentiles. At the steps in ``config.landscape_at`` it measures
-    :func:`loss_along_gradient` (step sizes ``lr * step_multiples``) and at those in
-    ``config.ics_at`` :func:`gradient_shift`, on that step's batch. With
+    / 85th percentiles; a BatchNorm run passes the probe a second time in
+    evaluation mode (running statistics). No measurement changes the running
+    statistics: only the training batches do. At the steps in
+    ``config.landscape_at`` it measures :func:`loss_along_gradient` (step sizes
+    ``lr * step_multiples``) and at those in ``config.ics_at``
+    :func:`gradient_shift`, on that step's batch. With
     ``config.noise > 0`` a new :class:`ShiftScaleNoise` is drawn before every step,
     and everything measured at that step sees the same noise as its update. A run's
     seed sets its initialization, batch order and noise; the task is the same for
@@ -885,8 +1000,8 @@ def plot_percentiles(
         \quad q \in \{0.15, 0.5, 0.85\}
 
     The band spans the 15th to 85th percentile of the unit's pre-activation on the
-    probe batch; the line is the median. The colour is the network's
-    (``record.norm``).
+    probe batch; the line is the median. The colour is the network's (its
+    :func:`run_label` in :data:`STYLES`).
 
     Shape:
         draws ``len(record.percentile_steps)`` points; returns ``(fig, ax)``.
@@ -902,11 +1017,140 @@ def plot_percentiles(
         )
     steps = record.percentile_steps
     q = record.percentiles[:, layer, unit]  # (R, 3)
-    c = color(NORMS.index(record.norm))
+    c, _ = STYLES[run_label(record)]
     ax.fill_between(steps, q[:, 0], q[:, 2], color=c, alpha=0.25, linewidth=0)
     ax.plot(steps, q[:, 1], color=c, linewidth=1.5)
     ax.plot(steps, q[:, 0], color=c, linewidth=0.8)
     ax.plot(steps, q[:, 2], color=c, linewidth=0.8)
+    return ax.figure, ax
+
+
+def run_label(record: RunRecord) -> str:
+    """The name tables and figures give a run: its network's entry in
+    :data:`LABELS`, with "noisy" in front when it trained with
+    :class:`ShiftScaleNoise` (a key of :data:`STYLES`)."""
+    if not isinstance(record, RunRecord):
+        raise TypeError(f"record must be a RunRecord, got {type(record).__name__}")
+    label = LABELS[record.norm]
+    if record.config.noise == 0.0:
+        return label
+    return "noisy BatchNorm" if record.norm == "batch" else f"noisy, {label}"
+
+
+def plot_loss_curves(
+    ax: Axes, runs: Mapping[str, Sequence[RunRecord]], *, window: int = 10
+) -> tuple[Figure, Axes]:
+    r"""Training-loss curves, a moving average over ``window`` steps, one line per
+    run, and the chance level.
+
+    .. math:: \bar{\mathcal{L}}_t = \frac{1}{w}\sum_{s=t-w+1}^{t} \mathcal{L}_s,
+        \qquad \text{chance} = \ln(\text{classes})
+
+    The chance level is the loss of predicting every class with equal probability;
+    its line is labelled on the plot, at its right end, and the legend is one row
+    in the upper right, above the chance level, where the curves are not once
+    training is under way.
+
+    Shape:
+        ``runs`` maps any names to lists of :class:`RunRecord` (colours from
+        :data:`STYLES` by :func:`run_label`); draws ``steps - window + 1`` points
+        per run; returns ``(fig, ax)``.
+    """
+    window = check_int(window, "window")
+    if not isinstance(runs, Mapping) or not runs:
+        raise TypeError("runs must be a non-empty mapping of name -> RunRecords")
+    records = [r for rs in runs.values() for r in rs]
+    if not records or not all(isinstance(r, RunRecord) for r in records):
+        raise TypeError("runs must map names to lists of RunRecord")
+    steps = records[0].config.steps
+    if window > steps:
+        raise ValueError(f"window must be <= steps = {steps}, got {window}")
+    kernel = torch.ones(1, 1, window, dtype=torch.float64) / window
+    for rs in runs.values():
+        for k, r in enumerate(rs):
+            # (steps - window + 1,) moving average
+            smooth = torch.conv1d(r.losses.view(1, 1, -1), kernel).view(-1)
+            label = run_label(r)
+            ax.plot(
+                range(window - 1, steps),
+                smooth,
+                color=STYLES[label][0],
+                linewidth=1.2,
+                alpha=0.9,
+                label=label if k == 0 else None,
+            )
+    # the runs' task (the same for every run of a config): its number of classes
+    n_classes = int(make_task(seed=records[0].config.task_seed)[1].max()) + 1
+    chance = math.log(n_classes)
+    ax.axhline(chance, color="grey", linestyle=":", linewidth=1.0)
+    ax.annotate(
+        f"chance (ln {n_classes} = {chance:.3f})",
+        xy=(1.0, chance),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 3),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        color="grey",
+        fontsize=8,
+    )
+    ax.legend(loc="upper right", ncols=len(ax.get_legend_handles_labels()[1]))
+    return ax.figure, ax
+
+
+def plot_landscape_rise(
+    ax: Axes, rise: Mapping[str, torch.Tensor]
+) -> tuple[Figure, Axes]:
+    r"""Strip plot of :meth:`RunRecord.landscape_rise`: one column per network.
+
+    .. math:: \max\Big(0,\; \max_\eta \mathcal{L}(\theta - \eta g)
+        - \mathcal{L}(\theta)\Big)
+
+    Small markers are the measured steps of each seed (seeds side by side), a large
+    marker with a black edge is each seed's mean over its steps. Every network has
+    its own colour and marker shape (:data:`STYLES`); the axis is symmetric-log,
+    linear below 0.01, so the many exact zeros stay visible.
+
+    Shape:
+        ``rise`` maps keys of :data:`STYLES` to ``(seeds, K)`` tensors; returns
+        ``(fig, ax)``.
+    """
+    if not isinstance(rise, Mapping) or not rise:
+        raise TypeError("rise must be a non-empty mapping of name -> tensor")
+    for name, values in rise.items():
+        if name not in STYLES:
+            raise ValueError(
+                f"rise has an unknown network {name!r}; expected keys of STYLES"
+            )
+        if not isinstance(values, torch.Tensor) or values.dim() != 2:
+            raise ValueError(f"rise[{name!r}] must be a (seeds, steps) tensor")
+    for i, (name, values) in enumerate(rise.items()):
+        c, marker = STYLES[name]
+        n_seeds = values.shape[0]
+        offsets = torch.linspace(-0.2, 0.2, n_seeds) if n_seeds > 1 else [0.0]
+        for k in range(n_seeds):
+            x = i + float(offsets[k])
+            ax.plot(
+                [x] * values.shape[1],
+                values[k].tolist(),
+                marker,
+                linestyle="none",
+                color=c,
+                alpha=0.5,
+                markersize=3.5,
+            )
+            ax.plot(
+                x,
+                float(values[k].mean()),
+                marker,
+                color=c,
+                markersize=8,
+                markeredgecolor="black",
+                label=name if k == 0 else None,
+            )
+    ax.set_xticks(range(len(rise)), list(rise))
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_ylim(bottom=0)
     return ax.figure, ax
 
 
