@@ -18,6 +18,7 @@ from torch import nn
 from course_lib import functional as CF
 from course_lib.data import scale_pair
 from course_lib.experiments import ch05_learnable_gamma_beta as ch05
+from course_lib.experiments.common import default_dtype
 from course_lib.norms import LayerNorm
 from course_lib.notebook import setup
 
@@ -39,21 +40,34 @@ def runs(task):
     return {kind: ch05.fit_affine(kind, SEEDS, task) for kind in ch05.NORM_KINDS}
 
 
+#: the chapter's learning-rate sweep (plain SGD, constant rate)
+LRS = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0)
+
+
 @pytest.fixture(scope="module")
-def hot(task):
+def sweep(task):
     return {
-        kind: ch05.fit_affine(
-            kind,
-            SEEDS,
-            task,
-            depth=2,
-            optimizer="sgd",
-            lr=30.0,
-            weight_decay=0.0,
-            track=True,
-        )
-        for kind in ch05.NORM_KINDS
+        k: ch05.fit_affine_lrs(k, LRS, SEEDS, task, steps=100)
+        for k in ch05.NORM_KINDS
     }
+
+
+def _start(seed: int, norm: str = "learnable") -> ch05.NormNet:
+    # the model fit_affine starts seed `seed` from
+    torch.manual_seed(seed)
+    with default_dtype(torch.float64):
+        return ch05.NormNet(16, 16, norm)
+
+
+def _eta_star(task, seed: int) -> float:
+    # the chapter's prediction: 2 / the top curvature of the (gamma, beta) blocks
+    with torch.no_grad():
+        x_hat = CF.layer_norm(_start(seed).linears[0](task.x_train), (16,))
+    return 2 / ch05.affine_curvature(x_hat).max().item()
+
+
+def _blew(run: ch05.FitResult) -> bool:
+    return run.blow_up_step() is not None
 
 
 # --- what gamma and beta cannot give back -----------------------------------------
@@ -286,38 +300,258 @@ def test_weights_before_layernorm_are_scale_free():
         assert abs(r["loss"] / ref["loss"] - 1) < 1e-3
 
 
-def test_too_high_learning_rate_gamma_beta_blow_up_fixed_survives(hot):
-    for s in range(len(SEEDS)):
-        none, learn, fixed = (hot[k][s] for k in ("none", "learnable", "fixed"))
-        assert none.blow_up_step() is not None and learn.blow_up_step() is not None
-        assert none.blow_up_step() < learn.blow_up_step() < 50  # "before step 50"
-        assert fixed.blow_up_step() is None
-        assert all(math.isfinite(v) for v in fixed.losses)
-        gamma_beta = [
-            v
-            for name, vs in learn.history.items()
-            if name.startswith("norms") and not name.endswith(".grad")
-            for v in vs
-            if math.isfinite(v)
-        ]
-        assert max(gamma_beta) > 1e6
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_affine_curvature_is_the_hessian_in_gamma_beta(seed):
+    # H_j = (2/D) [[m2, m1], [m1, 1]]: its top eigenvalue against autograd's Hessian
+    g = torch.Generator().manual_seed(seed)
+    u = 2.0 * torch.randn(256, 16, generator=g, dtype=torch.float64) + 0.5
+    x_hat = CF.layer_norm(u, (16,))
+    y = torch.randn(256, 16, generator=g, dtype=torch.float64)
+
+    def loss(gb):
+        return ((gb[:16] * x_hat + gb[16:] - y) ** 2).mean()
+
+    point = torch.randn(32, generator=g, dtype=torch.float64)
+    hessian = torch.autograd.functional.hessian(loss, point)
+    curv = ch05.affine_curvature(x_hat)
+    assert abs(torch.linalg.eigvalsh(hessian)[-1] - curv.max()) < 1e-12
+    # d2L/dbeta_j^2 = 2/D and d2L/dgamma_j^2 = (2/D) mean(x_hat_j^2)
+    torch.testing.assert_close(
+        torch.diagonal(hessian)[16:], torch.full((16,), 2 / 16, dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        torch.diagonal(hessian)[:16], 2 / 16 * (x_hat**2).mean(0)
+    )
+    assert bool((curv >= 2 / 16 - 1e-15).all())  # so eta* <= D
 
 
-def test_pythagoras_for_weights_feeding_a_layernorm(hot):
-    hist = hot["fixed"][0].history
-    for k in (0, 1):
-        w, b = hist[f"linears.{k}.weight"], hist[f"linears.{k}.bias"]
-        gw, gbias = hist[f"linears.{k}.weight.grad"], hist[f"linears.{k}.bias.grad"]
-        assert len(gw) == 200 and len(w) == 201
-        for t in range(200):
-            lr_t = 30.0 * (1 - t / 200)
-            grown = (w[t + 1] ** 2 + b[t + 1] ** 2) - (w[t] ** 2 + b[t] ** 2)
-            assert abs(grown - lr_t**2 * (gw[t] ** 2 + gbias[t] ** 2)) < 1e-5 * (
-                w[t + 1] ** 2 + b[t + 1] ** 2
+def test_linear_curvature_is_the_hessian_of_a_linear_output_layer(task):
+    lin = nn.Linear(16, 16, dtype=torch.float64)
+    start = [lin.weight.detach().clone(), lin.bias.detach().clone()]
+
+    def loss(w, b):
+        out = task.x_train[:512] @ w.T + b
+        return ((out - task.y_train[:512]) ** 2).mean()
+
+    blocks = torch.autograd.functional.hessian(loss, tuple(start))
+    n = 16 * 16 + 16
+    full = torch.zeros(n, n, dtype=torch.float64)
+    sizes = [p.numel() for p in start]
+    offs = [0, sizes[0]]
+    for i in range(2):
+        for j in range(2):
+            full[offs[i] : offs[i] + sizes[i], offs[j] : offs[j] + sizes[j]] = (
+                blocks[i][j].reshape(sizes[i], sizes[j])
             )
-        # the first step inflates the weights; afterwards they barely move
-        assert w[1] > 5 * w[0]
-        assert w[-1] < 1.2 * w[1]
+    top = torch.linalg.eigvalsh(full)[-1].item()
+    assert top == pytest.approx(
+        ch05.linear_curvature(task.x_train[:512], 16), rel=1e-10
+    )
+
+
+def test_sharpest_rate_matches_the_full_hessian(task):
+    model = _start(0)
+    rate, shares = ch05.sharpest_rate(model, task.x_train[:512], task.y_train[:512])
+    params = list(model.parameters())
+    flat = torch.cat([p.detach().flatten() for p in params])
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in params]
+
+    def loss(v):
+        out, k = {}, 0
+        for name, shape in zip(names, shapes, strict=True):
+            size = math.prod(shape)
+            out[name] = v[k : k + size].view(shape)
+            k += size
+        pred = torch.func.functional_call(model, out, (task.x_train[:512],))
+        return nn.functional.mse_loss(pred, task.y_train[:512])
+
+    top = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss, flat))[-1]
+    assert rate == pytest.approx(2 / top.item(), rel=1e-4)
+    assert sum(shares.values()) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_weights_before_the_norm_are_sharpest_at_the_start_yet_stabilize(
+    task, sweep
+):
+    # "the sharpest direction ... lies mostly on the weights before the norm, with a
+    # limit below 2, yet rates 4 and 6 train", "the first large steps lengthen them"
+    for s in SEEDS:
+        rate, shares = ch05.sharpest_rate(_start(s), task.x_train, task.y_train)
+        assert rate < 2 < LRS[0]
+        assert shares["linears.0.weight"] + shares["linears.0.bias"] > 0.5
+        assert rate < 0.25 * _eta_star(task, s)
+        for i in (LRS.index(4.0), LRS.index(6.0)):
+            run = sweep["learnable"][i][s]
+            assert not _blew(run)
+            w = run.history["linears.0.weight"]
+            assert w[-1] > 3 * w[0]
+            # and afterwards the whole model is stable at the rate it trained with
+            end_rate, _ = ch05.sharpest_rate(run.model, task.x_train, task.y_train)
+            assert end_rate > LRS[i]
+
+
+def test_sgd_on_gamma_beta_diverges_near_the_predicted_rate(task):
+    # "every learnable run below three quarters of its seed's eta* converged, every
+    # run at or above it blew up": on five seeds, not only the chapter's three
+    fractions = (0.5, 0.7, 1.0, 1.3)
+    for s in range(5):
+        eta = _eta_star(task, s)
+        assert 8.0 < eta <= 16.0  # at most D
+        rows = ch05.fit_affine_lrs(
+            "learnable", [f * eta for f in fractions], [s], task
+        )
+        blew = [_blew(row[0]) for row in rows]
+        assert blew == [False, False, True, True], (s, eta, blew)
+        for row in rows[:2]:
+            assert row[0].test_score < 0.05
+
+
+def test_no_norm_model_follows_its_own_threshold(task):
+    eta = 2 / ch05.linear_curvature(task.x_train, 16)
+    assert 14.0 < eta < 15.0
+    fractions = (0.5, 0.8, 1.1, 1.5)
+    rows = ch05.fit_affine_lrs(
+        "none", [f * eta for f in fractions], [0, 1, 2, 3, 4], task
+    )
+    for f, row in zip(fractions, rows, strict=True):
+        assert all(_blew(r) == (f > 1) for r in row)
+
+
+def test_the_chapters_sweep(task, sweep):
+    # the notebook's checks, run for run
+    predicted = {s: _eta_star(task, s) for s in SEEDS}
+    lin = 2 / ch05.linear_curvature(task.x_train, 16)
+    for i, lr in enumerate(LRS):
+        for s in SEEDS:
+            learn = sweep["learnable"][i][s]
+            if lr < 0.75 * predicted[s] or lr >= predicted[s]:
+                assert _blew(learn) == (lr >= predicted[s])
+            assert _blew(sweep["none"][i][s]) == (lr > lin)
+            assert not _blew(sweep["fixed"][i][s])
+    # in the band between, some seeds blew up early ("some blew up early")
+    band = [
+        _blew(sweep["learnable"][i][s])
+        for i, lr in enumerate(LRS)
+        for s in SEEDS
+        if 0.75 * predicted[s] <= lr < predicted[s]
+    ]
+    assert any(band)
+
+
+def test_the_sweep_blows_up_the_same_runs_over_200_steps(task, sweep):
+    for k in ch05.NORM_KINDS:
+        longer = ch05.fit_affine_lrs(k, LRS, SEEDS, task, steps=200)
+        for short_row, long_row in zip(sweep[k], longer, strict=True):
+            assert [_blew(r) for r in short_row] == [_blew(r) for r in long_row]
+
+
+def test_fixed_model_cannot_diverge_and_ends_just_above_the_floor(task, sweep):
+    floor = ch05.bare_layernorm_floor(task.y_test)
+    assert floor == pytest.approx(1.5782, abs=5e-5)
+    fixed = [r for row in sweep["fixed"] for r in row]
+    for run in fixed:
+        assert all(math.isfinite(v) for v in run.losses)
+        assert floor <= run.test_score < 1.05 * floor  # "just above it"
+    # its output is bounded whatever the weights: rows of norm <= sqrt(D), so the
+    # loss of any bare-LayerNorm output stays at or above the floor
+    model = _start(0, "fixed")
+    g = torch.Generator().manual_seed(9)
+    for scale in (1.0, 1e3, 1e6):
+        with torch.no_grad():
+            model.linears[0].weight.copy_(
+                scale * torch.randn(16, 16, generator=g, dtype=torch.float64)
+            )
+            out = model(task.x_test)
+        assert bool((out.norm(dim=1) <= math.sqrt(16) + 1e-12).all())
+        assert float(nn.functional.mse_loss(out, task.y_test)) >= floor
+
+
+def test_bare_layernorm_floor_is_the_best_row():
+    g = torch.Generator().manual_seed(5)
+    y = 2.0 * torch.randn(64, 8, generator=g, dtype=torch.float64) + 1.0
+    y[0] = 0.1 * y[0]  # one row shorter than sqrt(D) after centring
+    floor = ch05.bare_layernorm_floor(y)
+    for _ in range(200):
+        rows = torch.randn(64, 8, generator=g, dtype=torch.float64)
+        rows = rows - rows.mean(1, keepdim=True)
+        rows = rows * torch.rand(64, 1, generator=g, dtype=torch.float64).sqrt()
+        rows = rows * math.sqrt(8) / rows.norm(dim=1, keepdim=True).clamp(min=1.0)
+        assert float(((rows - y) ** 2).mean()) >= floor - 1e-12
+    # and LayerNorm of y itself comes no closer
+    assert float(((CF.layer_norm(y, (8,)) - y) ** 2).mean()) >= floor
+
+
+def test_gamma_moves_by_a_smaller_fraction_than_w_per_step(task, sweep):
+    adamw = ch05.fit_affine("learnable", SEEDS, task, track=True)
+    for group in (adamw, sweep["learnable"][LRS.index(4.0)]):
+        pooled = []
+        for run in group:
+            ratio = torch.tensor(
+                run.relative_steps(["norms.0.weight"]), dtype=torch.float64
+            ) / torch.tensor(run.relative_steps(["linears.0.weight"]))
+            assert len(ratio) == len(run.losses)
+            assert ratio.median() < 0.6  # per seed too
+            pooled.append(ratio)
+        q75 = torch.quantile(torch.cat(pooled), 0.75)
+        assert q75 < 1  # in at least three quarters of the steps
+
+
+def test_written_out_loop_is_fit_affine(task):
+    # the notebook's loop, for two seeds
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        start = nn.Linear(16, 16, dtype=torch.float64)
+        w = start.weight.detach().clone().requires_grad_(True)
+        b = start.bias.detach().clone().requires_grad_(True)
+        gam = torch.ones(16, dtype=torch.float64, requires_grad=True)
+        bet = torch.zeros(16, dtype=torch.float64, requires_grad=True)
+        params, decays = [w, b, gam, bet], [0.1, 0.0, 0.0, 0.0]
+        m_avg = [torch.zeros_like(p) for p in params]
+        v_avg = [torch.zeros_like(p) for p in params]
+        order = torch.Generator().manual_seed(seed)
+
+        def net(x, w=w, b=b, gam=gam, bet=bet):
+            u = x @ w.T + b
+            u_hat = (u - u.mean(-1, keepdim=True)) / torch.sqrt(
+                u.var(-1, unbiased=False, keepdim=True) + 1e-5
+            )
+            return gam * u_hat + bet
+
+        for t in range(200):
+            idx = torch.randint(0, task.x_train.shape[0], (128,), generator=order)
+            loss = ((net(task.x_train[idx]) - task.y_train[idx]) ** 2).mean()
+            grads = torch.autograd.grad(loss, params)
+            lr = 0.1 * (1 - t / 200)
+            with torch.no_grad():
+                for p, g_t, m, v, lam in zip(
+                    params, grads, m_avg, v_avg, decays, strict=True
+                ):
+                    m.mul_(0.9).add_(0.1 * g_t)
+                    v.mul_(0.999).add_(0.001 * g_t * g_t)
+                    p.mul_(1 - lr * lam)
+                    v_hat = v / (1 - 0.999 ** (t + 1))
+                    p.sub_(lr * m / (1 - 0.9 ** (t + 1)) / (v_hat.sqrt() + 1e-8))
+        (lib,) = ch05.fit_affine("learnable", [seed], task)
+        with torch.no_grad():
+            hand = float(((net(task.x_test) - task.y_test) ** 2).mean())
+        assert abs(hand - lib.test_score) < 1e-9 * lib.test_score
+        assert (gam.detach() - lib.model.norms[0].weight).abs().max() < 1e-9
+
+
+def test_pythagoras_for_weights_feeding_a_layernorm(sweep):
+    hist = sweep["fixed"][-1][0].history  # rate 24, seed 0
+    w, b = hist["linears.0.weight"], hist["linears.0.bias"]
+    gw, gbias = hist["linears.0.weight.grad"], hist["linears.0.bias.grad"]
+    assert len(gw) == 100 and len(w) == 101
+    for t in range(100):
+        grown = (w[t + 1] ** 2 + b[t + 1] ** 2) - (w[t] ** 2 + b[t] ** 2)
+        assert abs(grown - 24.0**2 * (gw[t] ** 2 + gbias[t] ** 2)) < 1e-5 * (
+            w[t + 1] ** 2 + b[t + 1] ** 2
+        )
+    # the first step inflates the weights; afterwards they barely move
+    assert w[1] > 5 * w[0]
+    assert w[-1] < 1.2 * w[1]
 
 
 def test_next_layernorm_removes_the_scale_of_a_drift_not_its_effect(task):
@@ -515,6 +749,50 @@ def test_plot_affine_draws_two_panels():
             "in_features",
         ),
         (lambda: ch05.plot_affine(feature=3), ValueError, "feature"),
+        (
+            lambda: ch05.fit_affine_lrs(
+                "learnable", [], [0], ch05.affine_task(n_train=8, n_test=8)
+            ),
+            ValueError,
+            "lrs",
+        ),
+        (
+            lambda: ch05.fit_affine_lrs(
+                "learnable", [1.0, -1.0], [0], ch05.affine_task(n_train=8, n_test=8)
+            ),
+            ValueError,
+            r"lrs\[1\]",
+        ),
+        (
+            lambda: ch05.fit_affine_lrs("learnable", [1.0], [0], "t"),
+            TypeError,
+            "task",
+        ),
+        (
+            lambda: ch05.fit_affine(
+                "learnable",
+                [0],
+                ch05.affine_task(n_train=8, n_test=8),
+                schedule="cosine",
+            ),
+            ValueError,
+            "schedule",
+        ),
+        (lambda: ch05.affine_curvature(torch.ones(4)), ValueError, "normalized"),
+        (lambda: ch05.linear_curvature(torch.ones(4, 2), 0), ValueError, "d_out"),
+        (lambda: ch05.bare_layernorm_floor(torch.ones(4)), ValueError, "target"),
+        (
+            lambda: ch05.sharpest_rate("m", torch.ones(2, 4), torch.ones(2, 4)),
+            TypeError,
+            "model",
+        ),
+        (
+            lambda: ch05.sharpest_rate(
+                ch05.NormNet(4, 4), torch.ones(2, 4), torch.ones(2, 4), iters=0
+            ),
+            ValueError,
+            "iters",
+        ),
         (lambda: ch05.plot_affine(gamma=float("nan")), ValueError, "finite"),
     ],
 )
@@ -534,5 +812,34 @@ def test_blow_up_step_is_the_first_non_finite_loss_or_norm_past_the_limit():
     assert nan_loss.blow_up_step() == 1 == nan_loss.diverged_at
     grads_ignored = ch05.FitResult([1.0], 0.1, model, {"w.grad": [1e9]})
     assert grads_ignored.blow_up_step() is None
+    steps_ignored = ch05.FitResult([1.0], 0.1, model, {"w.step": [1e9]})
+    assert steps_ignored.blow_up_step() is None
     with pytest.raises(ValueError, match="limit"):
         quiet.blow_up_step(limit=0)
+
+
+def test_relative_steps_needs_tracked_names():
+    run = ch05.FitResult(
+        [1.0], 0.1, nn.Linear(2, 2), {"w": [2.0, 2.0], "w.step": [0.5]}
+    )
+    assert run.relative_steps(["w"]) == [0.25]
+    with pytest.raises(ValueError, match="names"):
+        run.relative_steps(["v"])
+    with pytest.raises(TypeError, match="names"):
+        run.relative_steps("w")
+
+
+def test_curvature_of_weights_feeding_a_layernorm_falls_as_one_over_c_squared(task):
+    # "their curvature falls as 1 / |W|^2": L(cW, cb) = L(W, b) up to eps
+    rates = []
+    for c in (1.0, 4.0):
+        model = _start(0, "fixed")  # only W and b, both feeding the norm
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(c)
+        # a shift of the spectrum's size, for the power iteration to converge
+        rate, _ = ch05.sharpest_rate(
+            model, task.x_train, task.y_train, iters=300, shift=4.0 / c**2
+        )
+        rates.append(rate)
+    assert rates[1] / rates[0] == pytest.approx(16.0, rel=1e-3)

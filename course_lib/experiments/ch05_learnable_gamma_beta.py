@@ -16,6 +16,10 @@ holds the chapter's measurements:
   normalization, over seeds);
 * :func:`affine_grad_norms`, :func:`scale_invariance`, :func:`rescale_first_affine`
   - why gamma, beta and the weights feeding a LayerNorm do not run away;
+* :func:`affine_curvature`, :func:`linear_curvature`, :func:`sharpest_rate`,
+  :func:`fit_affine_lrs`, :func:`bare_layernorm_floor` - the learning rate at which
+  gradient descent on an output layer turns unstable, a sweep across it, and what
+  a bare LayerNorm can reach;
 * :func:`fold_affine` - gamma and beta folded into the next linear layer for
   inference;
 * :func:`plot_affine` - the figure behind the chapter's explorer.
@@ -55,18 +59,23 @@ __all__ = [
     "FitResult",
     "MagnitudeTask",
     "NormNet",
+    "affine_curvature",
     "affine_grad_norms",
     "affine_task",
+    "bare_layernorm_floor",
     "best_affine_fit",
     "fit_affine",
+    "fit_affine_lrs",
     "fit_magnitude",
     "fold_affine",
     "jacobian_singular_values",
+    "linear_curvature",
     "magnitude_task",
     "make_variant",
     "plot_affine",
     "rescale_first_affine",
     "scale_invariance",
+    "sharpest_rate",
 ]
 
 #: The three ways the chapter's models normalize: LayerNorm with learnable gamma and
@@ -74,6 +83,8 @@ __all__ = [
 #: (``elementwise_affine=False``), or nothing. Variants of the affine part, not
 #: names of norms (those are course_lib.norms.NORMS).
 NORM_KINDS: tuple[str, ...] = ("learnable", "fixed", "none")
+#: How the learning rate moves over a run: falling linearly to 0, or held constant.
+SCHEDULES: tuple[str, ...] = ("linear", "constant")
 # The tasks and the training runs compute in float64. A run amplifies round-off from
 # step to step; in float32 it reaches the printed digits, which then differ between
 # processors whose kernels add in another order. In float64 it stays far below them,
@@ -364,12 +375,15 @@ class FitResult:
     history.
 
     ``history`` (filled when training with ``track=True``) maps a parameter name to
-    its norm :math:`\lVert\theta_t\rVert` before each step t and after the last, and
-    ``name + ".grad"`` to the gradient norm :math:`\lVert g_t\rVert` of each step.
+    its norm :math:`\lVert\theta_t\rVert` before each step t and after the last,
+    ``name + ".grad"`` to the gradient norm :math:`\lVert g_t\rVert` of each step,
+    and ``name + ".step"`` to the length of each update,
+    :math:`\lVert\theta_{t+1} - \theta_t\rVert`.
 
     Shape:
         ``losses``: ``steps`` floats; ``history[name]``: ``steps + 1`` floats,
-        ``history[name + ".grad"]``: ``steps`` floats.
+        ``history[name + ".grad"]`` and ``history[name + ".step"]``: ``steps``
+        floats.
     """
 
     losses: list[float]
@@ -409,13 +423,46 @@ class FitResult:
             raise ValueError(f"limit must be a positive number, got {limit!r}")
         stops = [] if self.diverged_at is None else [self.diverged_at]
         for name, norms in self.history.items():
-            if name.endswith(".grad"):
+            if name.endswith((".grad", ".step")):
                 continue
             for step, value in enumerate(norms):
                 if not (math.isfinite(value) and value <= limit):
                     stops.append(step)
                     break
         return min(stops) if stops else None
+
+    def relative_steps(self, names: Sequence[str]) -> list[float]:
+        r"""The relative size of each update of the named parameters, taken as one
+        vector.
+
+        .. math:: r_t = \frac{\lVert\theta_{t+1} - \theta_t\rVert}
+            {\lVert\theta_t\rVert},\qquad
+            \lVert\theta\rVert^2 = \textstyle\sum_p \lVert\theta_p\rVert^2
+
+        Needs a run trained with ``track=True``.
+
+        Shape:
+            returns ``steps`` floats.
+        """
+        if (
+            isinstance(names, (str, bytes))
+            or not isinstance(names, Sequence)
+            or not names
+        ):
+            raise TypeError("names must be a non-empty sequence of parameter names")
+        missing = [n for n in names if n + ".step" not in self.history]
+        if missing:
+            raise ValueError(
+                f"names must be tracked parameters (train with track=True), "
+                f"missing: {missing}"
+            )
+        sizes = [self.history[n] for n in names]
+        moves = [self.history[n + ".step"] for n in names]
+        return [
+            math.sqrt(sum(m[t] ** 2 for m in moves))
+            / math.sqrt(sum(v[t] ** 2 for v in sizes))
+            for t in range(len(moves[0]))
+        ]
 
 
 def _weight_decay(
@@ -444,32 +491,36 @@ def _fit(
     score,
     seeds: list[int],
     steps: int,
-    lr: float,
+    lrs: list[float],
     batch_size: int,
     *,
+    schedule: str = "linear",
     optimizer: str = "adamw",
     weight_decay: float = 0.0,
     decay_affine: bool = False,
     track: bool = False,
 ) -> list[FitResult]:
-    """Train one model per seed as one sweep; ``score(model)`` is each one's
-    held-out score, taken in eval mode without gradients."""
+    """Train model i with seed ``seeds[i]`` at peak rate ``lrs[i]``, all as one
+    sweep; ``score(model)`` is each one's held-out score, taken in eval mode
+    without gradients."""
     steps = check_int(steps, "steps")
     batch_size = check_int(batch_size, "batch_size")
-    lr = check_real(lr, "lr", minimum=0.0)
+    check_choice(schedule, "schedule", SCHEDULES)
     weight_decay = check_real(
         weight_decay, "weight_decay", minimum=0.0, strict=False
     )
     check_choice(optimizer, "optimizer", ("adamw", "sgd"))
     x, y = task.x_train, task.y_train
     # Linear decay to zero: the last steps are small, so the end point is a clean
-    # read-out.
-    schedule = torch.tensor(
-        [lr * (1.0 - k / steps) for k in range(steps)], dtype=torch.float64
-    )
+    # read-out. Constant: every step at the same rate (the learning-rate sweep).
+    shape = [1.0 - k / steps if schedule == "linear" else 1.0 for k in range(steps)]
+    rates = torch.tensor(
+        [[lr * f for f in shape] for lr in lrs], dtype=torch.float64
+    )  # (M, steps)
     # each run's batches
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     histories: list[dict[str, list[float]]] = [{} for _ in seeds]
+    previous: list[dict[str, torch.Tensor]] = [{} for _ in seeds]
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.stack(
@@ -484,17 +535,23 @@ def _fit(
         # Called before step `step`'s update: parameters as they are now, and the
         # gradients left by step - 1.
         for pname, p in m.named_parameters():
-            histories[i].setdefault(pname, []).append(float(p.detach().norm()))
+            value = p.detach()
+            histories[i].setdefault(pname, []).append(float(value.norm()))
             if p.grad is not None:
                 histories[i].setdefault(pname + ".grad", []).append(
                     float(p.grad.norm())
                 )
+            if pname in previous[i]:  # the update just taken
+                histories[i].setdefault(pname + ".step", []).append(
+                    float((value - previous[i][pname]).norm())
+                )
+            previous[i][pname] = value.clone()
 
     losses = train_sweep(
         models,
         batch,
         loss_fn,
-        schedule.expand(len(models), steps),
+        rates,
         optimizer=optimizer,
         weight_decay=_weight_decay(models[0], weight_decay, decay_affine),
         on_step=record if track else None,
@@ -522,6 +579,13 @@ def _seeded(seeds: list[int], build) -> list[nn.Module]:
     return models
 
 
+def _test_mse(task: AffineTask):
+    def test_mse(model: nn.Module) -> float:
+        return float(nn.functional.mse_loss(model(task.x_test), task.y_test))
+
+    return test_mse
+
+
 def fit_affine(
     norm: str,
     seeds: Sequence[int],
@@ -536,6 +600,7 @@ def fit_affine(
     weight_decay: float = 0.1,
     decay_affine: bool = False,
     track: bool = False,
+    schedule: str = "linear",
 ) -> list[FitResult]:
     r"""Train a :class:`NormNet` per seed on an :class:`AffineTask` with mean
     squared error.
@@ -544,8 +609,9 @@ def fit_affine(
     runs train together as one sweep
     (:func:`~course_lib.experiments.common.train_sweep`). The optimizer (AdamW by
     default, or SGD) decays weight matrices by ``weight_decay`` and decays gamma and
-    beta only when ``decay_affine`` is True; the learning rate falls linearly to 0.
-    ``test_score`` is the test MSE, :math:`\frac{1}{Nd}\sum (y - \hat y)^2`.
+    beta only when ``decay_affine`` is True; the learning rate falls linearly to 0
+    (``schedule="linear"``) or stays at ``lr`` (``"constant"``). ``test_score`` is
+    the test MSE, :math:`\frac{1}{Nd}\sum (y - \hat y)^2`.
 
     Shape:
         the task's x and y ``(N, d)``; each model maps ``(*, d) -> (*, d)``; returns
@@ -554,26 +620,207 @@ def fit_affine(
     if not isinstance(task, AffineTask):
         raise TypeError(f"task must be an AffineTask, got {type(task).__name__}")
     seeds = check_seeds(seeds)
+    lr = check_real(lr, "lr", minimum=0.0)
     d = task.x_train.shape[1]
     models = _seeded(seeds, lambda: NormNet(d, d, norm, depth=depth, head=head))
-
-    def test_mse(model: nn.Module) -> float:
-        return float(nn.functional.mse_loss(model(task.x_test), task.y_test))
-
     return _fit(
         models,
         task,
         nn.functional.mse_loss,
-        test_mse,
+        _test_mse(task),
         seeds,
         steps,
-        lr,
+        [lr] * len(seeds),
         batch_size,
+        schedule=schedule,
         optimizer=optimizer,
         weight_decay=weight_decay,
         decay_affine=decay_affine,
         track=track,
     )
+
+
+def fit_affine_lrs(
+    norm: str,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    task: AffineTask,
+    *,
+    depth: int = 1,
+    steps: int = 200,
+    batch_size: int = 128,
+    optimizer: str = "sgd",
+    schedule: str = "constant",
+    track: bool = True,
+) -> list[list[FitResult]]:
+    r"""A learning-rate sweep: :func:`fit_affine` at every rate in ``lrs`` and every
+    seed, all trained as one sweep, without weight decay.
+
+    Run ``[k][i]`` has learning rate ``lrs[k]`` (held constant by default) and seed
+    ``seeds[i]``: the same initialization and mini-batches as seed ``seeds[i]`` at
+    any other rate, so runs ``[k][i]`` and ``[k2][i]`` differ only in their rate.
+    With the default plain SGD, each step is
+
+    .. math:: \theta_{t+1} = \theta_t - \eta_k\, g_t
+
+    Shape:
+        returns ``len(lrs)`` lists of ``len(seeds)`` :class:`FitResult`.
+    """
+    if not isinstance(task, AffineTask):
+        raise TypeError(f"task must be an AffineTask, got {type(task).__name__}")
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
+        raise ValueError("lrs must be a non-empty sequence of positive numbers")
+    rates = [check_real(r, f"lrs[{k}]", minimum=0.0) for k, r in enumerate(lrs)]
+    seeds = check_seeds(seeds)
+    d = task.x_train.shape[1]
+    all_seeds = [s for _ in rates for s in seeds]
+    models = _seeded(all_seeds, lambda: NormNet(d, d, norm, depth=depth))
+    flat = _fit(
+        models,
+        task,
+        nn.functional.mse_loss,
+        _test_mse(task),
+        all_seeds,
+        steps,
+        [r for r in rates for _ in seeds],
+        batch_size,
+        schedule=schedule,
+        optimizer=optimizer,
+        track=track,
+    )
+    n = len(seeds)
+    return [flat[k * n : (k + 1) * n] for k in range(len(rates))]
+
+
+# ----------------------------------------------------------------------------------
+# When gradient descent on an output layer turns unstable
+# ----------------------------------------------------------------------------------
+
+
+def affine_curvature(normalized: torch.Tensor) -> torch.Tensor:
+    r"""The largest curvature of the MSE in each feature's (gamma_j, beta_j).
+
+    For an output :math:`o_{tj} = \gamma_j \hat x_{tj} + \beta_j` and the loss
+    :math:`L = \frac{1}{ND}\sum_{t,j}(o_{tj} - y_{tj})^2`, the Hessian in
+    :math:`(\gamma, \beta)` is block diagonal, one 2 x 2 block per feature, and
+    does not depend on gamma, beta or the targets:
+
+    .. math:: H_j = \frac{2}{D}\begin{pmatrix} m_{2,j} & m_{1,j}\\ m_{1,j} & 1
+        \end{pmatrix},\qquad m_{1,j} = \overline{\hat x_{tj}},\quad
+        m_{2,j} = \overline{\hat x_{tj}^2}
+
+    (means over the N rows). Returns each block's largest eigenvalue,
+    :math:`\lambda_j = \frac{1}{D}\big(m_{2,j} + 1 + \sqrt{(m_{2,j} - 1)^2 +
+    4 m_{1,j}^2}\big) \ge \frac{2}{D}`. Gradient descent on this quadratic
+    diverges exactly when the learning rate exceeds :math:`2 / \max_j \lambda_j`,
+    which is therefore at most D.
+
+    Shape:
+        normalized ``(N, D)`` (the LayerNorm's output before gamma and beta);
+        returns ``(D,)``.
+    """
+    xn = check_float_tensor(normalized, "normalized", dim=2)
+    d = xn.shape[1]
+    m1 = xn.mean(dim=0)  # (D,)
+    m2 = (xn * xn).mean(dim=0)  # (D,)
+    return (m2 + 1.0 + torch.sqrt((m2 - 1.0) ** 2 + 4.0 * m1 * m1)) / d
+
+
+def linear_curvature(inputs: torch.Tensor, d_out: int) -> float:
+    r"""The largest curvature of the MSE in the weights and bias of a linear output
+    layer.
+
+    For :math:`o = W u + b` with ``d_out`` outputs and
+    :math:`L = \frac{1}{N d_{out}}\sum_{t,j}(o_{tj} - y_{tj})^2`, each output row
+    :math:`(w_j, b_j)` has the same Hessian block,
+
+    .. math:: H = \frac{2}{d_{out}}\,\overline{\tilde u \tilde u^\top},\qquad
+        \tilde u = (u, 1),
+
+    and this returns its largest eigenvalue. Gradient descent diverges when the
+    learning rate exceeds 2 over it.
+
+    Shape:
+        inputs ``(N, d_in)``; returns a float.
+    """
+    u = check_float_tensor(inputs, "inputs", dim=2)
+    d_out = check_int(d_out, "d_out")
+    ones = torch.ones(u.shape[0], 1, dtype=u.dtype)
+    u1 = torch.cat([u, ones], dim=1)  # (N, d_in + 1)
+    second = u1.T @ u1 / u.shape[0]
+    return float(2.0 / d_out * torch.linalg.eigvalsh(second)[-1])
+
+
+def sharpest_rate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    iters: int = 100,
+    shift: float = 4.0,
+) -> tuple[float, dict[str, float]]:
+    r"""The learning rate above which full-batch gradient descent on the MSE leaves
+    ``model``'s current point, ``2 / lambda_max`` of the Hessian of all parameters.
+
+    Power iteration on :math:`H + s I` (Hessian-vector products by double
+    backward, from a fixed random start): it finds the largest eigenvalue of H as
+    long as ``shift`` s exceeds :math:`-\lambda_{\min}(H)`. It converges at the
+    rate of the ratio of the top two eigenvalues of H + s I, so a shift far larger
+    than the spectrum needs many more ``iters``.
+
+    .. math:: \eta^\ast = \frac{2}{\lambda_{\max}(H)},\qquad
+        H = \nabla^2_\theta\, \tfrac{1}{N D}\textstyle\sum (f_\theta(x) - y)^2
+
+    Also returns the share of the top eigenvector's squared length on each
+    parameter (which parameters the sharpest direction moves).
+
+    Shape:
+        x ``(N, d_in)``, y ``(N, d_out)``; returns a float and one share per
+        parameter name.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    x = check_float_tensor(x, "x", dim=2)
+    y = check_float_tensor(y, "y", dim=2)
+    iters = check_int(iters, "iters")
+    shift = check_real(shift, "shift", minimum=0.0)
+    names, params = zip(*model.named_parameters(), strict=True)
+    loss = nn.functional.mse_loss(model(x), y)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    g = torch.Generator().manual_seed(0)
+    v = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+    top = float("nan")
+    for _ in range(iters):
+        hv = torch.autograd.grad(grads, params, v, retain_graph=True)
+        hv = [a + shift * b for a, b in zip(hv, v, strict=True)]  # (H + s I) v
+        length = math.sqrt(sum(float((h * h).sum()) for h in hv))
+        v = [h / length for h in hv]
+        top = length - shift  # the Rayleigh quotient of the unit v, once converged
+    shares = {n: float((u * u).sum()) for n, u in zip(names, v, strict=True)}
+    return 2.0 / top, shares
+
+
+def bare_layernorm_floor(target: torch.Tensor) -> float:
+    r"""The lowest MSE any model whose output is a bare LayerNorm can reach on
+    ``target``.
+
+    Every output row of a LayerNorm without gamma and beta has mean 0 and norm
+    :math:`\sqrt{D \sigma^2 / (\sigma^2 + \epsilon)} \le \sqrt{D}`. The closest
+    row of mean 0 and norm at most :math:`\sqrt{D}` to a target row y is its
+    centred part :math:`y - \bar y`, shortened to length :math:`\sqrt{D}` if it is
+    longer, :math:`o^\ast`; so no such model, however trained, scores below
+
+    .. math:: \frac{1}{N D}\sum_t \lVert y_t - o^\ast_t\rVert^2 .
+
+    Shape:
+        target ``(N, D)``; returns a float.
+    """
+    y = check_float_tensor(target, "target", dim=2)
+    d = y.shape[1]
+    centred = y - y.mean(dim=1, keepdim=True)  # (N, D)
+    length = centred.norm(dim=1, keepdim=True)  # (N, 1)
+    best = centred * torch.clamp(math.sqrt(d) / length, max=1.0)
+    return float(((y - best) ** 2).mean())
 
 
 class _MagnitudeClassifier(nn.Module):
@@ -627,7 +874,17 @@ def fit_magnitude(
 
     bce = nn.functional.binary_cross_entropy_with_logits
     # AdamW without weight decay
-    return _fit(models, task, bce, test_accuracy, seeds, steps, lr, batch_size)
+    lr = check_real(lr, "lr", minimum=0.0)
+    return _fit(
+        models,
+        task,
+        bce,
+        test_accuracy,
+        seeds,
+        steps,
+        [lr] * len(seeds),
+        batch_size,
+    )
 
 
 # ----------------------------------------------------------------------------------
