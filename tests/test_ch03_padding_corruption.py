@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
@@ -27,6 +29,7 @@ from course_lib import functional as CF
 from course_lib import norms, transformer
 from course_lib.data import PADDED_LENGTHS, PRODUCTION_BATCH, contextual_batch
 from course_lib.experiments import ch03_padding_corruption as ch03
+from course_lib.notebook import note_agrees
 
 F64 = torch.float64
 
@@ -76,10 +79,97 @@ def test_padding_law_on_the_notes_batch():
     mean8, var8 = ch03.feature_moments(x)
     torch.testing.assert_close(law_mean, mean8, rtol=1e-12, atol=0)
     torch.testing.assert_close(law_var, var8, rtol=1e-12, atol=0)
-    # the notes' two versions of feature 1's variance: 72.85 / 8 is right, 34.12 / 8
-    # is not
-    assert abs(var8[0].item() * 8 - 72.85) < 0.02
-    assert abs(var8[0].item() - 4.27) > 4
+    # here every variance grows: |mu| / sigma is above 1 / sqrt(1 - p) everywhere
+    mean6, var6 = ch03.feature_moments(x, mask)
+    assert bool((mean6.abs() / var6.sqrt() > 1 / 0.75**0.5).all())
+    assert bool((var8 > var6).all())
+
+
+# note 003's hand-worked squared deviations, typed in as printed
+_NOTES_SQ_DEV_F1 = [
+    "7.62",
+    "0.21",
+    "13.99",
+    "13.99",
+    "3.84",
+    "0.12",
+    "26.63",
+    "6.45",
+]
+_NOTES_SQ_DEV_HI = ["0.76", "12.46", "7.13"]
+
+
+def test_notes_hand_values_for_the_two_sentence_batch():
+    x = contextual_batch()
+    mask = CF.padding_mask(PADDED_LENGTHS, x.shape[1])
+    mean8, var8 = ch03.feature_moments(x)
+    mean6, _ = ch03.feature_moments(x, mask)
+    # all the means are right
+    for note, value in zip(["3.74", "4.41", "4.09"], mean8, strict=True):
+        assert note_agrees(note, value)
+    for note, value in zip(["4.98", "5.88", "5.45"], mean6, strict=True):
+        assert note_agrees(note, value)
+    f1, hi = x.reshape(-1, 3)[:, 0], x[0, 0]
+    for values, notes, n_wrong in [
+        (f1, _NOTES_SQ_DEV_F1, 7),
+        (hi, _NOTES_SQ_DEV_HI, 3),
+    ]:
+        mu = values.mean()
+        exact = (values - mu) ** 2
+        from_rounded_mean = (values - round(mu.item(), 2)) ** 2
+        verdicts = [note_agrees(n, v) for n, v in zip(notes, exact, strict=True)]
+        assert verdicts.count(False) == n_wrong
+        # each slip is squaring the deviation from the mean rounded to 2 decimals
+        assert all(
+            note_agrees(n, v) for n, v in zip(notes, from_rounded_mean, strict=True)
+        )
+    # feature 1: 72.85 is the sum of the rounded terms; it and 9.11 are one unit
+    # off, the std 3.02 agrees, the PAD part 27.98 is off; 34.12 / 4.27 / 2.07 are
+    # wrong
+    ss = ((f1 - f1.mean()) ** 2).sum()
+    assert sum(Decimal(n) for n in _NOTES_SQ_DEV_F1) == Decimal("72.85")
+    assert not note_agrees("72.85", ss) and note_agrees("72.84", ss)
+    assert not note_agrees("9.11", ss / 8) and note_agrees("3.02", (ss / 8).sqrt())
+    assert not note_agrees("27.98", 2 * f1.mean() ** 2)
+    assert note_agrees("38", 100 * 2 * f1.mean() ** 2 / ss)
+    assert not any(
+        note_agrees(n, v)
+        for n, v in [("34.12", ss), ("4.27", var8[0]), ("2.07", var8[0].sqrt())]
+    )
+    # "Hi": the errors cancel in the sum, so mean, variance and std are right
+    dev_hi = (hi - hi.mean()) ** 2
+    assert sum(Decimal(n) for n in _NOTES_SQ_DEV_HI) == Decimal("20.35")
+    assert note_agrees("20.35", dev_hi.sum()) and note_agrees("6.78", dev_hi.mean())
+    assert note_agrees("5.63", hi.mean()) and note_agrees(
+        "2.60", dev_hi.mean().sqrt()
+    )
+    hi_hat = (hi - hi.mean()) / dev_hi.mean().sqrt()
+    assert note_agrees("0.33", hi_hat[0]) and note_agrees("-1.36", hi_hat[1])
+    assert not note_agrees("1.03", hi_hat[2])
+    # the two wrong single-token standard deviations
+    assert not note_agrees("2.51", hi.std(unbiased=False))
+    assert not note_agrees("3.04", x[1, 0].std(unbiased=False))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_note_001_layer_norm_class_is_nn_layer_norm_and_note_003s_is_not(seed):
+    g = torch.Generator().manual_seed(seed)
+    d = 3 + seed
+    x = 4 * torch.randn(5, 7, d, generator=g, dtype=F64) + 2
+    mean = x.mean(-1, keepdim=True)
+    # note 001: biased variance, eps = 1e-5 inside the square root
+    note001 = (x - mean) / torch.sqrt(
+        x.var(-1, keepdim=True, unbiased=False) + 1e-5
+    )
+    torch.testing.assert_close(
+        note001, F.layer_norm(x, (d,)), rtol=1e-12, atol=1e-12
+    )
+    # note 003 (eps = 0 here): the unbiased std, so sqrt(D / (D - 1)) apart
+    note003 = (x - mean) / x.std(-1, keepdim=True)
+    ratio = F.layer_norm(x, (d,), eps=0.0) / note003
+    torch.testing.assert_close(
+        ratio, torch.full_like(ratio, (d / (d - 1)) ** 0.5), rtol=1e-12, atol=0
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -259,6 +349,35 @@ def test_eval_mode_batch_norm_works_on_a_batch_of_one_and_ignores_the_batch():
         bn(batch[:1, :1])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_running_statistics_from_short_sentences_squeeze_long_ones(seed):
+    # the notebook's experiment (seed 3) over more seeds: an untrained attention
+    # layer, a masked BatchNorm's running statistics from lengths 4-12 (60 steps)
+    torch.manual_seed(seed)
+    d = 16
+    attn = transformer.MultiHeadAttention(d, n_heads=4).double()
+    g = torch.Generator().manual_seed(seed)
+
+    def batch(lo, hi):
+        lens = torch.randint(lo, hi + 1, (32,), generator=g)
+        m = CF.padding_mask(lens, int(lens.max()))
+        emb = torch.randn(*m.shape, d, generator=g, dtype=F64) * m[..., None]
+        with torch.no_grad():
+            return attn(emb, mask=m), m
+
+    bn = norms.BatchNorm(d, momentum=0.1).double()
+    for _ in range(60):
+        h, m = batch(4, 12)
+        bn(h, mask=m)
+    bn.eval()
+    h, m = batch(48, 80)
+    with torch.no_grad():
+        y_eval = bn(h, mask=m)[m]
+    y_batch = CF.batch_norm(h, None, None, training=True, mask=m)[m]
+    assert y_eval.std(0, unbiased=False).mean() < 0.6
+    assert abs(y_batch.std(0, unbiased=False).mean() - 1) < 0.01
+
+
 def test_layer_norm_maps_a_constant_row_to_beta():
     norm = norms.LayerNorm(4).double()
     with torch.no_grad():
@@ -351,6 +470,14 @@ def test_query_with_no_real_key_gives_zeros_not_nan():
         transformer.BlockConfig(d_model=8, n_heads=2, d_ff=16)
     ).double()
     assert not block(x, mask=mask).isnan().any()
+    # torch's SDPA gives the empty sentence an output of exactly zero; the pinned
+    # nn.MultiheadAttention gives NaN in every output of it
+    sdpa = F.scaled_dot_product_attention(x, x, x, attn_mask=mask[:, None, :])
+    assert torch.equal(sdpa[2], torch.zeros_like(sdpa[2]))
+    mha = torch.nn.MultiheadAttention(8, 2, batch_first=True).double()
+    with torch.no_grad():
+        out = mha(x, x, x, key_padding_mask=~mask)[0]
+    assert out[2].isnan().all() and not out[:2].isnan().any()
 
 
 def test_masked_loss_equals_the_unpadded_loss_and_sends_no_gradient_to_pad():

@@ -77,7 +77,7 @@ _KIND_TITLES = {
     "masked_batchnorm": "masked BatchNorm: mean and variance\n"
     "per feature, over real tokens only",
     "layernorm": "LayerNorm: mean and variance\nper token, over C",
-    "rmsnorm": "RMSNorm: mean of squares (no mean)\nper token, over C",
+    "rmsnorm": "RMSNorm: mean of squares (no centering)\nper token, over C",
 }
 
 
