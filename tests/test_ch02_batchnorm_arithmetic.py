@@ -281,3 +281,113 @@ def test_batchnorm2d_takes_one_mean_and_variance_per_channel_over_n_h_w():
         # statistics per position (over N only) would give a different answer
         per_position = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
         assert (per_position - hand).abs().max() > 0.1
+
+
+def test_batch_of_two_is_plus_minus_one_only_up_to_eps():
+    """|z_hat| falls below 0.9 exactly when the pair's gap is under d* = 0.01306
+    (the exercise's threshold), and close gaps give outputs far from +-1; random
+    pairs over five orders of magnitude, several seeds."""
+    eps, target = 1e-5, 0.9
+    d_star = 2 * math.sqrt(eps * target**2 / (1 - target**2))
+    assert 0.013 < d_star < 0.0131
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        scales = 10 ** torch.empty(800, 1, 1, dtype=torch.float64).uniform_(
+            -4, 1, generator=g
+        )
+        pairs = torch.randn(800, 2, 3, generator=g, dtype=torch.float64) * scales
+        out = torch.stack(
+            [CF.batch_norm(p, None, None, training=True, eps=eps) for p in pairs]
+        )  # (800, 2, 3)
+        gap = (pairs[:, 0] - pairs[:, 1]).abs()  # (800, 3)
+        mag = out[:, 0].abs()
+        torch.testing.assert_close(out[:, 1].abs(), mag)
+        clear = (gap - d_star).abs() > 1e-9
+        assert torch.equal((mag < target)[clear], (gap < d_star)[clear])
+        assert (gap < d_star).sum() > 10 and (gap > d_star).sum() > 10
+        assert mag[gap < 1e-3].max() < 0.2  # far from +-1 for close values
+        assert (1 - mag[gap > 0.2]).max() < 5e-4
+
+
+def test_batch_of_two_jacobian_is_plus_minus_eps_over_two_s_cubed(z):
+    """In a batch of two z_hat_1 z_hat_2 = -(d/2)^2 / s^2, so every derivative is
+    +-gamma eps / (2 s^3): below 1e-4 for samples 1 and 3 of the table and for
+    random pairs whose gaps are at least 1."""
+    eps = 1e-5
+    signs = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    cases = [(z[[0, 2]], torch.ones(3, dtype=torch.float64))]
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        first = torch.randn(3, generator=g, dtype=torch.float64) * 10
+        step = 1 + 5 * torch.rand(3, generator=g, dtype=torch.float64)
+        step = step * torch.where(torch.rand(3, generator=g) < 0.5, -1.0, 1.0)
+        gamma = 0.5 + torch.rand(3, generator=g, dtype=torch.float64)
+        cases.append((torch.stack([first, first + step]), gamma))
+    for two, gamma in cases:
+        jac = torch.autograd.functional.jacobian(
+            lambda x, gamma=gamma: CF.batch_norm(
+                x, None, None, gamma, None, training=True, eps=eps
+            ),
+            two,
+        )
+        blocks = torch.stack([jac[:, j, :, j] for j in range(3)])  # (3, 2, 2)
+        s = torch.sqrt(two.var(0, unbiased=False) + eps)
+        closed = (gamma * eps / (2 * s**3)).view(3, 1, 1) * signs
+        torch.testing.assert_close(blocks, closed, rtol=1e-6, atol=0)
+        assert blocks.abs().max() < 1e-4 * gamma.abs().max()
+
+
+def test_cross_sample_derivative_vanishes_only_where_zhat_product_is_minus_one():
+    """With n > 2 the coupling -(gamma / (n s))(1 + z_hat_i z_hat_k) is ~0 between
+    samples with z_hat_i z_hat_k = -1 and large between the others (batches whose
+    values are -c and +c, equally many)."""
+    for n, c, offset in ((4, 1.0, 0.0), (6, 3.0, 5.0), (8, 0.5, -2.0)):
+        col = c * torch.tensor([-1.0, 1.0] * (n // 2), dtype=torch.float64)
+        batch = torch.stack([col + offset, 2 * col, -col + 1], dim=1)  # (n, 3)
+        jac = torch.autograd.functional.jacobian(
+            lambda x: CF.batch_norm(x, None, None, training=True), batch
+        )
+        blocks = torch.stack([jac[:, j, :, j] for j in range(3)])  # (3, n, n)
+        zhat = (batch - batch.mean(0)) / torch.sqrt(batch.var(0, unbiased=False))
+        product = torch.stack(
+            [torch.outer(zhat[:, j], zhat[:, j]) for j in range(3)]
+        )
+        off = ~torch.eye(n, dtype=torch.bool).expand(3, n, n)
+        opposite = off & (product < 0)
+        same = off & (product > 0)
+        torch.testing.assert_close(
+            product[opposite], -torch.ones(opposite.sum()).double()
+        )
+        assert blocks[opposite].abs().max() < 1e-4 * blocks[same].abs().min()
+        assert blocks[same].abs().min() > 0.1 / c
+
+
+def test_eval_bias_gap_falls_faster_than_one_minus_m_as_running_var_grows(z):
+    """Trained on the table, gap_30 / gap_1 = (1 - m)^29 sqrt((rv_1 + eps) /
+    (rv_30 + eps)), below (1 - m)^29 because the running variance grows (z1: 0.0221
+    against 0.0471 for m = 0.1)."""
+    b = torch.tensor([10.0, -2.0, 0.5], dtype=torch.float64)
+    for m in (0.1, 0.3):
+        plain = nn.BatchNorm1d(3, momentum=m).double()
+        biased = nn.BatchNorm1d(3, momentum=m).double()
+        gaps, rvs = [], []
+        for _ in range(30):
+            plain.train(), biased.train()
+            plain(z), biased(z + b)
+            plain.eval(), biased.eval()
+            with torch.no_grad():
+                gaps.append((biased(z + b) - plain(z))[0])
+            rvs.append(plain.running_var.clone())
+        ratio = gaps[-1] / gaps[0]
+        expected = (1 - m) ** 29 * torch.sqrt((rvs[0] + 1e-5) / (rvs[-1] + 1e-5))
+        torch.testing.assert_close(ratio, expected, rtol=1e-9, atol=0)
+        assert (ratio < (1 - m) ** 29).all()
+        assert ratio[0] < 0.7 * (1 - m) ** 29
+    # the notebook's numbers for m = 0.1 (the loop above ends with m = 0.3)
+    plain = nn.BatchNorm1d(3, momentum=0.1).double()
+    rv = []
+    for _ in range(30):
+        plain(z)
+        rv.append(plain.running_var[0].item())
+    r = 0.9**29 * math.sqrt((rv[0] + 1e-5) / (rv[-1] + 1e-5))
+    assert f"{r:.4f}" == "0.0221" and f"{0.9**29:.4f}" == "0.0471"
