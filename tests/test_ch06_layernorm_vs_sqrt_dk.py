@@ -46,6 +46,29 @@ def test_dividing_by_sqrt_dk_gives_unit_variance(seed):
         assert abs(s.var().item() - 1.0) < 0.05
 
 
+@pytest.mark.parametrize("d_k", [4, 16])
+def test_kurtosis_behind_the_standard_error_is_3_plus_6_over_d_k(d_k):
+    """E[(q_i k_i)^4] = 9, so q . k / sqrt(d_k) has kurtosis 3 + 6 / d_k, and the
+    sample variance has relative standard error sqrt((2 + 6 / d_k) / n)."""
+    s = ch06.sample_dot_products(d_k, 400_000, seed=11) / math.sqrt(d_k)
+    c = s - s.mean()
+    kurtosis = ((c**4).mean() / (c**2).mean() ** 2).item()
+    assert kurtosis == pytest.approx(3 + 6 / d_k, rel=0.05)
+    # control: a Gaussian's kurtosis, 3, is outside the tolerance at d_k = 4
+    if d_k == 4:
+        assert abs(kurtosis / 3 - 1) > 0.2
+    # the standard error itself, over 200 repeats of n = 2,000 pairs
+    n, reps = 2_000, 200
+    rel = torch.tensor(
+        [
+            ch06.dot_product_variance(d_k, n, seed=1000 + r) / d_k - 1
+            for r in range(reps)
+        ],
+        dtype=torch.float64,
+    )
+    assert rel.std().item() == pytest.approx(math.sqrt((2 + 6 / d_k) / n), rel=0.2)
+
+
 def test_sample_dot_products_is_the_written_out_computation():
     """The notebook's hand computation and the library draw the same numbers."""
     gen = torch.Generator().manual_seed(7)
@@ -197,6 +220,25 @@ def test_query_gradient_over_head_sizes(seed):
     assert all(x.mean > y.mean for x, y in zip(a, b, strict=True))
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_at_d_k_64_weights_are_sharp_but_gradients_are_not_lost(seed):
+    """The notes' bullet: saturation costs gradient in large heads (most queries
+    below 1e-3 at d_k = 1024); at d_k = 64 the unscaled weights are already much
+    sharper, yet few queries are starved and the median gradient is the larger."""
+    ent = {
+        name: ch06.saturation_metrics(64, name, n_keys=N_KEYS, seed=seed).entropy
+        for name in ("none", "sqrt_dk")
+    }
+    assert ent["none"] < ent["sqrt_dk"] / 3
+    g64 = {
+        name: ch06.spread(ch06.query_gradients(64, name, seed=seed)[1])
+        for name in ("none", "sqrt_dk")
+    }
+    g1024 = ch06.spread(ch06.query_gradients(1024, "none", seed=seed)[1])
+    assert g64["none"].share_tiny < 0.15 and g1024.share_tiny > 0.5
+    assert g64["none"].median > g64["sqrt_dk"].median
+
+
 def test_spread_of_known_values():
     x = torch.arange(11, dtype=torch.float64)  # 0, 1, ..., 10
     sp = ch06.spread(x, tiny=2.5)
@@ -243,6 +285,10 @@ def test_softmax_jacobian_norm_range():
     rows = torch.randn(500, 8, generator=gen, dtype=torch.float64) * scales
     norms = ch06.softmax_jacobian_norm(torch.softmax(rows, -1))
     assert norms.max().item() <= 0.5
+    # J = diag(p) - p p^T is symmetric positive semi-definite
+    jac = ch06.softmax_jacobian(torch.softmax(rows, -1))
+    torch.testing.assert_close(jac, jac.transpose(-2, -1))
+    assert torch.linalg.eigvalsh(jac).min().item() > -1e-12
     uniform = ch06.softmax_jacobian_norm(
         torch.full((8,), 1 / 8, dtype=torch.float64)
     )
@@ -358,6 +404,24 @@ def test_layernorm_logit_ceiling():
     assert weights.max().item() <= ch06.layernorm_logit_ceiling(L)
 
 
+def test_layernorm_logit_bound_for_the_rows_own_top_logit():
+    """For top logit t: p_max <= 1 / (1 + (L-1) exp(-t L / (L-1))), increasing in t,
+    and t <= sqrt(L-1) turns it into layernorm_logit_ceiling."""
+    L = 16
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.randn(5000, L, generator=gen, dtype=torch.float64) ** 3 * 10
+    s = CF.layer_norm(rows, L, eps=1e-300)
+    t = s.max(-1).values
+    p_max = torch.softmax(s, -1).max(-1).values
+    bound = 1 / (1 + (L - 1) * torch.exp(-t * L / (L - 1)))
+    assert (p_max <= bound * (1 + 1e-12)).all()
+    assert (t <= math.sqrt(L - 1) * (1 + 1e-12)).all()
+    ts = torch.linspace(0, math.sqrt(L - 1), 100, dtype=torch.float64)
+    curve = 1 / (1 + (L - 1) * torch.exp(-ts * L / (L - 1)))
+    assert (curve.diff() > 0).all()
+    assert curve[-1].item() == pytest.approx(ch06.layernorm_logit_ceiling(L))
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_matched_query_weight(seed):
     ceiling = ch06.layernorm_logit_ceiling(N_KEYS)
@@ -464,6 +528,29 @@ def test_weight_growth_grows_plain_logits_but_not_qk_norm_logits(seed):
     assert max(qkn) - min(qkn) < 1e-3
     for n, p in block.state_dict().items():
         assert torch.equal(p, before[n]), f"{n} was modified"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_unit_gain_qk_norm_logits_have_four_times_the_variance_at_m_1(seed):
+    """LayerNorm'd q, k have components of variance about 1, not 1/2, so at m = 1
+    the logits' variance goes from about 1/4 to about 1 and the top logit is
+    larger."""
+    torch.manual_seed(seed)
+    block = TransformerBlock(BlockConfig(norm_first=True))
+    z = torch.randn(8, 32, 64, generator=torch.Generator().manual_seed(100 + seed))
+    with torch.no_grad():
+        q, k = ch06.block_queries_keys(block, z, True)
+        distinct = ~torch.eye(z.shape[1], dtype=torch.bool)
+        var = {
+            name: ch06.attention_logits(q, k, name)[..., distinct].double().var()
+            for name in ("sqrt_dk", "qk_norm")
+        }
+    assert abs(var["sqrt_dk"].item() / 0.25 - 1) < 0.2
+    assert abs(var["qk_norm"].item() - 1) < 0.2
+    assert abs(var["qk_norm"].item() / var["sqrt_dk"].item() / 4 - 1) < 0.2
+    plain = ch06.max_logit_under_weight_growth(block, z, 1.0, qk_norm=False)
+    qkn = ch06.max_logit_under_weight_growth(block, z, 1.0, qk_norm=True)
+    assert qkn > plain
 
 
 def test_attention_logits_agree_with_course_lib_and_torch():

@@ -289,9 +289,11 @@ def layernorm_logit_ceiling(n_keys: int) -> float:
     r"""Largest attention weight possible when each row of logits is LayerNorm'd.
 
     A row of ``L`` logits with mean 0 and (biased) variance 1 has
-    :math:`\sum_j s_j^2 = L`, so one logit is at most :math:`\sqrt{L-1}`; given that
-    logit, Jensen's inequality puts the others' exponentials at least at their value
-    when they are all equal, :math:`-1/\sqrt{L-1}`. Hence
+    :math:`\sum_j s_j^2 = L`, so its top logit :math:`t` is at most
+    :math:`\sqrt{L-1}`. The other :math:`L-1` logits have mean :math:`-t/(L-1)`, so
+    by Jensen's inequality their exponentials add up to at least
+    :math:`(L-1)e^{-t/(L-1)}` and :math:`p_{\max} \le 1/(1 + (L-1)e^{-tL/(L-1)})`.
+    That bound grows with :math:`t`, so :math:`t = \sqrt{L-1}` gives the ceiling
 
     .. math::
         p_{\max} \le \frac{1}{1 + (L-1)\,e^{-L/\sqrt{L-1}}}
@@ -667,9 +669,9 @@ def max_logit_under_weight_growth(
     stay within :func:`qk_norm_logit_bound`:
 
     .. math::
-        s = \frac{(g W_Q h_t)\cdot(g W_K h_s)}{\sqrt{d_k}} = g^2 s_0
+        s = \frac{(m W_Q h_t)\cdot(m W_K h_s)}{\sqrt{d_k}} = m^2 s_0
         \quad\text{vs}\quad
-        s = \frac{\mathrm{LN}(g W_Q h_t)\cdot \mathrm{LN}(g W_K h_s)}{\sqrt{d_k}}
+        s = \frac{\mathrm{LN}(m W_Q h_t)\cdot \mathrm{LN}(m W_K h_s)}{\sqrt{d_k}}
 
     The input is ``block.norm1(x)`` (a Pre-LN block's attention input); the block
     itself is not modified.
