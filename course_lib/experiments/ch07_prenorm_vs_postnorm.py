@@ -32,19 +32,23 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .._checks import (
+    check_choice,
     check_instance,
     check_int,
+    check_real,
     check_seed,
     check_seeds,
     check_stochastic_matrix,
 )
-from ..plotting import color
+from ..plotting import PALETTE, color, new_figure
 from ..transformer import BlockConfig, TransformerStack
 from .common import default_dtype, stream_seed, train_sweep
 
 __all__ = [
+    "INITS",
     "PLACEMENTS",
     "InitStats",
+    "SweepResult",
     "MarkovSource",
     "ModelConfig",
     "TaskConfig",
@@ -60,6 +64,9 @@ __all__ = [
     "make_model",
     "next_token_loss",
     "plot_depth_trend",
+    "plot_placements",
+    "plot_schedules",
+    "plot_sweep",
     "plot_layer_gradients",
     "plot_loss_curves",
     "plot_residual_rms",
@@ -68,12 +75,16 @@ __all__ = [
     "train_lm",
     "training_batches",
     "warmup_experiment",
+    "warmup_sweep",
     "warmup_linear_decay",
 ]
 
 #: The two placements: name -> ``norm_first`` (the switch's name in
 #: ``nn.TransformerEncoderLayer`` and :class:`~course_lib.transformer.BlockConfig`).
 PLACEMENTS: dict[str, bool] = {"Post-LN": False, "Pre-LN": True}
+
+#: The initializations a :class:`ModelConfig` can ask for.
+INITS = ("torch", "xavier")
 
 
 # ----------------------------------------------------------------------------------
@@ -316,6 +327,7 @@ class TaskConfig:
         n_layers: int = 2,
         norm: str = "layer",
         final_norm: bool | None = None,
+        init: str = "torch",
     ) -> ModelConfig:
         """The :class:`ModelConfig` of one placement at the task's sizes.
 
@@ -332,18 +344,20 @@ class TaskConfig:
             norm=norm,  # type: ignore[arg-type]
             norm_first=norm_first,
         )
-        return ModelConfig(block, n_layers, final_norm)
+        return ModelConfig(block, n_layers, final_norm, init)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One :class:`TinyLM` architecture: the block, the depth, and the final
-    normalization.
+    """One :class:`TinyLM` architecture: the block, the depth, the final
+    normalization and the initialization.
 
     ``final_norm=None`` closes the stack with a normalization exactly when
     ``block.norm_first`` (Pre-LN), as GPT-2 and :class:`nn.TransformerEncoder`
-    models do. Frozen and validated once, here; build one with
-    :meth:`TaskConfig.model`.
+    models do. ``init`` is one of :data:`INITS`: ``"torch"``, PyTorch's default
+    initialization, or ``"xavier"``, Xavier-uniform weight matrices and zero biases
+    (Glorot & Bengio 2010), as Xiong et al. (2020) initialize. Frozen and validated
+    once, here; build one with :meth:`TaskConfig.model`.
 
     Shape:
         see :class:`TinyLM`.
@@ -352,6 +366,7 @@ class ModelConfig:
     block: BlockConfig
     n_layers: int = 2
     final_norm: bool | None = None
+    init: str = "torch"
 
     def __post_init__(self) -> None:
         check_instance(self.block, "block", BlockConfig)
@@ -361,6 +376,7 @@ class ModelConfig:
                 "final_norm must be a bool or None, got "
                 f"{type(self.final_norm).__name__}"
             )
+        check_choice(self.init, "init", INITS)
 
 
 class TinyLM(nn.Module):
@@ -416,10 +432,16 @@ def make_model(task: TaskConfig, config: ModelConfig, seed: int) -> TinyLM:
     r"""A :class:`TinyLM` of architecture ``config`` for ``task``, weights drawn
     from ``seed``.
 
-    .. math:: \theta_0 \sim \text{PyTorch's default initialization, seeded with } s
+    .. math:: \theta_0 \sim \text{PyTorch's default initialization, seeded with }
+        s; \qquad \text{``xavier'': } W \sim
+        \mathcal{U}\!\left(\pm\sqrt{6 / (n_\text{in} + n_\text{out})}\right),
+        \ b = 0
 
-    The same ``seed`` gives the same weights for either placement. The global random
-    state is left as it was.
+    With ``config.init == "xavier"`` every ``nn.Linear`` weight (attention
+    projections, feed-forward matrices, head) is redrawn Xavier-uniform and its bias
+    set to 0, after the default draws; the embedding keeps its
+    :math:`\mathcal{N}(0, 1)` draw. The same ``seed`` gives the same weights for
+    either placement. The global random state is left as it was.
 
     Shape:
         see :class:`TinyLM`.
@@ -431,12 +453,20 @@ def make_model(task: TaskConfig, config: ModelConfig, seed: int) -> TinyLM:
         torch.manual_seed(seed)
         # weights drawn in task.dtype (see default_dtype)
         with default_dtype(task.dtype):
-            return TinyLM(
+            model = TinyLM(
                 config.block,
                 config.n_layers,
                 task.vocab_size,
                 final_norm=config.final_norm,
             )
+            if config.init == "xavier":
+                with torch.no_grad():
+                    for module in model.modules():
+                        if isinstance(module, nn.Linear):
+                            nn.init.xavier_uniform_(module.weight)
+                            if module.bias is not None:
+                                nn.init.zeros_(module.bias)
+            return model
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -613,28 +643,58 @@ def loglog_slope(
 # ----------------------------------------------------------------------------------
 
 
+def _schedule_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The factor of :func:`warmup_linear_decay` at ``step`` (one formula for both
+    the scheduler and :func:`schedule_factors`)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if step >= total_steps:  # after the last step (a scheduler asks for it)
+        return 0.0
+    return (total_steps - step) / (total_steps - warmup_steps)
+
+
+def _check_schedule(warmup_steps: int, total_steps: int) -> None:
+    if (
+        isinstance(warmup_steps, bool)
+        or not isinstance(warmup_steps, int)
+        or warmup_steps < 0
+    ):
+        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+    check_int(total_steps, "total_steps")
+    if warmup_steps > total_steps:
+        raise ValueError(
+            f"warmup_steps ({warmup_steps}) must not exceed total_steps "
+            f"({total_steps})"
+        )
+
+
 def schedule_factors(warmup_steps: int, total_steps: int) -> torch.Tensor:
     r"""The factors by which :func:`warmup_linear_decay` multiplies the peak rate,
     per step.
 
     .. math::
-        f_s = \min\!\left(1, \frac{s + 1}{s_w}\right)
-        \left(1 - \frac{s}{s_{\text{total}}}\right)
+        f_s = \begin{cases}
+        (s + 1) / s_w & s < s_w \\
+        (s_{\text{total}} - s) / (s_{\text{total}} - s_w) & s \ge s_w
+        \end{cases}
 
-    Read off the scheduler itself, so they are exactly the rates a :func:`train_lm`
-    run uses at each step (divided by its peak rate).
+    Their largest value is exactly 1 (at the last warmup step), so the peak rate
+    is the rate a run really reaches, with or without warmup. The scheduler uses
+    the same function, so these are exactly the rates a :func:`train_lm` run uses
+    at each step, divided by its peak rate (the tests step a real scheduler to
+    check it).
 
     Shape:
         output ``(total_steps,)`` float64.
     """
-    optimizer = torch.optim.SGD([torch.zeros(1)], lr=1.0)
-    scheduler = warmup_linear_decay(optimizer, warmup_steps, total_steps)
-    factors = []
-    for _ in range(total_steps):
-        factors.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return torch.tensor(factors, dtype=torch.float64)
+    _check_schedule(warmup_steps, total_steps)
+    return torch.tensor(
+        [
+            _schedule_factor(s, warmup_steps, total_steps)
+            for s in range(total_steps)
+        ],
+        dtype=torch.float64,
+    )
 
 
 def training_batches(task: TaskConfig, seed: int, steps: int) -> torch.Tensor:
@@ -656,34 +716,27 @@ def training_batches(task: TaskConfig, seed: int, steps: int) -> torch.Tensor:
 def warmup_linear_decay(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    r"""Learning-rate schedule: linear warmup, then linear decay towards 0.
+    r"""Learning-rate schedule: linear warmup to the peak rate, then linear decay.
 
     .. math::
-        \eta_s = \eta_{\max} \cdot \min\!\left(1, \frac{s + 1}{s_w}\right)
-        \cdot \left(1 - \frac{s}{s_{\text{total}}}\right)
+        \eta_s = \eta_{\max} \cdot \begin{cases}
+        (s + 1) / s_w & s < s_w \quad\text{(warmup)} \\
+        (s_{\text{total}} - s) / (s_{\text{total}} - s_w) & s \ge s_w
+        \quad\text{(decay)}
+        \end{cases}
 
-    ``warmup_steps = 0`` means no warmup: the first step already uses the full rate
-    (times the decay factor, 1 at step 0).
+    The factor is exactly 1 at the last warmup step :math:`s_w - 1` (and at
+    :math:`s_w`), and never above it: a run with warmup reaches the same peak rate
+    :math:`\eta_{\max}` as one without. ``warmup_steps = 0`` means no warmup: the
+    first step already uses the peak rate, which then decays linearly towards 0.
 
     Shape:
         a scheduler to ``step()`` once per optimizer step.
     """
-    if (
-        isinstance(warmup_steps, bool)
-        or not isinstance(warmup_steps, int)
-        or warmup_steps < 0
-    ):
-        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
-    check_int(total_steps, "total_steps")
-    if warmup_steps > total_steps:
-        raise ValueError(
-            f"warmup_steps ({warmup_steps}) must not exceed total_steps "
-            f"({total_steps})"
-        )
+    _check_schedule(warmup_steps, total_steps)
 
     def factor(step: int) -> float:
-        warm = 1.0 if warmup_steps == 0 else min(1.0, (step + 1) / warmup_steps)
-        return warm * (1.0 - step / total_steps)
+        return _schedule_factor(step, warmup_steps, total_steps)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -847,6 +900,148 @@ def warmup_experiment(
     return WarmupResult(losses, models, source.entropy_rate, source.unigram_entropy)
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """Losses of the learning-rate sweep, per (placement, warmup steps, peak rate).
+
+    ``losses[(placement, warmup, rate)]`` holds one row per seed; a run whose loss
+    stopped being finite has ``nan`` from that step on (see
+    :func:`~course_lib.experiments.common.train_sweep`).
+
+    Shape:
+        losses[key] ``(S, steps)``.
+    """
+
+    losses: dict[tuple[str, int, float], torch.Tensor]
+    rates: tuple[float, ...]
+    warmups: tuple[int, ...]
+    seeds: tuple[int, ...]
+    floor: float
+    unigram: float
+
+    def share(self, placement: str, warmup: int, *, last: int = 20) -> torch.Tensor:
+        r"""Share of the context's worth learned, per peak rate and seed.
+
+        .. math:: \text{share} = \frac{H(\pi) - \bar{\mathcal{L}}}{H(\pi) - H},
+            \qquad \bar{\mathcal{L}} = \text{mean loss of the last ``last``
+            steps}
+
+        Each step's batch is new to the model when its loss is computed (every
+        batch is drawn fresh from the source), so :math:`\bar{\mathcal{L}}` is a
+        held-out loss on ``last`` batches. 0 is the unigram level, 1 the floor; a
+        run that stopped (a non-finite loss) gets ``-inf``.
+
+        Shape:
+            output ``(len(rates), S)`` float64.
+        """
+        check_int(last, "last")
+        rows = []
+        for rate in self.rates:
+            key = (placement, warmup, rate)
+            if key not in self.losses:
+                raise ValueError(
+                    f"(placement, warmup) must be one of the sweep's, got "
+                    f"{(placement, warmup)!r}"
+                )
+            tail = self.losses[key][:, -last:].mean(dim=1)  # (S,)
+            share = (self.unigram - tail) / (self.unigram - self.floor)
+            rows.append(torch.where(torch.isfinite(share), share, -math.inf))
+        return torch.stack(rows)
+
+    def at(self, rate: float) -> WarmupResult:
+        """The runs at one peak rate, named ``"Post-LN, no warmup"`` and so on, as a
+        :class:`WarmupResult` (without models) for :func:`plot_loss_curves`.
+
+        Shape:
+            losses[name] ``(S, steps)``.
+        """
+        if rate not in self.rates:
+            raise ValueError(f"rate must be one of {self.rates}, got {rate!r}")
+        losses = {
+            f"{name}, {'warmup' if w else 'no warmup'}": curves
+            for (name, w, r), curves in self.losses.items()
+            if r == rate
+        }
+        return WarmupResult(losses, {}, self.floor, self.unigram)
+
+
+def warmup_sweep(
+    task: TaskConfig,
+    configs: Mapping[str, ModelConfig],
+    rates: Sequence[float],
+    warmups: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    steps: int,
+    betas: tuple[float, float] = (0.9, 0.98),
+    chunk: int = 16,
+) -> SweepResult:
+    r"""Train every (config, warmup, peak rate, seed) of a grid; return the losses.
+
+    .. math:: \eta_s = \text{rate} \cdot f_s \quad \text{(}f_s\text{ of
+        :func:`schedule_factors`, at most 1)}
+
+    Per seed, every run starts from the same weights (for either placement) and
+    sees the same batches: only the placement, the warmup and the peak rate
+    differ. The runs of one config train ``chunk`` at a time as one sweep
+    (:func:`~course_lib.experiments.common.train_sweep`); a chunk of about 16 keeps
+    the stacked activations in the processor's cache.
+
+    Shape:
+        see :class:`SweepResult`.
+    """
+    seeds = tuple(check_seeds(seeds))
+    if not isinstance(configs, Mapping) or not configs:
+        raise TypeError("configs must be a non-empty mapping name -> ModelConfig")
+    for config in configs.values():
+        check_instance(config, "configs' values", ModelConfig)
+    if (
+        isinstance(rates, (str, bytes))
+        or not isinstance(rates, Sequence)
+        or not rates
+    ):
+        raise TypeError("rates must be a non-empty sequence of positive numbers")
+    rates = tuple(check_real(r, "rates", minimum=0.0) for r in rates)
+    if isinstance(warmups, (str, bytes)) or not isinstance(warmups, Sequence):
+        raise TypeError("warmups must be a non-empty sequence of ints >= 0")
+    if not warmups:
+        raise TypeError("warmups must be a non-empty sequence of ints >= 0")
+    warmups = tuple(check_int(w, "warmups", minimum=0) for w in warmups)
+    check_int(steps, "steps")
+    check_int(chunk, "chunk")
+    factors = {w: schedule_factors(w, steps) for w in warmups}
+    data = {seed: training_batches(task, seed, steps) for seed in seeds}
+    grid = [(w, r, seed) for w in warmups for r in rates for seed in seeds]
+    losses: dict[tuple[str, int, float], torch.Tensor] = {}
+    for name, config in configs.items():
+        curves = []
+        for start in range(0, len(grid), chunk):
+            part = grid[start : start + chunk]
+            models = [make_model(task, config, seed) for _, _, seed in part]
+            lr = torch.stack([r * factors[w] for w, r, _ in part])  # (M, steps)
+            batches = torch.stack([data[seed] for _, _, seed in part])
+            curves.append(
+                train_sweep(
+                    models,
+                    lambda t, b=batches: (b[:, t, :, :-1], b[:, t, :, 1:]),
+                    next_token_loss,
+                    lr,
+                    betas=betas,
+                )
+            )
+        every = torch.cat(curves)  # (len(grid), steps)
+        for w in warmups:
+            for r in rates:
+                rows = [
+                    i for i, (w2, r2, _) in enumerate(grid) if (w2, r2) == (w, r)
+                ]
+                losses[(name, w, r)] = every[rows]
+    source = task.source()
+    return SweepResult(
+        losses, rates, warmups, seeds, source.entropy_rate, source.unigram_entropy
+    )
+
+
 # ----------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------
@@ -871,6 +1066,125 @@ def _range_band(
         color=color(i),
         alpha=0.2,
     )
+
+
+def _box(ax: Axes, x: float, y: float, label: str, face: str, **kw) -> None:
+    """A labelled rounded box centred at ``(x, y)``; ``gid`` names it for tests."""
+    from matplotlib.patches import FancyBboxPatch
+
+    w, h = kw.pop("size", (2.2, 0.8))
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - w / 2, y - h / 2),
+            w,
+            h,
+            boxstyle="round,pad=0.05,rounding_size=0.15",
+            facecolor=face,
+            edgecolor="black",
+            linewidth=1.2,
+            gid=f"box:{label}",
+            **kw,
+        )
+    )
+    ax.text(x, y, label, ha="center", va="center", fontsize=9, color="black")
+
+
+def _arrow(
+    ax: Axes, points: Sequence[tuple[float, float]], col: str, width: float
+) -> None:
+    """A polyline through ``points`` with an arrow head at the last point."""
+    xs, ys = zip(*points, strict=True)
+    ax.plot(xs[:-1] + (xs[-1],), ys, color=col, lw=width, solid_capstyle="round")
+    ax.annotate(
+        "",
+        xy=points[-1],
+        xytext=points[-2],
+        arrowprops={"arrowstyle": "-|>", "color": col, "lw": width},
+    )
+
+
+def plot_placements() -> tuple[Figure, np.ndarray]:
+    r"""Block diagrams of one sublayer in each placement, Post-LN and Pre-LN.
+
+    Post-LN: :math:`x \to F \to + \to \mathrm{LN}`, the LayerNorm on the residual
+    path; Pre-LN: :math:`x \to \mathrm{LN} \to F \to +`, the LayerNorm on the
+    branch and one final LayerNorm after the last block. :math:`F` is either
+    sublayer (self-attention, or the feed-forward network); a block has two. The
+    residual path, from the input to the output, is drawn thick. Each box carries
+    ``gid = "box:<label>"`` so a test can read the drawing back.
+
+    Shape:
+        returns the figure and its two axes.
+    """
+    fig, axes = new_figure(ncols=2, width=7.0, height=4.6)
+    fig.set_facecolor("white")  # an opaque page, also in the book's dark mode
+    path, branch = PALETTE["blue"], "0.35"
+    norm_face = "#F6D49A"  # Okabe-Ito orange mixed with white, for black text
+    sub_face = "#B9DDF4"  # Okabe-Ito sky blue mixed with white
+    for ax in axes:
+        ax.set_facecolor("white")
+        ax.set_xlim(0, 5)
+        ax.set_ylim(-0.2, 10.6)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    # Post-LN: x -> F -> add -> LN
+    ax = axes[0]
+    ax.set_title("Post-LN:  LN(x + F(x))", fontsize=10, color="black")
+    ax.text(2, 0.2, "x (residual stream)", ha="center", fontsize=9, color="black")
+    ax.plot([2, 2], [0.6, 1.2], color=path, lw=2.6)
+    _arrow(ax, [(2, 1.2), (2, 2.6)], branch, 1.4)
+    _box(ax, 2, 3.0, "sublayer F", sub_face)
+    _arrow(ax, [(2, 3.4), (2, 5.0)], branch, 1.4)
+    _arrow(ax, [(2, 1.2), (4, 1.2), (4, 5.4), (2.35, 5.4)], path, 2.6)
+    _box(ax, 2, 5.4, "+", "white", size=(0.6, 0.6))
+    _arrow(ax, [(2, 5.75), (2, 7.0)], path, 2.6)
+    _box(ax, 2, 7.4, "LayerNorm", norm_face)
+    _arrow(ax, [(2, 7.8), (2, 9.4)], path, 2.6)
+    ax.text(2, 9.6, "to the next sublayer", ha="center", fontsize=9, color="black")
+    ax.text(
+        4.15,
+        3.2,
+        "skip",
+        rotation=90,
+        ha="left",
+        va="center",
+        fontsize=8,
+        color=path,
+    )
+    # Pre-LN: x -> LN -> F -> add, and a final LN after the last block
+    ax = axes[1]
+    ax.set_title("Pre-LN:  x + F(LN(x))", fontsize=10, color="black")
+    ax.text(2, 0.2, "x (residual stream)", ha="center", fontsize=9, color="black")
+    _arrow(ax, [(2, 1.2), (2, 1.6)], branch, 1.4)
+    _box(ax, 2, 2.0, "LayerNorm", norm_face)
+    _arrow(ax, [(2, 2.4), (2, 3.6)], branch, 1.4)
+    _box(ax, 2, 4.0, "sublayer F", sub_face)
+    _arrow(ax, [(2, 4.4), (2, 5.5)], branch, 1.4)
+    ax.plot([2, 2], [0.6, 1.2], color=path, lw=2.6)
+    _arrow(ax, [(2, 1.2), (4, 1.2), (4, 5.9), (2.35, 5.9)], path, 2.6)
+    _box(ax, 2, 5.9, "+", "white", size=(0.6, 0.6))
+    _arrow(ax, [(2, 6.25), (2, 7.6)], path, 2.6)
+    ax.text(
+        2,
+        7.75,
+        "... every sublayer of every block ...",
+        ha="center",
+        fontsize=8,
+        color="black",
+    )
+    _arrow(ax, [(2, 8.25), (2, 8.75)], path, 2.6)
+    _box(ax, 2, 9.15, "final LayerNorm", norm_face, size=(2.8, 0.8), ls="--")
+    ax.text(
+        4.15,
+        3.4,
+        "skip",
+        rotation=90,
+        ha="left",
+        va="center",
+        fontsize=8,
+        color=path,
+    )
+    return fig, axes
 
 
 def plot_layer_gradients(
@@ -930,32 +1244,103 @@ def plot_depth_trend(
 
 
 def plot_loss_curves(
-    ax: Axes, result: WarmupResult, *, smooth: int = 10
+    ax: Axes,
+    result: WarmupResult,
+    *,
+    smooth: int = 10,
+    steps: int | None = None,
+    legend: bool = True,
 ) -> tuple[Figure, Axes]:
     """Training loss per run (mean over seeds, min-max band), moving average of
-    ``smooth``.
+    ``smooth``; only the first ``steps`` steps if given (``smooth=1``: every step).
 
     The loss floor (entropy rate) and the unigram level are drawn as horizontal
-    lines.
+    lines. A run keeps its placement's colour; its warmup twin is dashed.
     """
     check_int(smooth, "smooth")
+    if steps is not None:
+        check_int(steps, "steps")
     kernel = torch.ones(1, 1, smooth, dtype=torch.float64) / smooth
     for i, (name, curves) in enumerate(result.losses.items()):
-        c = curves.to(torch.float64)[:, None, :]  # (S, 1, steps)
+        c = curves.to(torch.float64)[:, None, : steps or curves.shape[1]]
         # (S, steps - smooth + 1)
         smoothed = nn.functional.conv1d(c, kernel)[:, 0, :]
-        _range_band(ax, np.arange(smooth, curves.shape[1] + 1), smoothed, name, i)
+        label = name.split(",")[0]
+        start = len(ax.lines)
+        x = np.arange(smooth, c.shape[2] + 1) - (1 if smooth == 1 else 0)
+        _range_band(ax, x, smoothed, label if label in PLACEMENTS else name, i)
+        ax.lines[start].set_label(name)
+        if name.endswith(", warmup"):
+            ax.lines[start].set_linestyle("--")
     for line in ax.lines:
         line.set_marker("")
     ax.axhline(
         result.unigram, ls=":", color="0.3", label="unigram level (no context)"
     )
     ax.axhline(
-        result.floor, ls="--", color="0.3", label="loss floor (entropy rate)"
+        result.floor, ls="-.", color="0.3", label="loss floor (entropy rate)"
     )
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel(f"training loss, nats ({smooth}-step mean)")
-    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.42, 0.28))
+    if smooth > 1:
+        ax.set_ylabel(f"training loss, nats ({smooth}-step mean)")
+    else:
+        ax.set_ylabel("training loss, nats")
+    if legend:
+        ax.legend(fontsize=8)
+    return ax.figure, ax
+
+
+def plot_schedules(
+    ax: Axes, rates: Mapping[str, torch.Tensor]
+) -> tuple[Figure, Axes]:
+    """Learning rate against step, one line per schedule.
+
+    Shape:
+        rates[label] ``(steps,)``.
+    """
+    for i, (label, r) in enumerate(rates.items()):
+        ax.plot(np.arange(len(r)), r.numpy(), color=color(i + 2), label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    return ax.figure, ax
+
+
+def plot_sweep(
+    ax: Axes, result: SweepResult, *, last: int = 20, bottom: float = -0.1
+) -> tuple[Figure, Axes]:
+    """Share of the context's worth learned against the peak rate: one line per
+    placement and warmup (mean over seeds), each seed a point.
+
+    Runs that stopped (share ``-inf``) or ended below ``bottom`` are drawn at
+    ``bottom``. ``last`` is :meth:`SweepResult.share`'s.
+    """
+    x = np.asarray(result.rates, dtype=float)
+    for name in PLACEMENTS:
+        for w in result.warmups:
+            # (rates, S)
+            share = result.share(name, w, last=last).clamp_min(bottom)
+            col = color(list(PLACEMENTS).index(name))
+            ls = "--" if w else "-"
+            label = f"{name}, {'warmup' if w else 'no warmup'}"
+            ax.plot(x, share.mean(1).numpy(), ls=ls, color=col, label=label)
+            for k in range(share.shape[1]):
+                ax.plot(
+                    x,
+                    share[:, k].numpy(),
+                    ls="",
+                    marker="o" if w else "s",
+                    mfc="none" if w else col,
+                    ms=5,
+                    color=col,
+                )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [f"{r:g}" for r in result.rates])
+    ax.set_xlabel("peak learning rate")
+    ax.set_ylabel("share of the context's worth learned")
+    ax.axhline(0.0, ls=":", color="0.3")
+    ax.legend(fontsize=8)
     return ax.figure, ax
 
 
