@@ -246,6 +246,66 @@ def test_learned_gamma_beta_land_near_the_targets(runs, task):
         assert abs(norm.weight.detach().norm() / task.scale.norm() - 1) < 0.1
 
 
+def _slope(learned: torch.Tensor, target: torch.Tensor) -> float:
+    return float(learned @ target / (target @ target))
+
+
+def test_beta_supplies_most_of_the_offset_gamma_times_mean_x_hat_the_rest(
+    runs, task
+):
+    for run in runs["learnable"]:
+        parts = ch05.offset_sources(run.model, task.x_test)
+        with torch.no_grad():
+            out_mean = run.model(task.x_test).mean(0)
+        # the split is exact: the output's per-feature mean is beta + gamma * m1
+        assert torch.allclose(parts["mean"], out_mean, atol=1e-12)
+        # beta alone falls short of c (the chapter: slope 0.86 to 0.88) ...
+        assert 0.8 < _slope(parts["beta"], task.shift) < 0.9
+        # ... gamma * mean(x_hat) supplies a real part of the offset ...
+        assert _slope(parts["gamma_m1"], task.shift) > 0.08
+        # ... and the sum tracks c, and the targets' own per-feature mean
+        assert abs(_slope(parts["mean"], task.shift) - 1) < 0.05
+        assert (parts["mean"] - task.y_test.mean(0)).abs().max() < 0.05
+
+
+def test_the_pair_differs_only_by_eps_before_gamma():
+    pair_hat = CF.layer_norm(scale_pair("10-20-30"), (3,))
+    gap = float((pair_hat[0] - pair_hat[1]).abs().max())
+    assert (
+        5e-8 < gap < 1.5e-7
+    )  # "9.1e-08": a gamma in the millions to separate them
+
+
+def test_fixed_models_weights_level_off_far_below_the_blow_up_limit(sweep):
+    for row in sweep["fixed"]:
+        for run in row:
+            w = run.history["linears.0.weight"]
+            assert max(w) < 50  # the chapter prints 44.5 for the largest
+            # level off: the second half of the run adds < 10% to |W|
+            assert w[-1] < 1.1 * w[len(w) // 2]
+
+
+def test_bias_free_next_norm_cancels_a_rescaled_gamma_whatever_the_weights(task):
+    # ReLU and a bias-free Linear are positively homogeneous, so training (any
+    # weights) cannot matter: try several random weight draws and sizes
+    for seed, size in ((0, 1.0), (1, 5.0), (2, 0.2)):
+        torch.manual_seed(seed)
+        model = ch05.NormNet(16, 16, "learnable", depth=2, bias=False).double()
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for lin in model.linears:
+                lin.weight.copy_(
+                    size * torch.randn(16, 16, generator=g, dtype=torch.float64)
+                )
+            for norm in model.norms:
+                norm.weight.copy_(
+                    1 + torch.rand(16, generator=g, dtype=torch.float64)
+                )
+                norm.bias.copy_(torch.randn(16, generator=g, dtype=torch.float64))
+        rows = ch05.rescale_first_affine(model, task.x_test, [0.5, 10.0])
+        assert all(r["output_change"] < 1e-3 for r in rows)
+
+
 def test_linear_after_the_norm_rescues_fixed(runs, task):
     learns = ch05.fit_affine("learnable", SEEDS, task, head=True)
     fixeds = ch05.fit_affine("fixed", SEEDS, task, head=True)
@@ -701,6 +761,25 @@ def test_plot_affine_draws_two_panels():
             ),
             ValueError,
             "optimizer",
+        ),
+        (
+            lambda: ch05.offset_sources(nn.Linear(3, 3), torch.zeros(2, 3)),
+            TypeError,
+            "model",
+        ),
+        (
+            lambda: ch05.offset_sources(
+                ch05.NormNet(3, 3, "fixed"), torch.zeros(2, 3)
+            ),
+            ValueError,
+            "model",
+        ),
+        (
+            lambda: ch05.offset_sources(
+                ch05.NormNet(3, 3, "learnable"), torch.zeros(3)
+            ),
+            ValueError,
+            "x",
         ),
         (
             lambda: ch05.fit_magnitude(

@@ -73,6 +73,7 @@ __all__ = [
     "magnitude_task",
     "make_variant",
     "plot_affine",
+    "offset_sources",
     "rescale_first_affine",
     "scale_invariance",
     "sharpest_rate",
@@ -989,6 +990,38 @@ def scale_invariance(
             }
         )
     return rows
+
+
+def offset_sources(model: NormNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""Split the per-feature mean of a one-block model's output into two sources.
+
+    The output is :math:`o_{tj} = \gamma_j \hat x_{tj} + \beta_j`, so its mean over
+    the tokens of ``x`` is :math:`\gamma_j m_{1,j} + \beta_j`, where
+    :math:`m_{1,j}` is the mean of :math:`\hat x_{tj}`. Normalizing makes each
+    *token* mean 0, not each feature: the layer before the norm (its bias above
+    all) can give :math:`\hat x_j` a per-feature mean, which :math:`\gamma_j`
+    turns into part of the output's offset. Returns ``beta``, ``gamma_m1`` and
+    their sum ``mean`` (each ``(D,)``).
+
+    Shape:
+        x ``(N, d_in)``; model a ``NormNet`` of depth 1, no head, learnable norm.
+    """
+    if not isinstance(model, NormNet):
+        raise TypeError(f"model must be a NormNet, got {type(model).__name__}")
+    if (
+        len(model.norms) != 1
+        or model.norm_kind != "learnable"
+        or model.head is not None
+    ):
+        raise ValueError("model must have depth 1, no head and norm='learnable'")
+    x = check_float_tensor(x, "x", min_dim=2)
+    norm = model.norms[0]
+    with torch.no_grad():
+        u = model.linears[0](x)
+        m1 = CF.layer_norm(u, (u.shape[-1],), eps=norm.eps).mean(0)
+        beta = norm.bias.detach().clone()
+        gamma_m1 = norm.weight.detach() * m1
+    return {"beta": beta, "gamma_m1": gamma_m1, "mean": beta + gamma_m1}
 
 
 def rescale_first_affine(
