@@ -19,7 +19,7 @@ NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 # Options for the bench, e.g. make bench BENCH_ARGS="--only chapters --repeat 1"
 BENCH_ARGS ?=
 
-.PHONY: help venv book test lint unit nbval portability build browser execute serve bench clean
+.PHONY: help venv book test lint unit nbval portability build browser execute serve bench words clean
 
 help:
 	@echo "make book     build the HTML book into $(BUILD)/html"
@@ -28,6 +28,7 @@ help:
 	@echo "make execute  re-run every chapter notebook in place (refresh stored outputs)"
 	@echo "make serve    serve $(BUILD)/html on http://localhost:8000"
 	@echo "make bench    time the chapters, the test run, the build and four LayerNorms"
+	@echo "make words    words of prose per notebook (at most 3,000; exercises excluded)"
 	@echo "make clean    remove $(BUILD)"
 
 venv: $(STAMP)
@@ -75,6 +76,9 @@ serve:
 
 bench: $(STAMP)
 	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
+
+words: $(STAMP)
+	$(BIN)/python -m scripts.prose_words $(NOTEBOOKS)
 
 clean:
 	rm -rf $(BUILD)

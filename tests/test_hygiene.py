@@ -195,3 +195,56 @@ def test_contributing_module_map_matches_the_tree():
         if "__pycache__" not in p.parts
     }
     assert listed == tree, (sorted(tree - listed), sorted(listed - tree))
+
+
+def _prose_words_module():
+    """scripts/prose_words.py (``make words``), loaded from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "prose_words", ROOT / "scripts" / "prose_words.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_prose_is_at_most_3000_words(path):
+    """A chapter reads in one sitting: its prose (markdown outside exercises and
+    solutions, counted by scripts/prose_words.py) stays at or under 3,000 words."""
+    counter = _prose_words_module()
+    assert counter.prose_words(path) <= counter.PROSE_WORD_LIMIT
+
+
+def test_prose_words_skips_exercises_and_solutions_only():
+    """The counter drops exercise blocks and solutions, and keeps the prose around
+    them, including text after a solution's end fence in the same cell."""
+    prose = _prose_words_module().prose
+    text = "\n".join(
+        [
+            "one two",
+            "```{exercise}",
+            ":label: ex",
+            "hidden words here",
+            "```",
+            "three",
+            "```{solution-start} ex",
+            ":class: dropdown",
+            "```",
+            "solution words",
+            "```python",
+            "code()",
+            "```",
+            "```{solution-end}",
+            "```",
+            "four five",
+            "````{exercise}",
+            "```python",
+            "x = 1",
+            "```",
+            "````",
+            "six",
+        ]
+    )
+    assert prose(text).split() == ["one", "two", "three", "four", "five", "six"]
