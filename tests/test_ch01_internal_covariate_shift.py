@@ -748,3 +748,36 @@ def test_claim_batchnorm_beats_plain_at_smaller_learning_rates(runs):
         for lr in (0.1, 0.2, 0.3)
     )
     assert runs["batch"][0].final_loss() < best_plain
+
+
+def test_train_networks_gives_train_runs_records_bit_for_bit():
+    """The networks train in processes of their own; every record is the one
+    train_runs computes here."""
+    config = ch01.RunConfig(steps=6, landscape_at=(0,), ics_at=(3,))
+    together = ch01.train_networks(
+        {"bn": ("batch", config), "plain": ("none", config)}, [0, 1]
+    )
+    assert list(together) == ["bn", "plain"]
+    for name, norm in (("bn", "batch"), ("plain", "none")):
+        here = ch01.train_runs(norm, [0, 1], config)
+        for a, b in zip(here, together[name], strict=True):
+            for field in (
+                "losses",
+                "moments",
+                "moments_eval",
+                "percentiles",
+                "ics_l2",
+                "landscape",
+            ):
+                assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_train_networks_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="networks"):
+        ch01.train_networks({}, [0])
+    with pytest.raises(TypeError, match="networks"):
+        ch01.train_networks({"a": "batch"}, [0])
+    with pytest.raises(ValueError, match="norm"):
+        ch01.train_networks({"a": ("group", ch01.RunConfig())}, [0])
+    with pytest.raises(TypeError, match="config"):
+        ch01.train_networks({"a": ("batch", None)}, [0])

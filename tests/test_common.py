@@ -1,4 +1,5 @@
-"""common.train_sweep: each model of a sweep ends where torch.optim would end it."""
+"""common.train_sweep: each model of a sweep ends where torch.optim would end it;
+common.in_processes: the same results as the calls made here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.experiments.common import OPTIMIZERS, train_sweep
+from course_lib.experiments.common import OPTIMIZERS, in_processes, train_sweep
 
 
 class _Net(nn.Module):
@@ -201,3 +202,45 @@ def test_train_sweep_rejects_bad_arguments(change, error, match):
     kwargs.update(change)
     with pytest.raises(error, match=match):
         train_sweep(**kwargs)
+
+
+def _train_one(seed: int, steps: int) -> torch.Tensor:
+    """A small training run: its losses and final weights, as one tensor."""
+    (model,) = _models([seed])
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(32, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (32,), generator=g)
+    losses = train_sweep(
+        [model],
+        lambda step: (x, y),
+        nn.functional.cross_entropy,
+        torch.full((1, steps), 0.1, dtype=torch.float64),
+        optimizer="adam",
+    )
+    weights = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    return torch.cat([losses.reshape(-1), weights])
+
+
+@pytest.mark.parametrize("processes", [None, 1, 2, 3])
+def test_in_processes_gives_the_results_of_the_calls_made_here_bit_for_bit(
+    processes,
+):
+    jobs = [(_train_one, (seed,), {"steps": 6}) for seed in (0, 1, 2)]
+    here = [_train_one(seed, steps=6) for seed in (0, 1, 2)]
+    there = in_processes(jobs, processes=processes)
+    assert len(there) == 3
+    assert all(torch.equal(a, b) for a, b in zip(here, there, strict=True))
+    # different seeds give different runs, so the order is checked too
+    assert not torch.equal(there[0], there[1])
+
+
+def test_in_processes_with_no_jobs_and_bad_jobs():
+    assert in_processes([]) == []
+    with pytest.raises(TypeError, match="jobs"):
+        in_processes("abc")
+    with pytest.raises(TypeError, match="jobs"):
+        in_processes([(_train_one, 0, {})])
+    with pytest.raises(TypeError, match="jobs"):
+        in_processes([(_train_one, (0,))])
+    with pytest.raises(ValueError, match="processes"):
+        in_processes([(_train_one, (0,), {"steps": 1})], processes=0)

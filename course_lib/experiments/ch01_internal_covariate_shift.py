@@ -47,7 +47,7 @@ from .._checks import (
 )
 from ..norms import NORM_LABELS, BatchNorm, LayerNorm
 from ..plotting import PALETTE, color, new_figure
-from .common import default_dtype, stream_seed, train_sweep
+from .common import default_dtype, in_processes, stream_seed, train_sweep
 
 __all__ = [
     "LABELS",
@@ -69,6 +69,7 @@ __all__ = [
     "plot_percentiles",
     "pre_activation_stats",
     "run_label",
+    "train_networks",
     "train_runs",
 ]
 
@@ -917,6 +918,40 @@ def train_runs(
             recorders, seeds, nets, losses, strict=True
         )
     ]
+
+
+def train_networks(
+    networks: Mapping[str, tuple[Norm, RunConfig]], seeds: Sequence[int]
+) -> dict[str, list[RunRecord]]:
+    r""":func:`train_runs` for each named network, one network per core.
+
+    ``networks`` maps a name to the ``(norm, config)`` of :func:`train_runs`. The
+    networks are independent, so they train at the same time in processes of their
+    own (:func:`course_lib.experiments.common.in_processes`); every record is the
+    same, bit for bit, as ``train_runs(norm, seeds, config)`` called here.
+
+    Shape:
+        returns ``{name: [one RunRecord per seed]}``, in the order of ``networks``.
+    """
+    if not isinstance(networks, Mapping) or not networks:
+        raise TypeError(
+            "networks must be a non-empty mapping name -> (norm, RunConfig)"
+        )
+    jobs = []
+    for name, spec in networks.items():
+        if not isinstance(spec, tuple) or len(spec) != 2:
+            raise TypeError(
+                f"networks[{name!r}] must be a (norm, RunConfig) pair, got {spec!r}"
+            )
+        norm, config = spec
+        check_choice(norm, f"networks[{name!r}]'s norm", NORMS)
+        if not isinstance(config, RunConfig):
+            raise TypeError(
+                f"networks[{name!r}]'s config must be a RunConfig, got "
+                f"{type(config).__name__}"
+            )
+        jobs.append((train_runs, (norm, tuple(check_seeds(seeds)), config), {}))
+    return dict(zip(networks, in_processes(jobs), strict=True))
 
 
 # ------------------------------------------------------------------- initialization

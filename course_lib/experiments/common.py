@@ -1,9 +1,12 @@
-"""A training loop every chapter's experiments can share."""
+"""A training loop every chapter's experiments can share, and a way to run
+independent runs on every core."""
 
 from __future__ import annotations
 
 import copy
 import math
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -19,7 +22,14 @@ from .._checks import (
     check_seed,
 )
 
-__all__ = ["OPTIMIZERS", "STREAMS", "default_dtype", "stream_seed", "train_sweep"]
+__all__ = [
+    "OPTIMIZERS",
+    "STREAMS",
+    "default_dtype",
+    "in_processes",
+    "stream_seed",
+    "train_sweep",
+]
 
 #: The named random streams of one run. A run with seed ``s`` draws its initial
 #: weights from ``s`` itself and every other kind of randomness from its own
@@ -76,6 +86,65 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+def _usable_cores() -> int:
+    """How many cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _call(job: tuple[Callable[..., object], tuple, dict]) -> object:
+    fn, args, kwargs = job
+    return fn(*args, **kwargs)
+
+
+def in_processes(
+    jobs: Sequence[tuple[Callable[..., object], tuple, dict]],
+    *,
+    processes: int | None = None,
+) -> list[object]:
+    r"""``[fn(*args, **kwargs) for fn, args, kwargs in jobs]``, run on every core.
+
+    Every experiment here computes on one thread (:func:`course_lib.notebook.setup`
+    pins it, so that no result depends on the number of cores). Independent runs
+    can still use the other cores: each job runs in a process forked from this one,
+    which inherits its imports, settings and random state, computes exactly what the
+    same call computes here, and sends its result back. The results are the same,
+    bit for bit, as running the jobs one after another; the tests hold it to that.
+
+    ``processes`` defaults to the cores this process may use, at most one per job.
+    Where ``fork`` does not exist (Windows), or with one process, the jobs simply
+    run here, in order. ``fn`` must be a function importable by name (a module's or
+    a notebook's top-level function), and its result picklable.
+
+    Shape:
+        returns one result per job, in the jobs' order.
+    """
+    if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Sequence):
+        raise TypeError("jobs must be a sequence of (fn, args, kwargs) tuples")
+    for job in jobs:
+        if (
+            not isinstance(job, tuple)
+            or len(job) != 3
+            or not callable(job[0])
+            or not isinstance(job[1], tuple)
+            or not isinstance(job[2], dict)
+        ):
+            raise TypeError(
+                f"each of jobs must be a (fn, args tuple, kwargs dict), got {job!r}"
+            )
+    if processes is None:
+        processes = min(_usable_cores(), len(jobs))
+    else:
+        processes = check_int(processes, "processes")
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    if processes <= 1 or len(jobs) <= 1 or not forkable:
+        return [_call(job) for job in jobs]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(min(processes, len(jobs))) as pool:
+        return pool.map(_call, jobs, chunksize=1)
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
