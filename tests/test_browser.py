@@ -61,6 +61,7 @@ OUTSIDE_URL = re.compile(
     r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost)[:/])", re.IGNORECASE
 )
 VIEWPORT = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 20_000
 
 CHROMIUM_ARGS = [
@@ -258,14 +259,16 @@ class Visit:
 class Tab:
     """A browser context with every outside request blocked and counted."""
 
-    def __init__(self, browser: Any, base: str) -> None:
+    def __init__(
+        self, browser: Any, base: str, viewport: dict[str, int] | None = None
+    ) -> None:
         self.base = base
         self.blocked: list[str] = []
         self.failed_local: list[str] = []
         self.console_errors: list[str] = []
         self.page_errors: list[str] = []
         self.context = browser.new_context(
-            viewport=VIEWPORT, service_workers="block"
+            viewport=viewport or VIEWPORT, service_workers="block"
         )
         self.context.set_default_timeout(TIMEOUT_MS)
         self.context.route(OUTSIDE_URL, self._block)
@@ -818,5 +821,34 @@ def test_live_code_reaches_out_only_when_the_reader_asks(book: Book):
         assert re.fullmatch(
             r"https://unpkg\.com/thebe@\d+\.\d+\.\d+/lib/index\.js", thebe_js
         ), f"thebe is not pinned to a version: {thebe_js}"
+    finally:
+        tab.close()
+
+
+@pytest.mark.parametrize("side", ["primary", "secondary"])
+def test_phone_menus_open_when_tapped(book: Book, side: str):
+    """At phone width the header's menu and "Contents" buttons open their sidebars.
+
+    pydata-sphinx-theme 0.17's persistent navbar search adds a second, hidden
+    ``.primary-toggle`` and then neither dialog opens (its issue #2451); _config.yml
+    turns the persistent search off.
+    """
+    entry = CHAPTERS[0]
+    tab = Tab(book.browser, book.base, viewport=PHONE)
+    try:
+        tab.open(entry)
+        toggles = tab.page.locator(f"button.{side}-toggle")
+        shown = [i for i in range(toggles.count()) if toggles.nth(i).is_visible()]
+        assert len(shown) == 1, f"{side} toggles visible at phone width: {shown}"
+        assert toggles.count() == 1, f"{toggles.count()} {side} toggles in the page"
+        dialog = tab.page.locator(f"dialog#pst-{side}-sidebar-modal")
+        assert not dialog.evaluate("d => d.open")
+        toggles.nth(shown[0]).click()
+        tab.page.wait_for_function(
+            f"() => document.querySelector('dialog#pst-{side}-sidebar-modal').open",
+            timeout=5_000,
+        )
+        assert dialog.locator("a").count() > 0, "the sidebar opened empty"
+        assert not tab.console_errors and not tab.page_errors
     finally:
         tab.close()
