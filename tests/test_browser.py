@@ -852,3 +852,54 @@ def test_phone_menus_open_when_tapped(book: Book, side: str):
         assert not tab.console_errors and not tab.page_errors
     finally:
         tab.close()
+
+
+# WCAG 2.1 AA for normal text.
+MIN_CONTRAST = 4.5
+_CAPTION_CONTRAST_JS = """() => {
+  const rgb = s => s.match(/[\\d.]+/g).map(Number);
+  const lum = c => {
+    const [r, g, b] = c.slice(0, 3).map(v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  return Array.from(document.querySelectorAll("caption")).map(cap => {
+    const a = lum(rgb(getComputedStyle(cap).color)), b = lum(background(cap));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    return [cap.textContent.slice(0, 40), ratio];
+  });
+}"""
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_table_captions_are_readable_in_both_modes(
+    book: Book, entry: str, mode: str
+):
+    """Every table caption has at least WCAG AA contrast (4.5:1) against what is
+    behind it, in light mode and after the reader switches to dark mode."""
+    tab = Tab(book.browser, book.base)
+    try:
+        tab.open(entry)
+        tab.page.evaluate(
+            f"() => {{ document.documentElement.dataset.theme = '{mode}'; }}"
+        )
+        low = [
+            (text, round(ratio, 2))
+            for text, ratio in tab.page.evaluate(_CAPTION_CONTRAST_JS)
+            if ratio < MIN_CONTRAST
+        ]
+        assert not low, (
+            f"{entry}, {mode} mode: captions below {MIN_CONTRAST}:1: {low}"
+        )
+    finally:
+        tab.close()
