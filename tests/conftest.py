@@ -11,6 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+# The browser tests' fixtures (a served book, one Chromium, the page visits), shared
+# by every tests/test_browser*.py module.
+from browser_support import book, browser, html_dir, screenshots, server  # noqa: F401
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread_deterministic() -> None:
