@@ -8,13 +8,14 @@ precision, and figures as PNG (which nbval does not compare byte by byte).
 from __future__ import annotations
 
 import random
+import textwrap
 import warnings
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 import torch
 
-__all__ = ["Table", "below", "check", "note_agrees", "setup"]
+__all__ = ["LINE_LENGTH", "Table", "below", "check", "note_agrees", "setup", "wrap"]
 
 
 def _use_deterministic_algorithms() -> None:
@@ -133,7 +134,13 @@ class Table:
     def _repr_html_(self) -> str:
         from html import escape
 
-        head = "".join(f"<th>{escape(c)}</th>" for c in self.columns)
+        # A column without a name (the row labels' column, usually) has an empty
+        # corner cell: a <td>, since an empty <th> is a header that a screen reader
+        # announces as nothing (axe-core's empty-table-header).
+        head = "".join(
+            f"<th>{escape(c)}</th>" if c.strip() else "<td></td>"
+            for c in self.columns
+        )
         body = "".join(
             "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r) + "</tr>"
             for r in self._cells()
@@ -145,10 +152,54 @@ class Table:
         )
 
 
+#: The longest printed line, the code column's width at desktop width (CONTRIBUTING,
+#: "The notebook", rule 8).
+LINE_LENGTH = 84
+
+
+def wrap(text: str, indent: int = 4) -> str:
+    """``text`` with every line longer than ``LINE_LENGTH`` wrapped at spaces.
+
+    A continuation line starts at the line's own indentation plus ``indent`` spaces,
+    so a printed line fits the book's code column instead of scrolling sideways.
+    Lines that fit, and words longer than a line, are left as they are.
+
+    Example:
+        >>> from course_lib.notebook import wrap
+        >>> text = wrap("  M(" + ", ".join(f"arg{i}=1" for i in range(20)) + ")")
+        >>> [(len(line), line[:9]) for line in text.splitlines()]
+        [(83, '  M(arg0='), (77, '      arg'), (23, '      arg')]
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if isinstance(indent, bool) or not isinstance(indent, int) or indent < 0:
+        raise ValueError(f"indent must be a non-negative int, got {indent!r}")
+    lines = []
+    for line in text.split("\n"):
+        if len(line) <= LINE_LENGTH:
+            lines.append(line)
+            continue
+        lead = line[: len(line) - len(line.lstrip(" "))]
+        lines.append(
+            textwrap.fill(
+                line,
+                width=LINE_LENGTH,
+                subsequent_indent=lead + " " * indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+                replace_whitespace=False,
+            )
+        )
+    return "\n".join(lines)
+
+
 def check(label: str, passed: bool) -> None:
-    """Print one self-check line, ``PASS: ...`` or ``FAIL: ...``, instead of
-    raising."""
-    print(f"{'PASS' if passed else 'FAIL'}: {label}")
+    """Print one self-check, ``PASS: ...`` or ``FAIL: ...``, instead of raising.
+
+    A label too long for one line of ``LINE_LENGTH`` characters wraps at spaces, and
+    its continuation lines are indented under the label's first word.
+    """
+    print(wrap(f"{'PASS' if passed else 'FAIL'}: {label}", indent=len("PASS: ")))
 
 
 def below(value: float | torch.Tensor, bound: float) -> str:

@@ -248,3 +248,132 @@ def test_prose_words_skips_exercises_and_solutions_only():
         ]
     )
     assert prose(text).split() == ["one", "two", "three", "four", "five", "six"]
+
+
+def _toc_notebooks() -> list[Path]:
+    return [p for e in _toc_files() for p in _resolve(e) if p.suffix == ".ipynb"]
+
+
+def _shown_text_outputs(nb: dict) -> list[tuple[int, str]]:
+    """(cell index, text) of every stored text output a reader sees: stream text,
+    and text/plain where no HTML replaces it; outputs of cells tagged remove-output
+    (the widget explorers) are not in the book."""
+    texts = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        if "remove-output" in cell.get("metadata", {}).get("tags", []):
+            continue
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                texts.append((i, "".join(out["text"])))
+            data = out.get("data", {})
+            if "text/plain" in data and "text/html" not in data:
+                texts.append((i, "".join(data["text/plain"])))
+    return texts
+
+
+@pytest.mark.parametrize("path", _toc_notebooks(), ids=lambda p: p.stem)
+def test_every_printed_line_fits_the_code_column(path):
+    """A stored output line is at most 84 characters, the code cells' line length
+    (CONTRIBUTING, "The notebook", rule 8): a longer one scrolls sideways in the
+    book, and its hidden tail is often the point (a check's PASS)."""
+    from course_lib.notebook import LINE_LENGTH
+
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    long = [
+        f"cell {i}: {len(line)} characters: {line[:60]}..."
+        for i, text in _shown_text_outputs(nb)
+        for line in text.splitlines()
+        if len(line) > LINE_LENGTH
+    ]
+    assert LINE_LENGTH == 84
+    assert not long, f"printed lines over {LINE_LENGTH} characters: {long}"
+
+
+def _png_size(data: str) -> tuple[int, int]:
+    """(width, height) in pixels of a base64 PNG, from its IHDR chunk."""
+    import base64
+    import struct
+
+    head = base64.b64decode("".join(data)[:64])
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])
+
+
+def _figures(path: Path) -> list[tuple[int, dict, tuple[int, int]]]:
+    """(cell index, the output's image/png metadata, PNG pixel size) per figure."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        (i, out.get("metadata", {}).get("image/png", {}), _png_size(png))
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code"
+        for out in cell.get("outputs", [])
+        if (png := out.get("data", {}).get("image/png"))
+    ]
+
+
+@pytest.mark.parametrize("path", _toc_notebooks(), ids=lambda p: p.stem)
+def test_figures_are_stored_at_twice_their_display_size(path):
+    """Every figure is a "retina" PNG: its output metadata gives the display width
+    in CSS px (myst-nb writes it as the <img>'s width), and the PNG has at least 1.5
+    image pixels per displayed pixel, so it is sharp on a 2x screen. No height is
+    stored: a fixed height would squash the figure in a narrower column."""
+    for i, meta, (w, _) in _figures(path):
+        assert "width" in meta, (
+            f"cell {i}: the figure has no display width (not a retina PNG)"
+        )
+        assert "height" not in meta, f"cell {i}: a fixed display height is stored"
+        assert w >= 1.5 * meta["width"], (
+            f"cell {i}: {w} pixels shown {meta['width']} px wide"
+        )
+
+
+def test_every_figure_is_narrow_enough_for_legible_text_on_a_phone():
+    """On a 390 px phone a figure is shown PHONE_FIGURE_PX wide; the widest stored
+    figure shrinks the style's smallest text to at least 7.5 px there (desktop text
+    is FONT_PT at 100 dpi, shrunk by the same factor)."""
+    from test_notebook_helpers import PHONE_FIGURE_PX, smallest_font_pt
+
+    widths = {
+        f"{p.stem} cell {i}": meta["width"]
+        for p in _toc_notebooks()
+        for i, meta, _ in _figures(p)
+        if "width" in meta
+    }
+    assert widths, "no figures found"
+    widest = max(widths.values())
+    text_px = smallest_font_pt() / 72 * 100  # at the figure's natural size
+    phone_px = text_px * min(1.0, PHONE_FIGURE_PX / widest)
+    assert phone_px >= 7.5, (
+        f"the widest figure ({max(widths, key=widths.get)}, {widest} px) shows "
+        f"{phone_px:.1f} px text on a phone"
+    )
+
+
+_FONTSIZE = re.compile(
+    r"""\b(?:fontsize|size)\s*=\s*(?:([\d.]+)|["'](xx-small|x-small|small|smaller)["'])"""
+)
+
+
+def test_no_figure_text_is_set_smaller_than_the_style():
+    """Explicit text sizes in the figure code (course_lib and the notebooks) are not
+    below plotting.FONT_PT, which the phone arithmetic above assumes."""
+    from course_lib.plotting import FONT_PT
+
+    sources = {
+        str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
+        for p in (ROOT / "course_lib").rglob("*.py")
+    }
+    for nb_path in NOTEBOOKS:
+        nb = json.loads(nb_path.read_text(encoding="utf-8"))
+        sources[nb_path.name] = "\n".join(
+            "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+        )
+    small = [
+        f"{name}: {m.group(0)}"
+        for name, text in sources.items()
+        for m in _FONTSIZE.finditer(text)
+        if m.group(2) or float(m.group(1)) < FONT_PT
+    ]
+    assert not small, f"figure text below {FONT_PT} pt: {small}"

@@ -163,3 +163,140 @@ def test_note_agrees_is_equality_after_rounding_to_the_printed_digits(
 def test_note_agrees_rejects_bad_arguments(note, value, error, words):
     with pytest.raises(error, match=words):
         note_agrees(note, value)
+
+
+def test_table_html_has_no_empty_header_cell():
+    """An unnamed column (the row labels) gets an empty corner <td>, not an empty
+    <th> that a screen reader announces as a header with no name (axe-core's
+    empty-table-header); named columns keep their <th>."""
+    import re
+
+    html = Table([["row a", 1.0, "x"]], ["", "value", " "])._repr_html_()
+    head = html[html.index("<thead>") : html.index("</thead>")]
+    headers = re.findall(r"<th(?:\s[^>]*)?>(.*?)</th>", head)
+    assert headers == ["value"]
+    assert head.count("<td></td>") == 2
+    assert "<tbody><tr><td>row a</td><td>1.000</td><td>x</td></tr>" in html
+
+
+def test_check_wraps_a_long_label_under_its_first_word(capsys):
+    from course_lib.notebook import LINE_LENGTH
+
+    label = "the drift grows from every layer to the next, " * 4 + "in every seed"
+    check(label, True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 1 and lines[0].startswith("PASS: ")
+    assert all(len(line) <= LINE_LENGTH for line in lines)
+    assert all(line.startswith(" " * 6) and line[6] != " " for line in lines[1:])
+    assert " ".join(line.strip() for line in lines) == f"PASS: {label.strip()}"
+
+
+def test_wrap_keeps_short_lines_and_indents_continuations():
+    from course_lib.notebook import LINE_LENGTH, wrap
+
+    long = "  (0-7): 8 x BatchNorm(32, " + ", ".join(["eps=1e-05"] * 12) + ")"
+    text = "short line\n" + long + "\n" + "x" * 100
+    lines = wrap(text).splitlines()
+    assert lines[0] == "short line"
+    assert lines[-1] == "x" * 100  # a word longer than a line is not cut
+    wrapped = lines[1:-1]
+    assert len(wrapped) > 1 and all(len(line) <= LINE_LENGTH for line in wrapped)
+    assert wrapped[0].startswith("  (0-7)")
+    assert all(line.startswith(" " * 6) for line in wrapped[1:])
+    assert " ".join(line.strip() for line in wrapped) == long.strip()
+    with pytest.raises(TypeError, match="text"):
+        wrap(3)
+    with pytest.raises(ValueError, match="indent"):
+        wrap("x", indent=-1)
+
+
+#: How wide a figure is shown on a 390 px phone (the page's content width there).
+PHONE_FIGURE_PX = 358
+
+
+def smallest_font_pt() -> float:
+    """The smallest text size, in points, that plotting.apply_style sets."""
+    import matplotlib as mpl
+    from matplotlib.font_manager import FontProperties
+
+    from course_lib.plotting import apply_style
+
+    with mpl.rc_context():
+        apply_style()
+        keys = (
+            "font.size",
+            "axes.labelsize",
+            "axes.titlesize",
+            "xtick.labelsize",
+            "ytick.labelsize",
+            "legend.fontsize",
+            "legend.title_fontsize",
+            "figure.titlesize",
+        )
+        return min(
+            FontProperties(size=mpl.rcParams[k]).get_size_in_points() for k in keys
+        )
+
+
+def test_figure_text_is_legible_on_a_phone_and_not_huge_on_a_desktop():
+    """The widest figure new_figure allows, MAX_WIDTH inches at figure.dpi, is
+    shown PHONE_FIGURE_PX wide on a phone: the style's smallest text is at least
+    7.5 px tall there, and 12-16 px at its natural size on a desktop."""
+    import matplotlib as mpl
+
+    from course_lib.plotting import MAX_WIDTH, apply_style
+
+    with mpl.rc_context():
+        apply_style()
+        dpi = mpl.rcParams["figure.dpi"]
+        assert mpl.rcParams["figure.figsize"][0] <= MAX_WIDTH
+    desktop_px = smallest_font_pt() / 72 * dpi
+    phone_px = desktop_px * PHONE_FIGURE_PX / (MAX_WIDTH * dpi)
+    assert phone_px >= 7.5, f"{phone_px:.2f} px text on a phone"
+    assert 12 <= desktop_px <= 16, f"{desktop_px:.1f} px text on a desktop"
+
+
+def test_new_figure_refuses_a_width_that_makes_text_too_small_on_a_phone():
+    import matplotlib.pyplot as plt
+
+    from course_lib.plotting import MAX_WIDTH, new_figure
+
+    fig, _ = new_figure(2, width=MAX_WIDTH)
+    assert tuple(fig.get_size_inches()) == (MAX_WIDTH, 3.6)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="width"):
+        new_figure(width=MAX_WIDTH + 0.5)
+    with pytest.raises(ValueError, match="height"):
+        new_figure(height=0)
+    with pytest.raises(TypeError, match="width"):
+        new_figure(width="7")
+
+
+def test_figures_display_at_half_their_pixels_with_a_width_only():
+    """In a kernel, apply_style makes a figure's PNG output twice its display size
+    and stores only the display width: a height in the <img>'s style would squash
+    the figure where the column is narrower than it."""
+    import base64
+    import struct
+
+    import matplotlib.pyplot as plt
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from course_lib.plotting import apply_style, new_figure
+
+    shell = InteractiveShell.instance()
+    try:
+        apply_style()
+        fig, ax = new_figure(height=3.0)
+        ax.plot([0, 1], [0, 1])
+        data, metadata = shell.display_formatter.format(fig)
+        plt.close(fig)
+    finally:
+        InteractiveShell.clear_instance()
+    meta = metadata["image/png"]
+    assert set(meta) == {"width"}
+    width, height = struct.unpack(
+        ">II", base64.b64decode(data["image/png"][:64])[16:24]
+    )
+    assert width >= 1.5 * meta["width"] and 650 <= meta["width"] <= 730
+    assert height >= 1.5 * 300 * 0.9

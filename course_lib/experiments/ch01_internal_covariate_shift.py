@@ -1127,7 +1127,6 @@ def plot_loss_curves(
         ha="right",
         va="bottom",
         color="grey",
-        fontsize=8,
     )
     ax.legend(loc="upper right", ncols=len(ax.get_legend_handles_labels()[1]))
     return ax.figure, ax
@@ -1249,10 +1248,9 @@ def plot_activation_histograms(
     ax.set_xlabel("pre-activation value (clipped to [-4, 4])")
     ax.set_ylabel("fraction of values per bin")
     label = NORM_LABELS[norm]
-    ax.set_title(f"{label}, s = {scale:g}, depth {depth}", fontsize=9)
+    ax.set_title(f"{label}, s = {scale:g}, depth {depth}")
     ax.legend(
-        fontsize=6.5,
-        ncols=2,
+        ncols=3,
         loc="upper center",
         handlelength=1.2,
         columnspacing=0.8,

@@ -206,7 +206,7 @@ def reduction_axes_figure(
             f"mask must be at most 12 x 12 to be drawn, got {tuple(mask.shape)}"
         )
     depth = (0.45, 0.38)
-    fig, axes = new_figure(ncols=2, nrows=2, width=8.0, height=5.6)
+    fig, axes = new_figure(ncols=2, nrows=2, width=7.0, height=5.6)
     fig.set_facecolor("white")  # an opaque page, also in the book's dark mode
     for i, (ax, kind) in enumerate(zip(axes.flat, NORM_KINDS, strict=True)):
         shade = _lighten(color(i), 0.35)
@@ -244,18 +244,16 @@ def reduction_axes_figure(
                     label,
                     ha="center",
                     va="center",
-                    fontsize=7.5,
                     color="black",
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6},
                 )
-        ax.text(n_t / 2, -0.35, "T (position)", ha="center", va="top", fontsize=8)
+        ax.text(n_t / 2, -0.35, "T (position)", ha="center", va="top")
         ax.text(
             -0.2,
             n_b / 2,
             "B (sentence)",
             ha="right",
             va="center",
-            fontsize=8,
             rotation=90,
         )
         ax.text(
@@ -264,9 +262,8 @@ def reduction_axes_figure(
             "C (feature)",
             ha="left",
             va="center",
-            fontsize=8,
         )
-        ax.set_title(_KIND_TITLES[kind], fontsize=9)
+        ax.set_title(_KIND_TITLES[kind])
         ax.set_xlim(-0.9, n_t + channels * depth[0] + 1.6)
         ax.set_ylim(-0.9, n_b + channels * depth[1] + 0.2)
         ax.set_aspect("equal")
@@ -281,7 +278,6 @@ def reduction_axes_figure(
         "every other feature or token gets its own. Hatched: PAD.",
         ha="center",
         va="bottom",
-        fontsize=8,
         wrap=True,
     )
     return fig, axes
@@ -586,5 +582,5 @@ def plot_token_outputs(
     ax.axhline(0.0, color="black", linewidth=0.8)
     values = [v for vals in series.values() for v in vals]
     ax.set_ylim(min(-2.5, min(values) - 0.3), max(3.0, max(values) + 0.3))
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower left")
     return fig, ax

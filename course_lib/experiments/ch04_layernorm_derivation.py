@@ -442,9 +442,11 @@ def plot_row_steps(
             f"mean {y.mean().item():.3f}, std {y.std(unbiased=False).item():.3f}",
         ),
     ]
-    fig, axes = new_figure(ncols=4, width=10.0, height=3.0)
+    fig, axes = new_figure(ncols=2, nrows=2, width=7.0, height=5.4)
     pos = np.arange(d)
-    for i, (ax, (title, values, note)) in enumerate(zip(axes, steps, strict=True)):
+    for i, (ax, (title, values, note)) in enumerate(
+        zip(axes.flat, steps, strict=True)
+    ):
         vals = values.numpy()
         ax.bar(pos, vals, color=color(i), width=0.6)
         ax.axhline(0.0, color="black", linewidth=0.8)
@@ -452,7 +454,7 @@ def plot_row_steps(
             ax.axhline(
                 mu.item(), color="grey", linestyle="--", linewidth=1.0, label="mean"
             )
-            ax.legend(fontsize=8, loc="lower right")
+            ax.legend(loc="lower right")
         for p, v in zip(pos, vals, strict=True):
             ax.annotate(
                 f"{v:.2f}",
@@ -460,15 +462,14 @@ def plot_row_steps(
                 textcoords="offset points",
                 xytext=(0, 3 if v >= 0 else -10),
                 ha="center",
-                fontsize=8,
             )
         lo, hi = min(0.0, float(vals.min())), max(0.0, float(vals.max()))
         pad = 0.18 * max(hi - lo, 1e-12)
         ax.set_ylim(lo - pad, hi + pad)
         ax.set_xticks(pos, list(labels))
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel(note, fontsize=8)
-    return fig, axes
+        ax.set_title(title)
+        ax.set_xlabel(note)
+    return fig, axes.ravel()  # the four steps in order, as a 2 x 2 grid
 
 
 def plot_normalized_geometry(
@@ -508,7 +509,7 @@ def plot_normalized_geometry(
             )
     g = torch.Generator().manual_seed(check_seed(seed))
     f64 = torch.float64
-    fig, (ax2, ax3) = new_figure(ncols=2, width=9.0, height=4.2)
+    fig, (ax2, ax3) = new_figure(ncols=2, width=7.0, height=6.2)
 
     # D = 2: many inputs, two outputs
     x2 = 1.5 * torch.randn(n_random, 2, generator=g, dtype=f64)
@@ -525,7 +526,9 @@ def plot_normalized_geometry(
         s=60,
         color=color(1),
         zorder=3,
-        label=f"their outputs ({near} of {n_random} within 0.01 of the two points)",
+        label=(
+            f"their outputs ({near} of {n_random}\nwithin 0.01 of the two points)"
+        ),
     )
     ax2.scatter(
         [1.0], [2.0], marker="s", color=color(3), zorder=3, label="input [1, 2]"
@@ -534,7 +537,6 @@ def plot_normalized_geometry(
         "[1, 2] and [100, 102]\nboth go here",
         (-1, 1),
         xytext=(-2.2, 3.2),
-        fontsize=8,
         arrowprops={"arrowstyle": "->", "color": "black"},
     )
     ax2.set_xlim(-4, 4)
@@ -543,7 +545,7 @@ def plot_normalized_geometry(
     ax2.set_xlabel("feature 1")
     ax2.set_ylabel("feature 2")
     ax2.set_title("D = 2: only (1, -1) and (-1, 1)")
-    ax2.legend(fontsize=7, loc="lower left")
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16))
 
     # D = 3: a circle of radius sqrt(3) in the plane orthogonal to (1, 1, 1)
     basis = torch.tensor([[1.0, -1.0, 0.0], [1.0, 1.0, -2.0]], dtype=f64)
@@ -585,5 +587,5 @@ def plot_normalized_geometry(
     ax3.set_xlabel("coordinate along (1, -1, 0)/sqrt(2)")
     ax3.set_ylabel("coordinate along (1, 1, -2)/sqrt(6)")
     ax3.set_title("D = 3: a circle in the zero-mean plane")
-    ax3.legend(fontsize=7, loc="center")
+    ax3.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16))
     return fig, np.array([ax2, ax3])

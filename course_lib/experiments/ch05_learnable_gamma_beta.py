@@ -1193,7 +1193,7 @@ def plot_affine(
     )
     pair_out = CF.layer_norm(pair, (3,), weight, bias)  # (2, 3)
 
-    fig, axes = new_figure(2, width=8.0, height=3.2)
+    fig, axes = new_figure(2, width=7.0, height=3.2)
     ax_hist, ax_pair = axes
     bins = np.linspace(-8.0, 8.0, 41)
     ax_hist.hist(
@@ -1212,9 +1212,9 @@ def plot_affine(
     )
     ax_hist.set_xlabel(f"feature {feature} over 200 tokens")
     ax_hist.set_ylabel("tokens")
-    ax_hist.legend(loc="upper left", fontsize=8)
+    ax_hist.legend(loc="upper left")
     _pair_bars(ax_pair, pair_out)
-    ax_pair.set_title("same gamma, beta on both tokens", fontsize=9)
+    ax_pair.set_title("same gamma, beta on both tokens")
     return fig, axes
 
 
@@ -1238,4 +1238,4 @@ def _pair_bars(ax: Axes, pair_out: torch.Tensor) -> None:
     ax.set_xticks(idx, [f"feature {j}" for j in idx])
     ax.set_ylabel("LayerNorm output")
     ax.set_ylim(-8.0, 8.0)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left")

@@ -754,7 +754,6 @@ def plot_attention_example(
     ax.set_title(
         f"{SCALING_LABELS[scaling]}\n"
         f"d_k = {d_k}: H = {entropy:.2f} nats, max {float(weights.max()):.2f}",
-        fontsize=8.5,
     )
     return fig, ax
 
@@ -782,7 +781,7 @@ def plot_saturation(
                 f"metrics[{name!r}] has {len(series)} entries for {len(d_ks)} "
                 "values of d_ks"
             )
-    fig, axes = new_figure(3, width=9.5, height=3.2)
+    fig, axes = new_figure(3, width=7.0, height=3.2)
     panels = (
         ("entropy", "entropy (nats)", math.log(n_keys)),
         ("max_weight", "largest weight", 1.0 / n_keys),
@@ -809,5 +808,5 @@ def plot_saturation(
         ax.set_xlabel("d_k")
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0.0)
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     return fig, axes

@@ -1072,7 +1072,7 @@ def _box(ax: Axes, x: float, y: float, label: str, face: str, **kw) -> None:
     """A labelled rounded box centred at ``(x, y)``; ``gid`` names it for tests."""
     from matplotlib.patches import FancyBboxPatch
 
-    w, h = kw.pop("size", (2.2, 0.8))
+    w, h = kw.pop("size", (2.6, 0.8))
     ax.add_patch(
         FancyBboxPatch(
             (x - w / 2, y - h / 2),
@@ -1086,7 +1086,7 @@ def _box(ax: Axes, x: float, y: float, label: str, face: str, **kw) -> None:
             **kw,
         )
     )
-    ax.text(x, y, label, ha="center", va="center", fontsize=9, color="black")
+    ax.text(x, y, label, ha="center", va="center", color="black")
 
 
 def _arrow(
@@ -1129,8 +1129,8 @@ def plot_placements() -> tuple[Figure, np.ndarray]:
         ax.axis("off")
     # Post-LN: x -> F -> add -> LN
     ax = axes[0]
-    ax.set_title("Post-LN:  LN(x + F(x))", fontsize=10, color="black")
-    ax.text(2, 0.2, "x (residual stream)", ha="center", fontsize=9, color="black")
+    ax.set_title("Post-LN:  LN(x + F(x))", color="black")
+    ax.text(2, 0.2, "x (residual stream)", ha="center", color="black")
     ax.plot([2, 2], [0.6, 1.2], color=path, lw=2.6)
     _arrow(ax, [(2, 1.2), (2, 2.6)], branch, 1.4)
     _box(ax, 2, 3.0, "sublayer F", sub_face)
@@ -1140,7 +1140,7 @@ def plot_placements() -> tuple[Figure, np.ndarray]:
     _arrow(ax, [(2, 5.75), (2, 7.0)], path, 2.6)
     _box(ax, 2, 7.4, "LayerNorm", norm_face)
     _arrow(ax, [(2, 7.8), (2, 9.4)], path, 2.6)
-    ax.text(2, 9.6, "to the next sublayer", ha="center", fontsize=9, color="black")
+    ax.text(2, 9.6, "to the next sublayer", ha="center", color="black")
     ax.text(
         4.15,
         3.2,
@@ -1148,13 +1148,12 @@ def plot_placements() -> tuple[Figure, np.ndarray]:
         rotation=90,
         ha="left",
         va="center",
-        fontsize=8,
         color=path,
     )
     # Pre-LN: x -> LN -> F -> add, and a final LN after the last block
     ax = axes[1]
-    ax.set_title("Pre-LN:  x + F(LN(x))", fontsize=10, color="black")
-    ax.text(2, 0.2, "x (residual stream)", ha="center", fontsize=9, color="black")
+    ax.set_title("Pre-LN:  x + F(LN(x))", color="black")
+    ax.text(2, 0.2, "x (residual stream)", ha="center", color="black")
     _arrow(ax, [(2, 1.2), (2, 1.6)], branch, 1.4)
     _box(ax, 2, 2.0, "LayerNorm", norm_face)
     _arrow(ax, [(2, 2.4), (2, 3.6)], branch, 1.4)
@@ -1169,11 +1168,10 @@ def plot_placements() -> tuple[Figure, np.ndarray]:
         7.75,
         "... every sublayer of every block ...",
         ha="center",
-        fontsize=8,
         color="black",
     )
     _arrow(ax, [(2, 8.25), (2, 8.75)], path, 2.6)
-    _box(ax, 2, 9.15, "final LayerNorm", norm_face, size=(2.8, 0.8), ls="--")
+    _box(ax, 2, 9.15, "final LayerNorm", norm_face, size=(3.7, 0.8), ls="--")
     ax.text(
         4.15,
         3.4,
@@ -1181,7 +1179,6 @@ def plot_placements() -> tuple[Figure, np.ndarray]:
         rotation=90,
         ha="left",
         va="center",
-        fontsize=8,
         color=path,
     )
     return fig, axes
@@ -1286,7 +1283,7 @@ def plot_loss_curves(
     else:
         ax.set_ylabel("training loss, nats")
     if legend:
-        ax.legend(fontsize=8)
+        ax.legend()
     return ax.figure, ax
 
 
@@ -1340,7 +1337,7 @@ def plot_sweep(
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel("share of the context's worth learned")
     ax.axhline(0.0, ls=":", color="0.3")
-    ax.legend(fontsize=8)
+    ax.legend()
     return ax.figure, ax
 
 
@@ -1354,7 +1351,7 @@ def plot_residual_rms(
     """
     for i, (label, s) in enumerate(sizes.items()):
         _range_band(ax, np.arange(s.shape[1]), s, label, i)
-    ax.set_xlabel("hidden state l (0 = embedding, l = output of block l)")
+    ax.set_xlabel("hidden state l\n(0 = embedding, l = output of block l)")
     ax.set_ylabel("RMS of the residual stream")
     ax.legend()
     return ax.figure, ax
