@@ -19,10 +19,11 @@ NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 # Options for the bench, e.g. make bench BENCH_ARGS="--only chapters --repeat 1"
 BENCH_ARGS ?=
 
-.PHONY: help venv book test lint unit nbval portability build browser execute serve bench words clean
+.PHONY: help venv book test lint unit nbval portability build pdf browser execute serve bench words clean
 
 help:
-	@echo "make book     build the HTML book into $(BUILD)/html"
+	@echo "make book     build the HTML book into $(BUILD)/html, and its PDF"
+	@echo "make pdf      build the book and print it into $(BUILD)/html/why-layernorm.pdf"
 	@echo "make test     lint, unit and claim tests, strict nbval, portability, strict build, browser tests"
 	@echo "make portability  strict nbval under every arithmetic setting of portability/settings.ini"
 	@echo "make execute  re-run every chapter notebook in place (refresh stored outputs)"
@@ -39,11 +40,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-book: $(STAMP) build
+book: $(STAMP) build pdf
 	@echo "Book built: open $(abspath $(BUILD))/html/index.html"
 
 build: $(STAMP)
 	$(BIN)/jupyter-book build . -n -W --keep-going
+
+# The whole book as one PDF, in toc order, printed offline by Chromium (published with
+# the HTML, linked from the index page; tests/test_pdf.py reads it).
+pdf: $(STAMP) build
+	$(BIN)/python scripts/make_pdf.py --html $(BUILD)/html
 
 lint: $(STAMP)
 	$(BIN)/ruff check course_lib tests book scripts _ext
@@ -63,10 +69,16 @@ portability: $(STAMP)
 	$(BIN)/python scripts/portability.py -- $(NBVAL) book -n $(JOBS) --dist loadscope -q \
 	    -p no:cacheprovider
 
-browser: $(STAMP)
+# axe-core for the accessibility audit (tests/test_browser_a11y.py): the npm package at
+# the version of package-lock.json, installed again whenever the lock is newer.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+browser: $(STAMP) node_modules/.package-lock.json
 	$(BIN)/pytest tests -m browser -p no:xdist
 
-test: lint unit nbval portability build browser
+test: lint unit nbval portability build pdf browser
 
 execute: $(STAMP)
 	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
