@@ -286,7 +286,7 @@ def test_live_code_reaches_out_only_when_the_reader_asks(book: Book):
     entry = CHAPTERS[0]
     tab = Tab(book.browser, book.base)
     try:
-        tab.open(entry)
+        tab.open(entry, idle=True)
         assert not tab.blocked, (
             f"{entry} asked outside hosts before any click: {tab.blocked}"
         )

@@ -10,7 +10,11 @@ checked for what a reader holding the paper would notice:
 - no table runs past the text column, and the page is no wider than the paper;
 - the interface (header buttons, sidebars, launch and download buttons, search,
   previous/next) is not printed;
-- solutions print open, and no "Click to hide" / "Click to show" label is printed.
+- solutions print open, and no "Click to hide" / "Click to show" label is printed;
+- every code cell (input or output) that fits on one page is kept in one piece
+  (``break-inside: avoid``), and every heading stays with what follows it
+  (``break-after: avoid``), so that no printed page ends on the empty top of a
+  code box or on a heading.
 
 Without a browser or a built book the tests skip locally; under CI (``CI=true``)
 they fail.
@@ -28,16 +32,26 @@ pytestmark = pytest.mark.browser
 
 PRINT_CSS = ROOT / "book" / "_static" / "print.css"
 A4_WIDTH_MM = 210.0
+A4_HEIGHT_MM = 297.0
 CSS_PX_PER_MM = 96 / 25.4
 
 
-def _a4_column_px() -> int:
-    """The width of the printed text column: A4 less print.css's left and right
-    ``@page`` margins (``margin: <vertical> <horizontal>`` in mm)."""
+def _page_margins_mm() -> tuple[float, float]:
+    """print.css's ``@page`` margins (``margin: <vertical> <horizontal>`` in mm)."""
     css = PRINT_CSS.read_text(encoding="utf-8")
     page = re.search(r"@page\s*\{[^}]*?margin:\s*([\d.]+)mm\s+([\d.]+)mm", css)
     assert page, f"{PRINT_CSS} has no '@page {{ margin: Vmm Hmm }}' rule"
-    return round((A4_WIDTH_MM - 2 * float(page.group(2))) * CSS_PX_PER_MM)
+    return float(page.group(1)), float(page.group(2))
+
+
+def _a4_column_px() -> int:
+    """The width of the printed text column: A4 less the left and right margins."""
+    return round((A4_WIDTH_MM - 2 * _page_margins_mm()[1]) * CSS_PX_PER_MM)
+
+
+def _a4_height_px() -> int:
+    """The height of a printed page's text: A4 less the top and bottom margins."""
+    return round((A4_HEIGHT_MM - 2 * _page_margins_mm()[0]) * CSS_PX_PER_MM)
 
 
 # What a reader cannot use on paper: each must be in the page (so that the check
@@ -58,7 +72,7 @@ CHAPTER_CHROME = {
 }
 
 _PRINT_FACTS_JS = r"""
-(chrome) => {
+([chrome, pageHeight]) => {
   const shown = el => el.getClientRects().length > 0
     && getComputedStyle(el).visibility !== "hidden";
   const article = document.querySelector("article.bd-article") || document.body;
@@ -80,7 +94,16 @@ _PRINT_FACTS_JS = r"""
     }
   }
   const solutions = Array.from(article.querySelectorAll(".solution"));
+  const cells = Array.from(
+    article.querySelectorAll("div.cell_input, div.cell_output")).filter(shown);
   return {
+    cellCount: cells.length,
+    split: cells
+      .filter(el => el.getBoundingClientRect().height < pageHeight)
+      .filter(el => getComputedStyle(el).breakInside !== "avoid")
+      .map(el => [describe(el), Math.round(el.getBoundingClientRect().height)]),
+    headings: Array.from(article.querySelectorAll("h1, h2, h3, h4")).filter(shown)
+      .filter(el => getComputedStyle(el).breakAfter !== "avoid").map(describe),
     innerWidth: window.innerWidth,
     pageWidth: document.documentElement.scrollWidth,
     pre: Array.from(article.querySelectorAll("pre")).filter(shown)
@@ -138,7 +161,7 @@ def _print_facts(book: Any, entry: str) -> dict[str, Any]:
             assert status == 200, f"{entry} answered HTTP {status}"
             tab.page.emulate_media(media="print")
             tab.page.evaluate(_NEXT_FRAMES_JS)
-            facts = tab.page.evaluate(_PRINT_FACTS_JS, chrome)
+            facts = tab.page.evaluate(_PRINT_FACTS_JS, [chrome, _a4_height_px()])
             facts["mathjax"] = mathjax
             facts["errors"] = tab.console_errors + tab.page_errors
             facts["blocked"] = list(tab.blocked)
@@ -168,6 +191,21 @@ def test_printed_code_and_math_are_not_cut_off(book: Any, entry: str):
     assert facts["pageWidth"] <= facts["innerWidth"] + 1, (
         f"{entry}: the printed page is {facts['pageWidth']} px wide, the paper's "
         f"column {facts['innerWidth']} px"
+    )
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_code_cells_and_headings_are_kept_whole(book: Any, entry: str):
+    facts = _print_facts(book, entry)
+    if entry in CHAPTERS:
+        assert facts["cellCount"] > 0, f"{entry}: no code cell found (selector?)"
+    assert not facts["split"], (
+        f"{entry}: code cells shorter than a page that a page break may split "
+        f"(text, height in px): {facts['split'][:5]}"
+    )
+    assert not facts["headings"], (
+        f"{entry}: headings a page break may leave at the foot of a page: "
+        f"{facts['headings'][:5]}"
     )
 
 
