@@ -19,23 +19,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from page_context import rewrite_each_page
 from sphinx.application import Sphinx
 
 _ENTRY = re.compile(r'(<div class="citation"[^>]*?) role="doc-biblioentry"')
 
 
-def _rewrite(
-    app: Sphinx,
-    pagename: str,
-    templatename: str,
-    context: dict[str, Any],
-    doctree: Any,
-) -> None:
+def _rewrite(context: dict[str, Any]) -> None:
     body = context.get("body")
     if body and 'role="doc-biblioentry"' in body:
         context["body"] = _ENTRY.sub(r'\1 role="listitem"', body)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    app.connect("html-page-context", _rewrite)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    return rewrite_each_page(app, _rewrite)

@@ -14,16 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from page_context import rewrite_each_page
 from sphinx.application import Sphinx
 
 
-def _dedupe_scripts(
-    app: Sphinx,
-    pagename: str,
-    templatename: str,
-    context: dict[str, Any],
-    doctree: Any,
-) -> None:
+def _dedupe_scripts(context: dict[str, Any]) -> None:
     scripts = context.get("script_files")
     if not scripts:
         return
@@ -44,5 +39,4 @@ def _dedupe_scripts(
 
 def setup(app: Sphinx) -> dict[str, Any]:
     # Late, so that every extension has added its scripts to the context first.
-    app.connect("html-page-context", _dedupe_scripts, priority=900)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    return rewrite_each_page(app, _dedupe_scripts, priority=900)

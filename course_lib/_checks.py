@@ -29,6 +29,7 @@ __all__ = [
     "check_heads",
     "check_instance",
     "check_int",
+    "check_key_value",
     "check_labels",
     "check_mask",
     "check_normalized_input",
@@ -40,6 +41,7 @@ __all__ = [
     "check_rows",
     "check_seed",
     "check_seeds",
+    "check_sequence",
     "check_self_attn_mask",
     "check_stochastic_matrix",
     "check_tokens",
@@ -86,15 +88,22 @@ def check_seed(seed: object, name: str = "seed") -> int:
     return check_int(seed, name, minimum=0)
 
 
+def check_sequence(value: object, name: str, items: str) -> tuple:
+    """Return ``value`` as a tuple if it is a non-empty sequence (a list, a tuple, a
+    range; not a str); ``items`` says in the message what its entries must be."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be a sequence of {items}, got {type(value).__name__}"
+        )
+    if len(value) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of {items}")
+    return tuple(value)
+
+
 def check_seeds(seeds: object, name: str = "seeds") -> list[int]:
     """Return ``seeds`` as a list if it is a non-empty sequence of seeds (ints >=
     0)."""
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError(
-            f"{name} must be a sequence of ints, got {type(seeds).__name__}"
-        )
-    if len(seeds) == 0:
-        raise ValueError(f"{name} must name at least one seed")
+    seeds = check_sequence(seeds, name, "ints >= 0")
     return [check_seed(s, f"{name}[{i}]") for i, s in enumerate(seeds)]
 
 
@@ -419,14 +428,20 @@ def check_heads(d_model: int, n_heads: int) -> None:
 
 
 def check_tokens(
-    x: object, name: str, d_model: int, like: torch.Tensor
+    x: object,
+    name: str,
+    d_model: int,
+    like: torch.Tensor,
+    *,
+    batch_first: bool = True,
 ) -> torch.Tensor:
-    """A batch of token vectors: a float tensor ``(B, T, d_model)`` of ``like``'s
-    dtype."""
+    """A batch of token vectors: a float tensor ``(B, T, d_model)`` (``(T, B,
+    d_model)`` when not ``batch_first``) of ``like``'s dtype."""
     x = check_float_tensor(x, name, min_dim=3)
     if x.dim() != 3 or x.shape[-1] != d_model:
+        layout = "B, T" if batch_first else "T, B"
         raise ValueError(
-            f"{name} must have shape (B, T, {d_model}), got {tuple(x.shape)}"
+            f"{name} must have shape ({layout}, {d_model}), got {tuple(x.shape)}"
         )
     if x.dtype != like.dtype:
         raise TypeError(
@@ -478,18 +493,38 @@ def check_attn_mask(
 
 
 def check_self_attn_mask(
-    attn_mask: object, batch: int, length: int, name: str = "attn_mask"
+    attn_mask: object,
+    batch: int,
+    length: int,
+    name: str = "attn_mask",
+    *,
+    keys: int | None = None,
 ) -> torch.Tensor:
-    """A boolean self-attention mask (True = may attend) of shape ``(T, T)`` or
-    ``(B, T, T)``."""
+    """A boolean attention mask (True = may attend) of shape ``(T, S)`` or
+    ``(B, T, S)``: ``T = length`` queries, ``S = keys`` keys (``length`` in
+    self-attention, the default)."""
     attn_mask = check_dtype(attn_mask, name, torch.bool, "True = may attend")
-    if tuple(attn_mask.shape) not in ((length, length), (batch, length, length)):
+    s = length if keys is None else keys
+    if tuple(attn_mask.shape) not in ((length, s), (batch, length, s)):
         raise ValueError(
-            f"{name} must have shape ({length}, {length}) or ({batch}, {length}, "
-            f"{length}), "
+            f"{name} must have shape ({length}, {s}) or ({batch}, {length}, {s}), "
             f"got {tuple(attn_mask.shape)}"
         )
     return attn_mask
+
+
+def check_key_value(key: torch.Tensor, value: torch.Tensor, batch: int) -> None:
+    """Attention's ``key`` and ``value``, checked token batches already put
+    batch-first: the query's batch size, and one value per key."""
+    if key.shape[0] != batch:
+        raise ValueError(
+            f"key must have the query's batch size {batch}, got {key.shape[0]}"
+        )
+    if value.shape[:2] != key.shape[:2]:
+        raise ValueError(
+            "value must have key's batch size and number of tokens "
+            f"{tuple(key.shape[:2])}, got {tuple(value.shape[:2])}"
+        )
 
 
 def check_backward_args(

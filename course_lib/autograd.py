@@ -43,7 +43,7 @@ makes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -140,7 +140,7 @@ def _gradient_buffers(
     grad_weight: bool,
     grad_bias: bool,
 ) -> tuple[torch.Tensor, ...]:
-    """What :func:`_backward_block` reads and writes, for ``(N, D)`` rows.
+    """What :func:`_backward_blocks` reads and writes, for ``(N, D)`` rows.
 
     Returns ``(gamma, mean_of, ones, grad_input, grad_weight, grad_bias)``; the last
     two are zeros to add the blocks' sums to, or None when not asked for.
@@ -163,19 +163,16 @@ def _gradient_buffers(
     )
 
 
-def _backward_block(
-    dy: torch.Tensor,
-    x_hat: torch.Tensor,
-    rstd: torch.Tensor,
+def _backward_blocks(
+    blocks: Iterable[tuple[torch.Tensor, ...]],
     gamma: torch.Tensor,
     mean_of: torch.Tensor,
-    ones: torch.Tensor,
-    grad_input: torch.Tensor,
     grad_weight: torch.Tensor | None,
     grad_bias: torch.Tensor | None,
 ) -> None:
-    r"""The backward formula on one block of rows, written into its last three
-    arguments.
+    r"""The backward formula on each block of rows ``(x_hat, dy, rstd, ones,
+    grad_input)`` of ``blocks``, written into the block's ``grad_input`` and into
+    ``grad_weight`` and ``grad_bias``.
 
     ``grad_input`` receives
     :math:`r(g - \overline{g} - \hat x\,\overline{g\hat x})`; the block's sums over
@@ -186,19 +183,20 @@ def _backward_block(
         dy, x_hat, grad_input ``(n, D)``; rstd ``(n, 1)``; ones ``(n,)``; gamma,
         grad_weight, grad_bias ``(D,)``; mean_of ``(D, 1)``, ``gamma / D``.
     """
-    buf = torch.mul(dy, x_hat, out=grad_input)  # dL/dy * x_hat
-    if grad_weight is not None:
-        grad_weight.addmv_(buf.T, ones)  # += sum over rows of dL/dy * x_hat
-    if grad_bias is not None:
-        grad_bias.addmv_(dy.T, ones)  # += sum over rows of dL/dy
-    # g = gamma * dL/dy is the gradient arriving at x_hat. Its two row means are
-    # products with gamma / D, so no g is built:
-    g_mean = dy @ mean_of  # mean(g), (n, 1): along the all-ones vector
-    gx_mean = buf @ mean_of  # mean(g * x_hat): along x_hat
-    # grad_input = r * (g - mean(g) - x_hat * mean(g * x_hat)), written over buf:
-    torch.addcmul(g_mean.neg_(), dy, gamma, out=buf)  # g - mean(g)
-    # - x_hat * mean(g * x_hat), * r
-    buf.addcmul_(x_hat, gx_mean, value=-1).mul_(rstd)
+    for x_hat, dy, rstd, ones, grad_input in blocks:
+        buf = torch.mul(dy, x_hat, out=grad_input)  # dL/dy * x_hat
+        if grad_weight is not None:
+            grad_weight.addmv_(buf.T, ones)  # += sum over rows of dL/dy * x_hat
+        if grad_bias is not None:
+            grad_bias.addmv_(dy.T, ones)  # += sum over rows of dL/dy
+        # g = gamma * dL/dy is the gradient arriving at x_hat. Its two row means are
+        # products with gamma / D, so no g is built:
+        g_mean = dy @ mean_of  # mean(g), (n, 1): along the all-ones vector
+        gx_mean = buf @ mean_of  # mean(g * x_hat): along x_hat
+        # grad_input = r * (g - mean(g) - x_hat * mean(g * x_hat)), over buf:
+        torch.addcmul(g_mean.neg_(), dy, gamma, out=buf)  # g - mean(g)
+        # - x_hat * mean(g * x_hat), * r
+        buf.addcmul_(x_hat, gx_mean, value=-1).mul_(rstd)
 
 
 def layer_norm_backward(
@@ -302,14 +300,13 @@ def layer_norm_backward_blocked(
       ``dL/dgamma`` and the mean of ``g * x_hat`` before its memory receives the
       input gradient.
     * **In place**: every intermediate is written over one ``(N, D)`` buffer, which
-      becomes ``grad_input`` (:func:`_backward_block`).
+      becomes ``grad_input`` (:func:`_backward_blocks`).
 
     Like any backward pass it runs without autograd: its results do not require
     grad.
 
     Shape:
-        grad_output, x_hat ``(*, *normalized_shape)``; rstd ``(*, 1, ..., 1)``;
-        weight ``normalized_shape``; grad_weight and grad_bias ``normalized_shape``.
+        as :func:`layer_norm_backward`'s.
     """
     check_backward_args(grad_output, x_hat, rstd, weight, dims)
     shape = x_hat.shape[x_hat.dim() - len(dims) :]  # normalized_shape
@@ -325,20 +322,8 @@ def layer_norm_backward_blocked(
         gamma, mean_of, ones, grad_input, grad_weight, grad_bias = (
             _gradient_buffers(x_rows, weight, grad_weight=affine, grad_bias=affine)
         )
-        for x_hat_b, dy_b, r_b, ones_b, grad_b in row_blocks(
-            x_rows, dy, r, ones, grad_input
-        ):
-            _backward_block(
-                dy_b,
-                x_hat_b,
-                r_b,
-                gamma,
-                mean_of,
-                ones_b,
-                grad_b,
-                grad_weight,
-                grad_bias,
-            )
+        blocks = row_blocks(x_rows, dy, r, ones, grad_input)
+        _backward_blocks(blocks, gamma, mean_of, grad_weight, grad_bias)
     if affine:
         grad_weight, grad_bias = grad_weight.view(shape), grad_bias.view(shape)
     return grad_input.view(grad_output.shape), grad_weight, grad_bias
@@ -350,9 +335,9 @@ class LayerNormFunction(torch.autograd.Function):
     ``LayerNormFunction.apply(input, normalized_shape, weight, bias, eps)`` computes
     the same values as ``F.layer_norm``; its backward is the formula of
     :func:`layer_norm_backward`, computed as :func:`layer_norm_backward_blocked`
-    does (the same :func:`_backward_block` on the same blocks of rows), not autograd
-    through the forward's operations. The forward keeps the input and each row's
-    mean and ``rstd``, as ``F.layer_norm`` does; the backward recomputes each
+    does (the same :func:`_backward_blocks` on the same blocks of rows), not
+    autograd through the forward's operations. The forward keeps the input and each
+    row's mean and ``rstd``, as ``F.layer_norm`` does; the backward recomputes each
     block's ``x_hat`` from them.
 
     Shape:
@@ -415,22 +400,16 @@ class LayerNormFunction(torch.autograd.Function):
         blocks = list(row_blocks(x, dy, ones, grad_input))
         # the first block is the largest; reused
         x_hat = torch.empty_like(blocks[0][0])
-        for (x_b, dy_b, ones_b, grad_b), (mean, rstd) in zip(
-            blocks, ctx.stats, strict=True
-        ):
-            # as forward
-            x_hat_b = torch.sub(x_b, mean, out=x_hat[: len(x_b)]).mul_(rstd)
-            _backward_block(
-                dy_b,
-                x_hat_b,
-                rstd,
-                gamma,
-                mean_of,
-                ones_b,
-                grad_b,
-                grad_weight,
-                grad_bias,
-            )
+
+        def recomputed() -> Iterator[tuple[torch.Tensor, ...]]:
+            for (x_b, dy_b, ones_b, grad_b), (mean, rstd) in zip(
+                blocks, ctx.stats, strict=True
+            ):
+                # as forward; each block's x_hat is used before the next's
+                x_hat_b = torch.sub(x_b, mean, out=x_hat[: len(x_b)]).mul_(rstd)
+                yield x_hat_b, dy_b, rstd, ones_b, grad_b
+
+        _backward_blocks(recomputed(), gamma, mean_of, grad_weight, grad_bias)
         shape = ctx.param_shape
         input_dtype, param_dtype = ctx.dtypes
         return (

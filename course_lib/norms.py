@@ -25,6 +25,7 @@ input and calls the unchecked kernels of :mod:`course_lib.functional`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import torch
@@ -45,39 +46,78 @@ from ._checks import (
 
 __all__ = ["NORMS", "NORM_LABELS", "BatchNorm", "LayerNorm", "RMSNorm", "make_norm"]
 
-#: The names of the normalizations, the one vocabulary of the library (see the table
-#: above): what :func:`make_norm` takes and what ``BlockConfig.norm`` draws from.
-NORMS: tuple[str, ...] = ("none", "batch", "layer", "rms")
-#: How tables and legends print each name.
+#: How tables and legends print each normalization's name.
 NORM_LABELS: dict[str, str] = {
     "none": "no norm",
     "batch": "BatchNorm",
     "layer": "LayerNorm",
     "rms": "RMSNorm",
 }
+#: The names of the normalizations, the one vocabulary of the library (see the table
+#: above): what :func:`make_norm` takes and what ``BlockConfig.norm`` draws from.
+NORMS: tuple[str, ...] = tuple(NORM_LABELS)
 
 _Module = TypeVar("_Module", bound=nn.Module)
 
+#: True while :func:`_trusted` builds a module: its ``__init__`` skips its checks.
+_TRUSTING: ContextVar[bool] = ContextVar("course_lib_trusting", default=False)
 
-def _trusted(cls: type[_Module], *args: Any) -> _Module:
+
+def _trusted(cls: type[_Module], *args: Any, **kwargs: Any) -> _Module:
     """An instance of ``cls`` built from arguments that were validated already.
 
-    Each module's ``__init__`` validates its arguments, then hands them to its
-    ``_build``; code that holds validated values (:func:`make_norm`, a
-    ``TransformerBlock`` reading a ``BlockConfig``) builds through here and does not
-    check them a second time.
+    Each module's ``__init__`` validates its arguments unless :func:`_checking` says
+    otherwise; code that holds validated values (:func:`make_norm`, a
+    ``TransformerBlock`` reading a ``BlockConfig``) builds through here, and the
+    constructor, with its one signature, does not check them a second time.
     """
-    module = cls.__new__(cls)
-    nn.Module.__init__(module)
-    module._build(*args)  # type: ignore[attr-defined]
-    return module
+    token = _TRUSTING.set(True)
+    try:
+        return cls(*args, **kwargs)
+    finally:
+        _TRUSTING.reset(token)
+
+
+def _checking() -> bool:
+    """Whether a constructor should validate its arguments (not under
+    :func:`_trusted`)."""
+    return not _TRUSTING.get()
+
+
+def _set_up_row_norm(
+    module: nn.Module,
+    normalized_shape: Any,
+    eps: Any,
+    elementwise_affine: Any,
+    device: Any,
+    dtype: Any,
+    eps_may_be_none: bool = False,
+) -> None:
+    """What LayerNorm and RMSNorm do first: check ``normalized_shape``, ``eps``
+    (None only where ``eps_may_be_none``), ``elementwise_affine`` and the factory
+    arguments (unless :func:`_trusted` builds), then keep the first three."""
+    if _checking():
+        normalized_shape = check_normalized_shape(normalized_shape)
+        if not (eps is None and eps_may_be_none):
+            eps = check_eps(eps)
+        check_bool(elementwise_affine, "elementwise_affine")
+        check_factory_kwargs(device, dtype)
+    module.normalized_shape = normalized_shape
+    module.eps = eps
+    module.elementwise_affine = elementwise_affine
 
 
 def _affine_parameters(
-    module: nn.Module, shape: Any, affine: bool, bias: bool, factory: dict[str, Any]
+    module: nn.Module,
+    shape: Any,
+    affine: bool,
+    bias: bool,
+    device: torch.device | str | None,
+    dtype: torch.dtype | None,
 ) -> None:
     """Register ``weight`` and ``bias`` of ``shape`` (uninitialized), or None, as
     torch does."""
+    factory = {"device": device, "dtype": dtype}
     weight = nn.Parameter(torch.empty(shape, **factory)) if affine else None
     module.register_parameter("weight", weight)
     has_bias = affine and bias
@@ -135,27 +175,13 @@ class LayerNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self._build(
-            check_normalized_shape(normalized_shape),
-            check_eps(eps),
-            check_bool(elementwise_affine, "elementwise_affine"),
-            check_bool(bias, "bias"),
-            check_factory_kwargs(device, dtype),
+        _set_up_row_norm(
+            self, normalized_shape, eps, elementwise_affine, device, dtype
         )
-
-    def _build(
-        self,
-        normalized_shape: tuple[int, ...],
-        eps: float,
-        elementwise_affine: bool,
-        bias: bool,
-        factory: dict[str, Any],
-    ) -> None:
-        self.normalized_shape = normalized_shape
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
+        if _checking():
+            check_bool(bias, "bias")
         _affine_parameters(
-            self, normalized_shape, elementwise_affine, bias, factory
+            self, self.normalized_shape, elementwise_affine, bias, device, dtype
         )
         self.reset_parameters()
 
@@ -219,25 +245,13 @@ class RMSNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self._build(
-            check_normalized_shape(normalized_shape),
-            None if eps is None else check_eps(eps),
-            check_bool(elementwise_affine, "elementwise_affine"),
-            check_factory_kwargs(device, dtype),
+        _set_up_row_norm(
+            self, normalized_shape, eps, elementwise_affine, device, dtype, True
         )
-
-    def _build(
-        self,
-        normalized_shape: tuple[int, ...],
-        eps: float | None,
-        elementwise_affine: bool,
-        factory: dict[str, Any],
-    ) -> None:
-        self.normalized_shape = normalized_shape
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = nn.Parameter(torch.empty(normalized_shape, **factory))
+            self.weight = nn.Parameter(
+                torch.empty(self.normalized_shape, device=device, dtype=dtype)
+            )
         else:
             self.register_parameter("weight", None)
         self.reset_parameters()
@@ -323,32 +337,22 @@ class BatchNorm(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self._build(
-            check_int(num_features, "num_features"),
-            check_eps(eps),
-            None if momentum is None else check_probability(momentum, "momentum"),
-            check_bool(affine, "affine"),
-            check_bool(track_running_stats, "track_running_stats"),
-            check_bool(bias, "bias"),
-            check_factory_kwargs(device, dtype),
-        )
-
-    def _build(
-        self,
-        num_features: int,
-        eps: float,
-        momentum: float | None,
-        affine: bool,
-        track_running_stats: bool,
-        bias: bool,
-        factory: dict[str, Any],
-    ) -> None:
+        if _checking():
+            check_int(num_features, "num_features")
+            eps = check_eps(eps)
+            if momentum is not None:
+                momentum = check_probability(momentum, "momentum")
+            check_bool(affine, "affine")
+            check_bool(track_running_stats, "track_running_stats")
+            check_bool(bias, "bias")
+            check_factory_kwargs(device, dtype)
+        factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        _affine_parameters(self, num_features, affine, bias, factory)
+        _affine_parameters(self, num_features, affine, bias, device, dtype)
         if track_running_stats:
             self.register_buffer(
                 "running_mean", torch.zeros(num_features, **factory)
@@ -494,11 +498,11 @@ def _make_norm(
             0.1,
             elementwise_affine,
             True,
-            bias,
-            factory,
+            bias=bias,
+            **factory,
         )
     if norm == "layer":
         return _trusted(
-            LayerNorm, (num_features,), eps, elementwise_affine, bias, factory
+            LayerNorm, (num_features,), eps, elementwise_affine, bias, **factory
         )
-    return _trusted(RMSNorm, (num_features,), eps, elementwise_affine, factory)
+    return _trusted(RMSNorm, (num_features,), eps, elementwise_affine, **factory)

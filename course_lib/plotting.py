@@ -22,6 +22,7 @@ __all__ = [
     "apply_style",
     "bar_groups",
     "color",
+    "finish_axes",
     "new_figure",
 ]
 
@@ -185,8 +186,18 @@ def bar_groups(
             color=color(i),
         )
     ax.set_xticks(x, list(groups))
+    return finish_axes(ax, "", ylabel, title=title)
+
+
+def finish_axes(
+    ax: Axes, xlabel: str, ylabel: str, *, title: str = "", legend: bool = True
+) -> tuple[Figure, Axes]:
+    """Label ``ax``'s axes, give it ``title`` (if any) and its legend (if
+    ``legend``), and return ``(fig, ax)``, as every figure helper does."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend()
+    if legend:
+        ax.legend()
     return ax.figure, ax

@@ -89,8 +89,10 @@ def a4_column_px() -> int:
     return round((210.0 - 2 * float(page.group(2))) * 96 / 25.4)
 
 
-def toc_pages() -> list[str]:
-    """Every page of ``_toc.yml``, root first, in reading order, without suffix."""
+def toc_entries() -> list[str]:
+    """Every ``file`` entry of ``_toc.yml``, root first, in reading order, as
+    written: the one reader of the toc (``tests/book_toc.py`` loads it from
+    here)."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     entries = [toc["root"]]
 
@@ -105,7 +107,12 @@ def toc_pages() -> list[str]:
                 walk(item)
 
     walk(toc.get("parts", toc.get("chapters", [])))
-    return [e.removesuffix(".ipynb").removesuffix(".md") for e in entries]
+    return entries
+
+
+def toc_pages() -> list[str]:
+    """Every page of ``_toc.yml``, root first, in reading order, without suffix."""
+    return [e.removesuffix(".ipynb").removesuffix(".md") for e in toc_entries()]
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

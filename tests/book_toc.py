@@ -1,29 +1,23 @@
-"""The book's pages, read from ``_toc.yml`` (for the hygiene and browser tests)."""
+"""The book's pages, read from ``_toc.yml`` (for the hygiene and browser tests).
+
+The reader is ``scripts/make_pdf.py``'s, which prints the pages in this order;
+the script is loaded from its file (``scripts`` is not installed), as
+``test_hygiene`` loads ``prose_words``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+_spec = importlib.util.spec_from_file_location(
+    "_make_pdf", ROOT / "scripts" / "make_pdf.py"
+)
+assert _spec is not None and _spec.loader is not None
+make_pdf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_pdf)
 
-def toc_entries() -> list[str]:
-    """Every ``file`` entry of ``_toc.yml``, root first, in reading order, as
-    written."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    entries = [toc["root"]]
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                entries.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc.get("parts", toc.get("chapters", [])))
-    return entries
+#: Every ``file`` entry of ``_toc.yml``, root first, in reading order, as written.
+toc_entries = make_pdf.toc_entries

@@ -25,31 +25,22 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from book_toc import toc_entries
+from book_toc import make_pdf, toc_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-# Any http(s) or websocket URL whose host is not the local server: matched inside
-# the browser driver, so the book's own requests are not slowed down by a Python
-# round trip.
-OUTSIDE_URL = re.compile(
-    r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost)[:/])", re.IGNORECASE
-)
 VIEWPORT = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 20_000
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+# One set of outside hosts and of Chromium's flags for the tests and for
+# scripts/make_pdf.py, which prints the book with the same browser. OUTSIDE_URL:
+# any http(s) or websocket URL whose host is not the local server, matched inside
+# the browser driver, so the book's own requests are not slowed down by a Python
+# round trip.
+OUTSIDE_URL = make_pdf.OUTSIDE_URL
+CHROMIUM_ARGS = make_pdf.CHROMIUM_ARGS
 
 # Console messages a reader may see without anything being wrong, each with its
 # reason. Matched as substrings of the message text. Empty: every console error

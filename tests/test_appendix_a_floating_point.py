@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.experiments.appendix_a_floating_point import (
-    STABLE_MARGIN,
-    offset_rows,
-    variance_errors,
-    variance_naive,
-    variance_two_pass,
-    variance_welford,
-)
+from course_lib.experiments import appendix_a_floating_point as appendix_a
 
 f64 = torch.float64
 
@@ -22,22 +15,26 @@ f64 = torch.float64
 
 @pytest.mark.parametrize("seed", range(6))
 def test_stable_variance_beats_naive_by_the_stated_margin(seed):
-    e = variance_errors(offset_rows(1e4, dtype=torch.float32, seed=seed))
-    assert e.naive >= STABLE_MARGIN * e.two_pass
-    assert e.naive >= STABLE_MARGIN * e.welford
+    e = appendix_a.variance_errors(
+        appendix_a.offset_rows(1e4, dtype=torch.float32, seed=seed)
+    )
+    assert e.naive >= appendix_a.STABLE_MARGIN * e.two_pass
+    assert e.naive >= appendix_a.STABLE_MARGIN * e.welford
     assert e.naive > 1.0  # the naive formula has no correct digit at this offset
     assert e.naive_negative > 0.1  # and gives negative "variances"
 
 
 def test_without_offset_all_three_agree():
-    e = variance_errors(offset_rows(0.0, dtype=torch.float32))
+    e = appendix_a.variance_errors(appendix_a.offset_rows(0.0, dtype=torch.float32))
     assert max(e.naive, e.two_pass, e.welford) < 1e-5
     assert e.naive_negative == 0.0
 
 
 def test_naive_error_grows_with_the_offset():
     errors = [
-        variance_errors(offset_rows(o, dtype=torch.float32)).naive
+        appendix_a.variance_errors(
+            appendix_a.offset_rows(o, dtype=torch.float32)
+        ).naive
         for o in (1e1, 1e2, 1e3, 1e4)
     ]
     assert all(b > 10 * a for a, b in zip(errors[:-1], errors[1:], strict=True))
@@ -46,14 +43,16 @@ def test_naive_error_grows_with_the_offset():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_sixteen_bit_storage_and_arithmetic(dtype):
     # at offset 1e4 a spread-1 row is not even storable
-    stored = offset_rows(1e4, rows=8, dtype=dtype)
+    stored = appendix_a.offset_rows(1e4, rows=8, dtype=dtype)
     assert all(len(torch.unique(r)) <= 3 for r in stored)
     with pytest.raises(ValueError, match="constant"):
-        variance_errors(offset_rows(1e4, dtype=torch.bfloat16))
+        appendix_a.variance_errors(
+            appendix_a.offset_rows(1e4, dtype=torch.bfloat16)
+        )
     # at offset 100: in 16 bits naive is useless, two-pass beats Welford; in float32
     # both stable are fine
-    x = offset_rows(1e2, dtype=dtype)
-    e16, e32 = variance_errors(x), variance_errors(x.float())
+    x = appendix_a.offset_rows(1e2, dtype=dtype)
+    e16, e32 = appendix_a.variance_errors(x), appendix_a.variance_errors(x.float())
     assert e16.naive > 0.5
     assert e16.two_pass < e16.welford < e16.naive
     assert max(e32.two_pass, e32.welford) < 1e-5
@@ -62,18 +61,22 @@ def test_sixteen_bit_storage_and_arithmetic(dtype):
 def test_variance_methods_agree_on_exact_data_and_check_inputs():
     # variance 4
     x = torch.tensor([[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]], dtype=f64)
-    for fn in (variance_naive, variance_two_pass, variance_welford):
+    for fn in (
+        appendix_a.variance_naive,
+        appendix_a.variance_two_pass,
+        appendix_a.variance_welford,
+    ):
         assert fn(x).item() == pytest.approx(4.0, abs=1e-12)
         with pytest.raises(TypeError, match="x"):
             fn([[1.0, 2.0]])
         with pytest.raises(TypeError, match="x"):
             fn(torch.arange(4))
     with pytest.raises(ValueError, match="offset"):
-        offset_rows(float("inf"))
+        appendix_a.offset_rows(float("inf"))
     with pytest.raises(TypeError, match="dtype"):
-        offset_rows(1.0, dtype=torch.int32)
+        appendix_a.offset_rows(1.0, dtype=torch.int32)
     with pytest.raises(ValueError, match="x"):
-        variance_errors(torch.randn(2, 3, 4))
+        appendix_a.variance_errors(torch.randn(2, 3, 4))
 
 
 # -------------------------------------------------------------------- constant rows

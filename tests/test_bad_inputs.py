@@ -17,6 +17,9 @@ x3 = torch.randn(2, 4, 3)
 q2, k4, v4 = torch.randn(2, 3), torch.randn(4, 3), torch.randn(4, 3)
 # a two-head attention layer of width 8 and tokens (B=2, T=3) for it
 mha8, t8 = TR.MultiHeadAttention(8, 2), torch.randn(2, 3, 8)
+# the same queries attending over keys of width 4 and values of width 6
+mha8_kv = TR.MultiHeadAttention(8, 2, kdim=4, vdim=6)
+kv5 = (torch.randn(2, 5, 4), torch.randn(2, 5, 6))  # five keys and values for it
 rm, rv = torch.zeros(3), torch.ones(3)
 
 CASES = [
@@ -292,7 +295,7 @@ CASES = [
         "mha wrong width",
         lambda: mha8(torch.randn(2, 3, 6)),
         ValueError,
-        "x",
+        "query must have shape (B, T, 8)",
     ),
     (
         "block needs a config",
@@ -511,7 +514,110 @@ CASES = [
         "mha input dtype",
         lambda: mha8(t8.double()),
         TypeError,
-        "x",
+        "query",
+    ),
+    *[
+        (f"mha {name} not a bool", bad, TypeError, name)
+        for name, bad in (
+            ("add_bias_kv", lambda: TR.MultiHeadAttention(8, 2, add_bias_kv=1)),
+            (
+                "add_zero_attn",
+                lambda: TR.MultiHeadAttention(8, 2, add_zero_attn=None),
+            ),
+            ("batch_first", lambda: TR.MultiHeadAttention(8, 2, batch_first="no")),
+        )
+    ],
+    (
+        "mha kdim zero",
+        lambda: TR.MultiHeadAttention(8, 2, kdim=0),
+        ValueError,
+        "kdim",
+    ),
+    (
+        "mha vdim float",
+        lambda: TR.MultiHeadAttention(8, 2, vdim=2.5),
+        TypeError,
+        "vdim",
+    ),
+    (
+        "mha torch's positional order",
+        lambda: TR.MultiHeadAttention(8, 2, 0.0, True, False, False, 4, 4, "cpu"),
+        TypeError,
+        "batch_first",
+    ),
+    (
+        "mha key required when kdim differs",
+        lambda: mha8_kv(t8),
+        ValueError,
+        "key is required: kdim (4)",
+    ),
+    (
+        "mha value required when vdim differs",
+        lambda: mha8_kv(t8, kv5[0]),
+        ValueError,
+        "value is required: vdim (6)",
+    ),
+    (
+        "mha key wrong width",
+        lambda: mha8_kv(t8, torch.randn(2, 5, 8), kv5[1]),
+        ValueError,
+        "key must have shape (B, T, 4)",
+    ),
+    (
+        "mha value wrong width",
+        lambda: mha8_kv(t8, kv5[0], torch.randn(2, 5, 4)),
+        ValueError,
+        "value must have shape (B, T, 6)",
+    ),
+    (
+        "mha key from another batch",
+        lambda: mha8_kv(t8, torch.randn(3, 5, 4), torch.randn(3, 5, 6)),
+        ValueError,
+        "key must have the query's batch size 2",
+    ),
+    (
+        "mha fewer values than keys",
+        lambda: mha8_kv(t8, kv5[0], torch.randn(2, 4, 6)),
+        ValueError,
+        "value must have key's batch size and number of tokens",
+    ),
+    (
+        "mha key dtype",
+        lambda: mha8_kv(t8, kv5[0].double(), kv5[1]),
+        TypeError,
+        "key must have dtype",
+    ),
+    (
+        "mha mask over the queries, not the keys",
+        lambda: mha8_kv(t8, *kv5, mask=torch.ones(2, 3, dtype=torch.bool)),
+        ValueError,
+        "mask",
+    ),
+    (
+        "mha attn_mask (S, T) instead of (T, S)",
+        lambda: mha8_kv(t8, *kv5, attn_mask=torch.ones(5, 3, dtype=torch.bool)),
+        ValueError,
+        "attn_mask must have shape (3, 5) or (2, 3, 5)",
+    ),
+    (
+        "mha sequence-first input of the wrong width",
+        lambda: TR.MultiHeadAttention(8, 2, batch_first=False)(
+            torch.randn(3, 2, 6)
+        ),
+        ValueError,
+        "query must have shape (T, B, 8)",
+    ),
+    (
+        "mha mask positional (torch's key)",
+        lambda: mha8(t8, torch.ones(2, 3, dtype=torch.bool)),
+        TypeError,
+        "key",
+    ),
+    (
+        "mha from_torch needs torch's attention",
+        lambda: TR.MultiHeadAttention.from_torch(mha8),
+        TypeError,
+        "attn must be a MultiheadAttention",
     ),
     (
         "config d_model bool",

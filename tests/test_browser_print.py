@@ -171,23 +171,26 @@ def _print_facts(book: Any, entry: str) -> dict[str, Any]:
     return _printed[entry]
 
 
+def _found(entry: str, facts: dict[str, Any]):
+    """``found(key, what)`` fails, naming ``what`` and the first five, when the
+    page's printed ``facts[key]`` lists anything."""
+
+    def found(key: str, what: str) -> None:
+        assert not facts[key], f"{entry}: {what}: {facts[key][:5]}"
+
+    return found
+
+
 @pytest.mark.parametrize("entry", PAGES)
 def test_printed_code_and_math_are_not_cut_off(book: Any, entry: str):
     facts = _print_facts(book, entry)
     assert facts["innerWidth"] == _a4_column_px()
     assert not facts["errors"], f"{entry}: errors while printing: {facts['errors']}"
     assert not facts["blocked"], f"{entry}: outside requests: {facts['blocked']}"
-    assert not facts["pre"], (
-        f"{entry}: code blocks cut at the right margin of an A4 print "
-        f"(text, scrollWidth, width): {facts['pre'][:5]}"
-    )
-    assert not facts["equations"], (
-        f"{entry}: display equations wider than the A4 column "
-        f"(text, scrollWidth, width): {facts['equations'][:5]}"
-    )
-    assert not facts["tables"], (
-        f"{entry}: tables past the A4 column: {facts['tables'][:5]}"
-    )
+    found = _found(entry, facts)
+    found("pre", "code blocks cut at the right margin (text, scrollWidth, width)")
+    found("equations", "display equations wider than the A4 column (text, ...)")
+    found("tables", "tables past the A4 column")
     assert facts["pageWidth"] <= facts["innerWidth"] + 1, (
         f"{entry}: the printed page is {facts['pageWidth']} px wide, the paper's "
         f"column {facts['innerWidth']} px"
@@ -199,14 +202,11 @@ def test_code_cells_and_headings_are_kept_whole(book: Any, entry: str):
     facts = _print_facts(book, entry)
     if entry in CHAPTERS:
         assert facts["cellCount"] > 0, f"{entry}: no code cell found (selector?)"
-    assert not facts["split"], (
-        f"{entry}: code cells shorter than a page that a page break may split "
-        f"(text, height in px): {facts['split'][:5]}"
+    found = _found(entry, facts)
+    found(
+        "split", "code cells shorter than a page that a break may split (text, px)"
     )
-    assert not facts["headings"], (
-        f"{entry}: headings a page break may leave at the foot of a page: "
-        f"{facts['headings'][:5]}"
-    )
+    found("headings", "headings a page break may leave at the foot of a page")
 
 
 @pytest.mark.parametrize("entry", PAGES)
@@ -216,9 +216,7 @@ def test_the_interface_is_not_printed(book: Any, entry: str):
     assert not missing, f"{entry}: no {missing} in the page (selector outdated?)"
     printed = [name for name, c in facts["chrome"].items() if c["printed"]]
     assert not printed, f"{entry}: the interface prints: {printed}"
-    assert not facts["labels"], (
-        f"{entry}: button labels print: {facts['labels'][:5]}"
-    )
+    _found(entry, facts)("labels", "button labels print")
 
 
 @pytest.mark.parametrize("entry", CHAPTERS)

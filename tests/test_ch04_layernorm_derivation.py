@@ -17,18 +17,7 @@ from course_lib.autograd import (
     layer_norm_forward,
 )
 from course_lib.data import batchnorm_table, contextual_batch, scale_pair
-from course_lib.experiments.ch04_layernorm_derivation import (
-    EXPECTED_INVARIANCE,
-    INVARIANCE_NORMS,
-    INVARIANCE_TRANSFORMS,
-    STEP_KINDS,
-    correlated_tokens,
-    feature_correlation_stats,
-    invariance_table,
-    layer_norm_std_eps,
-    plot_row_steps,
-    spread_after_one_step,
-)
+from course_lib.experiments import ch04_layernorm_derivation as ch04
 
 f64 = torch.float64
 
@@ -38,19 +27,19 @@ f64 = torch.float64
 
 @pytest.mark.parametrize("seed", range(5))
 def test_invariance_table_matches_the_papers(seed):
-    results = invariance_table(seed=seed)
+    results = ch04.invariance_table(seed=seed)
     assert [(r.norm, r.transform) for r in results] == [
-        (n, t) for n in INVARIANCE_NORMS for t in INVARIANCE_TRANSFORMS
+        (n, t) for n in ch04.INVARIANCE_NORMS for t in ch04.INVARIANCE_TRANSFORMS
     ]
-    for norm in INVARIANCE_NORMS:
+    for norm in ch04.INVARIANCE_NORMS:
         computed = tuple(r.invariant for r in results if r.norm == norm)
-        assert computed == EXPECTED_INVARIANCE[norm], norm
+        assert computed == ch04.EXPECTED_INVARIANCE[norm], norm
 
 
 def test_invariance_table_separates_clearly():
     """Invariant cells move by rounding; the others by order 1 (not a borderline
     call)."""
-    results = invariance_table()
+    results = ch04.invariance_table()
     assert max(r.max_abs_diff for r in results if r.invariant) < 1e-9
     assert min(r.max_abs_diff for r in results if not r.invariant) > 0.1
 
@@ -58,11 +47,11 @@ def test_invariance_table_separates_clearly():
 def test_invariance_is_only_up_to_eps():
     """With PyTorch's eps the invariant cells move by eps-sized amounts, not
     zero."""
-    results = invariance_table(eps=1e-5, tol=1.0)
+    results = ch04.invariance_table(eps=1e-5, tol=1.0)
     expected = {
-        (n, t): EXPECTED_INVARIANCE[n][i]
-        for n in INVARIANCE_NORMS
-        for i, t in enumerate(INVARIANCE_TRANSFORMS)
+        (n, t): ch04.EXPECTED_INVARIANCE[n][i]
+        for n in ch04.INVARIANCE_NORMS
+        for i, t in enumerate(ch04.INVARIANCE_TRANSFORMS)
     }
     worst = max(r.max_abs_diff for r in results if expected[r.norm, r.transform])
     assert 1e-8 < worst < 1e-4
@@ -85,7 +74,7 @@ def test_invariance_is_only_up_to_eps():
 def test_invariance_table_rejects_bad_arguments(kwargs, exc):
     name = next(iter(kwargs))
     with pytest.raises(exc, match=name):
-        invariance_table(**kwargs)
+        ch04.invariance_table(**kwargs)
 
 
 # ---------------------------------------------------------------------- conventions
@@ -99,7 +88,7 @@ def test_conventions_differ_by_sqrt_3_over_2_for_d3():
             batchnorm_table(),
         ]
     )
-    ratio = F.layer_norm(x, (3,)).norm(dim=-1) / layer_norm_std_eps(
+    ratio = F.layer_norm(x, (3,)).norm(dim=-1) / ch04.layer_norm_std_eps(
         x, eps=1e-6
     ).norm(dim=-1)
     torch.testing.assert_close(
@@ -113,7 +102,7 @@ def test_conventions_for_d768():
         * torch.randn(8, 768, generator=torch.Generator().manual_seed(0), dtype=f64)
         + 0.5
     )
-    ratio = F.layer_norm(x, (768,)) / layer_norm_std_eps(x, eps=1e-6)
+    ratio = F.layer_norm(x, (768,)) / ch04.layer_norm_std_eps(x, eps=1e-6)
     torch.testing.assert_close(
         ratio, torch.full_like(ratio, math.sqrt(768 / 767)), rtol=1e-5, atol=0
     )
@@ -131,20 +120,22 @@ def test_torch_uses_biased_variance_with_eps_inside_the_sqrt():
         F.layer_norm(x, (5,), eps=0.1), biased_inside, atol=1e-14, rtol=0
     )
     assert not torch.allclose(
-        F.layer_norm(x, (5,), eps=0.1), layer_norm_std_eps(x, eps=0.1), atol=1e-3
+        F.layer_norm(x, (5,), eps=0.1),
+        ch04.layer_norm_std_eps(x, eps=0.1),
+        atol=1e-3,
     )
 
 
 def test_notes_convention_matches_its_formula_and_rejects_d1():
     x = torch.tensor([[6.5, 2.1, 8.3]], dtype=f64)
     expected = (x - x.mean()) / (x.std(unbiased=True) + 1e-6)
-    torch.testing.assert_close(layer_norm_std_eps(x), expected)
+    torch.testing.assert_close(ch04.layer_norm_std_eps(x), expected)
     with pytest.raises(ValueError, match="input"):
-        layer_norm_std_eps(torch.ones(4, 1))
+        ch04.layer_norm_std_eps(torch.ones(4, 1))
     with pytest.raises(TypeError, match="input"):
-        layer_norm_std_eps([[1.0, 2.0]])
+        ch04.layer_norm_std_eps([[1.0, 2.0]])
     with pytest.raises(ValueError, match="eps"):
-        layer_norm_std_eps(x, eps=-1.0)
+        ch04.layer_norm_std_eps(x, eps=-1.0)
 
 
 # --------------------------------------------------------------- the notes' numbers
@@ -310,33 +301,39 @@ def test_gradcheck_of_the_hand_backward():
 
 @pytest.mark.parametrize("seed", range(8))
 def test_a_plain_step_on_x_never_shrinks_but_training_updates_can(seed):
-    plain = spread_after_one_step("sgd on x", seed=seed)
+    plain = ch04.spread_after_one_step("sgd on x", seed=seed)
     assert plain.shrunk == 0 and plain.largest_mean_change < 1e-12
-    decay = spread_after_one_step("sgd + weight decay on x", seed=seed)
+    decay = ch04.spread_after_one_step("sgd + weight decay on x", seed=seed)
     assert decay.shrunk == decay.rows
-    shared = spread_after_one_step("sgd on shared W", seed=seed)
+    shared = ch04.spread_after_one_step("sgd on shared W", seed=seed)
     assert shared.largest_mean_change < 1e-12  # every row's gradient sums to 0
-    assert spread_after_one_step("adam on x", seed=seed).largest_mean_change > 1e-3
+    assert (
+        ch04.spread_after_one_step("adam on x", seed=seed).largest_mean_change
+        > 1e-3
+    )
 
 
 def test_adam_and_shared_weights_shrink_rows_on_some_seeds():
     # the chapter's table: seeds 0-7
-    adam = [spread_after_one_step("adam on x", seed=s).shrunk for s in range(8)]
+    adam = [
+        ch04.spread_after_one_step("adam on x", seed=s).shrunk for s in range(8)
+    ]
     shared = [
-        spread_after_one_step("sgd on shared W", seed=s).shrunk for s in range(8)
+        ch04.spread_after_one_step("sgd on shared W", seed=s).shrunk
+        for s in range(8)
     ]
     assert sum(n > 0 for n in adam) == 3  # "on 3 of the 8 seeds"
     assert shared == [0, 2, 0, 0, 0, 0, 0, 0]  # "2 of 32 rows on 1 of the 8 seeds"
 
 
 def test_spread_after_one_step_checks_its_arguments():
-    assert len(STEP_KINDS) == 4
+    assert len(ch04.STEP_KINDS) == 4
     with pytest.raises(ValueError, match="kind"):
-        spread_after_one_step("rmsprop")
+        ch04.spread_after_one_step("rmsprop")
     with pytest.raises(ValueError, match="lr"):
-        spread_after_one_step("adam on x", lr=-1.0)
+        ch04.spread_after_one_step("adam on x", lr=-1.0)
     with pytest.raises(TypeError, match="seed"):
-        spread_after_one_step("adam on x", seed=1.5)
+        ch04.spread_after_one_step("adam on x", seed=1.5)
 
 
 # ---------------------------------------------------------------------- correlation
@@ -344,8 +341,8 @@ def test_spread_after_one_step_checks_its_arguments():
 
 def _correlations_around_layer_norm(kind, seed):
     """Feature correlations of chapter 4's tokens, before and after LayerNorm."""
-    x = correlated_tokens(kind, seed=seed)
-    return feature_correlation_stats(x), feature_correlation_stats(
+    x = ch04.correlated_tokens(kind, seed=seed)
+    return ch04.feature_correlation_stats(x), ch04.feature_correlation_stats(
         F.layer_norm(x, (8,))
     )
 
@@ -383,11 +380,11 @@ def test_common_offset_correlation_goes_to_minus_one_over_d_minus_one(seed):
 
 def test_correlation_helpers_check_inputs():
     with pytest.raises(ValueError, match="kind"):
-        correlated_tokens("diagonal")
+        ch04.correlated_tokens("diagonal")
     with pytest.raises(ValueError, match="x"):
-        feature_correlation_stats(torch.randn(2, 4))
+        ch04.feature_correlation_stats(torch.randn(2, 4))
     with pytest.raises(TypeError, match="x"):
-        feature_correlation_stats(torch.ones(5, 3, dtype=torch.int64))
+        ch04.feature_correlation_stats(torch.ones(5, 3, dtype=torch.int64))
 
 
 # --------------------------------------------------------------------------- figure
@@ -396,13 +393,13 @@ def test_correlation_helpers_check_inputs():
 def test_plot_row_steps_draws_four_panels_and_checks_inputs():
     import matplotlib.pyplot as plt
 
-    fig, axes = plot_row_steps(torch.tensor([6.5, 2.1, 8.3], dtype=f64))
+    fig, axes = ch04.plot_row_steps(torch.tensor([6.5, 2.1, 8.3], dtype=f64))
     assert len(axes) == 4
     plt.close(fig)
     with pytest.raises(ValueError, match="x"):
-        plot_row_steps(torch.ones(2, 3))
+        ch04.plot_row_steps(torch.ones(2, 3))
     with pytest.raises(ValueError, match="gamma"):
-        plot_row_steps(torch.ones(3), gamma=torch.ones(2))
+        ch04.plot_row_steps(torch.ones(3), gamma=torch.ones(2))
 
 
 def test_plot_normalized_geometry_and_its_checks():
@@ -428,7 +425,7 @@ def test_plot_normalized_geometry_and_its_checks():
 @pytest.mark.parametrize("seed", range(5))
 def test_layernorm_does_not_standardize_features_with_their_own_offsets(seed):
     """Features with their own means and scales keep them after LayerNorm."""
-    y = F.layer_norm(correlated_tokens("offsets", seed=seed), (8,))
+    y = F.layer_norm(ch04.correlated_tokens("offsets", seed=seed), (8,))
     means, stds = y.mean(0), y.std(0, unbiased=False)
     assert means.abs().max() > 1.2  # far from mean 0
     assert stds.max() < 0.8  # every feature far from variance 1

@@ -728,6 +728,10 @@ def test_plot_affine_draws_two_panels():
     plt.close(fig)
 
 
+# a task small enough for the bad-argument cases (its own generator: no global draw)
+TINY = ch05.affine_task(n_train=8, n_test=8)
+
+
 @pytest.mark.parametrize(
     "call,exc,match",
     [
@@ -739,26 +743,17 @@ def test_plot_affine_draws_two_panels():
         (lambda: ch05.magnitude_task(n_train=0), ValueError, "n_train"),
         (lambda: ch05.fit_affine("learnable", [0], "task"), TypeError, "task"),
         (
-            lambda: ch05.fit_affine(
-                "learnable", [0.5], ch05.affine_task(n_train=8, n_test=8)
-            ),
+            lambda: ch05.fit_affine("learnable", [0.5], TINY),
             TypeError,
             "seed",
         ),
         (
-            lambda: ch05.fit_affine(
-                "learnable", [0], ch05.affine_task(n_train=8, n_test=8), lr=-1
-            ),
+            lambda: ch05.fit_affine("learnable", [0], TINY, lr=-1),
             ValueError,
             "lr",
         ),
         (
-            lambda: ch05.fit_affine(
-                "learnable",
-                [0],
-                ch05.affine_task(n_train=8, n_test=8),
-                optimizer="rmsprop",
-            ),
+            lambda: ch05.fit_affine("learnable", [0], TINY, optimizer="rmsprop"),
             ValueError,
             "optimizer",
         ),
@@ -782,9 +777,7 @@ def test_plot_affine_draws_two_panels():
             "x",
         ),
         (
-            lambda: ch05.fit_magnitude(
-                "learnable", [0], ch05.affine_task(n_train=8, n_test=8)
-            ),
+            lambda: ch05.fit_magnitude("learnable", [0], TINY),
             TypeError,
             "task",
         ),
@@ -829,16 +822,12 @@ def test_plot_affine_draws_two_panels():
         ),
         (lambda: ch05.plot_affine(feature=3), ValueError, "feature"),
         (
-            lambda: ch05.fit_affine_lrs(
-                "learnable", [], [0], ch05.affine_task(n_train=8, n_test=8)
-            ),
+            lambda: ch05.fit_affine_lrs("learnable", [], [0], TINY),
             ValueError,
             "lrs",
         ),
         (
-            lambda: ch05.fit_affine_lrs(
-                "learnable", [1.0, -1.0], [0], ch05.affine_task(n_train=8, n_test=8)
-            ),
+            lambda: ch05.fit_affine_lrs("learnable", [1.0, -1.0], [0], TINY),
             ValueError,
             r"lrs\[1\]",
         ),
@@ -848,12 +837,7 @@ def test_plot_affine_draws_two_panels():
             "task",
         ),
         (
-            lambda: ch05.fit_affine(
-                "learnable",
-                [0],
-                ch05.affine_task(n_train=8, n_test=8),
-                schedule="cosine",
-            ),
+            lambda: ch05.fit_affine("learnable", [0], TINY, schedule="cosine"),
             ValueError,
             "schedule",
         ),

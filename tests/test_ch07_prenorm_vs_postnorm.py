@@ -292,7 +292,8 @@ def test_hidden_rms_of_a_layernorm_output_is_one():
             ValueError,
             "parameter",
         ),
-        (lambda: ch07.depth_sweep(TASK, PRE, [], [0]), TypeError, "depths"),
+        (lambda: ch07.depth_sweep(TASK, PRE, [], [0]), ValueError, "depths"),
+        (lambda: ch07.depth_sweep(TASK, PRE, "4", [0]), TypeError, "depths"),
         (lambda: ch07.depth_sweep(TASK, PRE, [0], [0]), ValueError, "depths"),
         (lambda: ch07.loglog_slope([1.0], [1.0]), ValueError, "x and y"),
         (lambda: ch07.loglog_slope([1.0, 2.0], [0.0, 1.0]), ValueError, "positive"),
@@ -745,7 +746,7 @@ def test_lr_sweep_ends_where_each_torch_adam_run_ends():
         ),
         (
             lambda: ch07.warmup_sweep(TASK, {"a": PRE}, (), (0,), (0,), steps=2),
-            TypeError,
+            ValueError,
             "rates",
         ),
         (
@@ -757,7 +758,7 @@ def test_lr_sweep_ends_where_each_torch_adam_run_ends():
         ),
         (
             lambda: ch07.warmup_sweep(TASK, {"a": PRE}, (0.1,), (), (0,), steps=2),
-            TypeError,
+            ValueError,
             "warmups",
         ),
         (

@@ -21,6 +21,8 @@ from course_lib import _checks as checks
         (lambda: checks.check_int(4, "k", minimum=1, maximum=4), 4),
         (lambda: checks.check_seed(0), 0),
         (lambda: checks.check_seeds((0, 7)), [0, 7]),
+        (lambda: checks.check_sequence([1, 2], "depths", "ints"), (1, 2)),
+        (lambda: checks.check_sequence(range(2), "depths", "ints"), (0, 1)),
         (lambda: checks.check_real(2, "lr", minimum=0.0), 2.0),
         (lambda: checks.check_real(0, "noise", minimum=0.0, strict=False), 0.0),
         (lambda: checks.check_real(-1.5, "offset"), -1.5),
@@ -61,11 +63,54 @@ def test_valid_values_pass_through(call, expected):
         (lambda: checks.check_seed(-1), ValueError, "seed must be an int >= 0"),
         (lambda: checks.check_seed("0"), TypeError, "seed must be an int"),
         (lambda: checks.check_seeds(3), TypeError, "seeds must be a sequence"),
+        (
+            lambda: checks.check_sequence("12", "depths", "ints"),
+            TypeError,
+            "depths must be a sequence of ints, got str",
+        ),
+        (
+            lambda: checks.check_sequence({1: 2}, "depths", "ints"),
+            TypeError,
+            "depths must be a sequence of ints, got dict",
+        ),
+        (
+            lambda: checks.check_sequence((), "rates", "positive numbers"),
+            ValueError,
+            "rates must be a non-empty sequence of positive numbers",
+        ),
+        (
+            lambda: checks.check_key_value(
+                torch.zeros(2, 5, 4), torch.zeros(2, 4, 6), 2
+            ),
+            ValueError,
+            r"value must have key's batch size and number of tokens \(2, 5\)",
+        ),
+        (
+            lambda: checks.check_key_value(
+                torch.zeros(3, 5, 4), torch.zeros(3, 5, 6), 2
+            ),
+            ValueError,
+            "key must have the query's batch size 2, got 3",
+        ),
+        (
+            lambda: checks.check_self_attn_mask(
+                torch.ones(3, 5, dtype=torch.bool), 2, 5, keys=3
+            ),
+            ValueError,
+            r"attn_mask must have shape \(5, 3\) or \(2, 5, 3\)",
+        ),
+        (
+            lambda: checks.check_tokens(
+                torch.zeros(3, 2, 6), "query", 8, torch.zeros(1), batch_first=False
+            ),
+            ValueError,
+            r"query must have shape \(T, B, 8\)",
+        ),
         (lambda: checks.check_seeds("01"), TypeError, "seeds must be a sequence"),
         (
             lambda: checks.check_seeds([]),
             ValueError,
-            "seeds must name at least one",
+            "seeds must be a non-empty sequence of ints >= 0",
         ),
         (
             lambda: checks.check_seeds([0, -2]),

@@ -191,23 +191,152 @@ def test_transformer_block_matches_torch_with_causal_mask(norm_first):
     )
 
 
-def test_multi_head_attention_matches_nn_multiheadattention():
-    torch.manual_seed(16)
-    ref = nn.MultiheadAttention(16, 4, batch_first=True, dtype=torch.float64)
-    ours = transformer.MultiHeadAttention(16, 4).to(torch.float64)
+# nn.MultiheadAttention's options, alone and in the combinations that interact
+MHA_OPTIONS = {
+    "default": {},
+    "no-bias": {"bias": False},
+    "bias-kv": {"add_bias_kv": True},
+    "zero-attn": {"add_zero_attn": True},
+    "bias-kv-zero-attn": {"add_bias_kv": True, "add_zero_attn": True},
+    "kdim-vdim": {"kdim": 6, "vdim": 10},
+    "kdim-no-bias": {"kdim": 6, "bias": False},
+    "kdim-bias-kv-zero-attn": {
+        "kdim": 6,
+        "add_bias_kv": True,
+        "add_zero_attn": True,
+    },
+    "sequence-first": {"batch_first": False},
+    "all": {
+        "bias": False,
+        "add_bias_kv": True,
+        "add_zero_attn": True,
+        "kdim": 6,
+        "vdim": 10,
+        "batch_first": False,
+    },
+}
+MHA_TOL = dict(atol=1e-12, rtol=1e-12)  # float64; the same operations as torch's
+
+
+def _torch_attention(options: dict) -> nn.MultiheadAttention:
+    """torch's attention (16 wide, 4 heads, float64) with every parameter drawn at
+    random, so that the zero biases of its initialisation are tested too."""
+    options = {"batch_first": True, **options}
+    ref = nn.MultiheadAttention(16, 4, dtype=torch.float64, **options)
+    g = _gen(31)
     with torch.no_grad():
-        ours.in_proj.weight.copy_(ref.in_proj_weight)
-        ours.in_proj.bias.copy_(ref.in_proj_bias)
-        ours.out_proj.weight.copy_(ref.out_proj.weight)
-        ours.out_proj.bias.copy_(ref.out_proj.bias)
-    x = torch.randn(2, 5, 16, generator=_gen(17), dtype=torch.float64)
-    mask = CF.padding_mask([5, 3], 5)
-    out, w = ours(x, mask=mask, return_weights=True)
-    ref_out, ref_w = ref(
-        x, x, x, key_padding_mask=~mask, average_attn_weights=False
+        for p in ref.parameters():
+            p.copy_(torch.rand(p.shape, generator=g, dtype=p.dtype) - 0.5)
+    return ref.eval()
+
+
+def _masks(kind: str, b: int, t: int, s: int, heads: int):
+    """(ours, torch's) keyword arguments: no masks, or a padding mask over the keys
+    with a 2-D or 3-D attn_mask; every query keeps key 0."""
+    if kind == "none":
+        return {}, {}
+    mask = CF.padding_mask([s, s - 3], s)  # (B, S), True = real key
+    if kind == "2d":
+        attn_mask = torch.ones(t, s, dtype=torch.bool).tril()  # (T, S)
+        theirs = ~attn_mask
+    else:
+        attn_mask = torch.rand(b, t, s, generator=_gen(32)) < 0.6  # (B, T, S)
+        attn_mask[..., 0] = True
+        theirs = (~attn_mask).repeat_interleave(heads, dim=0)  # torch: (B H, T, S)
+    return (
+        {"mask": mask, "attn_mask": attn_mask},
+        {"key_padding_mask": ~mask, "attn_mask": theirs},  # torch: True = ignore
     )
-    torch.testing.assert_close(out, ref_out, **TOL[torch.float64])
-    torch.testing.assert_close(w, ref_w, **TOL[torch.float64])
+
+
+def _widths(options: dict) -> tuple[int, int]:
+    return options.get("kdim", 16), options.get("vdim", 16)
+
+
+# self-attention needs keys and values as wide as the queries; one memory as key and
+# value needs kdim = vdim
+MHA_CALLS = [
+    (name, inputs)
+    for name, options in MHA_OPTIONS.items()
+    for inputs in ("self", "cross", "key-value")
+    if not (inputs == "self" and _widths(options) != (16, 16))
+    and not (inputs == "cross" and len(set(_widths(options))) > 1)
+]
+
+
+@pytest.mark.parametrize("masks", ["none", "2d", "3d"])
+@pytest.mark.parametrize(("name", "inputs"), MHA_CALLS)
+def test_multi_head_attention_matches_nn_multiheadattention(name, inputs, masks):
+    """Outputs and every head's weights equal torch's, for each option, for
+    self-attention (key and value left out), one memory as key and value, and
+    distinct key and value."""
+    options = MHA_OPTIONS[name]
+    ref = _torch_attention(options)
+    ours = transformer.MultiHeadAttention.from_torch(ref)
+    kdim, vdim = _widths(options)
+    b, t = 2, 5
+    s = t if inputs == "self" else 7
+    g = _gen(33)
+    query = torch.randn(b, t, 16, generator=g, dtype=torch.float64)
+    key = torch.randn(b, s, kdim, generator=g, dtype=torch.float64)
+    value = torch.randn(b, s, vdim, generator=g, dtype=torch.float64)
+    if not options.get("batch_first", True):  # (T, B, E)
+        query, key, value = (z.transpose(0, 1) for z in (query, key, value))
+    args = {
+        "self": ((query,), (query, query, query)),
+        "cross": ((query, key), (query, key, key)),
+        "key-value": ((query, key, value), (query, key, value)),
+    }[inputs]
+    ours_masks, their_masks = _masks(masks, b, t, s, 4)
+    out, w = ours(*args[0], return_weights=True, **ours_masks)
+    ref_out, ref_w = ref(*args[1], average_attn_weights=False, **their_masks)
+    assert out.shape == ref_out.shape
+    assert w.shape == ref_w.shape  # (B, H, T, S + appended keys)
+    torch.testing.assert_close(out, ref_out, **MHA_TOL)
+    torch.testing.assert_close(w, ref_w, **MHA_TOL)
+
+
+@pytest.mark.parametrize("name", ["default", "all"])
+def test_multi_head_attention_gradients_match_torchs(name):
+    options = MHA_OPTIONS[name]
+    ref = _torch_attention(options)
+    ours = transformer.MultiHeadAttention.from_torch(ref)
+    kdim, vdim = _widths(options)
+    g = _gen(34)
+    shapes = [(2, 5, 16), (2, 7, kdim), (2, 7, vdim)]
+    if not options.get("batch_first", True):
+        shapes = [(s, b, e) for b, s, e in shapes]
+    inputs = [torch.randn(sh, generator=g, dtype=torch.float64) for sh in shapes]
+    upstream = torch.randn(shapes[0][:2] + (16,), generator=g, dtype=torch.float64)
+    (ours(*inputs) * upstream).sum().backward()
+    (ref(*inputs, need_weights=False)[0] * upstream).sum().backward()
+    theirs = dict(ref.named_parameters())
+    for our_name, param in ours.named_parameters():
+        torch_name = our_name.replace("in_proj.", "in_proj_")
+        torch.testing.assert_close(param.grad, theirs[torch_name].grad, **MHA_TOL)
+
+
+def test_multi_head_attention_dropout_draws_as_torchs():
+    """In training mode both drop the same weights under the same seed."""
+    ref = _torch_attention({"dropout": 0.3}).train()
+    ours = transformer.MultiHeadAttention.from_torch(ref)
+    assert ours.training and ours.dropout == 0.3
+    x = torch.randn(2, 5, 16, generator=_gen(35), dtype=torch.float64)
+    torch.manual_seed(36)
+    out = ours(x)
+    torch.manual_seed(36)
+    ref_out, _ = ref(x, x, x)
+    torch.testing.assert_close(out, ref_out, **MHA_TOL)
+
+
+@pytest.mark.parametrize("name", MHA_OPTIONS)
+def test_from_torch_gives_what_the_same_arguments_build(name):
+    options = {"batch_first": True, **MHA_OPTIONS[name]}
+    ours = transformer.MultiHeadAttention.from_torch(_torch_attention(options))
+    built = transformer.MultiHeadAttention(16, 4, **options, dtype=torch.float64)
+    assert ours.state_dict().keys() == built.state_dict().keys()
+    for attr in ("kdim", "vdim", "add_zero_attn", "batch_first", "dropout"):
+        assert getattr(ours, attr) == getattr(built, attr), attr
 
 
 def test_stack_final_norm_follows_placement():

@@ -40,6 +40,16 @@ CONFIGS = {
 BUILDERS = {
     "mha": (lambda **kw: MultiHeadAttention(16, 4, **kw), 16),
     "mha-no-bias": (lambda **kw: MultiHeadAttention(16, 4, bias=False, **kw), 16),
+    "mha-bias-kv-zero-attn": (
+        lambda **kw: MultiHeadAttention(
+            16, 4, add_bias_kv=True, add_zero_attn=True, **kw
+        ),
+        16,
+    ),
+    "mha-sequence-first": (
+        lambda **kw: MultiHeadAttention(16, 4, batch_first=False, **kw),
+        16,
+    ),
     "block-post-ln": (lambda **kw: TransformerBlock(CONFIGS["post-ln"], **kw), 16),
     "block-pre-ln-rms-gelu": (
         lambda **kw: TransformerBlock(CONFIGS["pre-ln-rms-gelu"], **kw),
@@ -69,30 +79,37 @@ KW = inspect.Parameter.KEYWORD_ONLY
 POS = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
 
-def test_constructors_end_in_keyword_only_device_and_dtype():
-    for cls in (MultiHeadAttention, TransformerBlock, TransformerStack):
+def test_block_and_stack_end_in_keyword_only_device_and_dtype():
+    for cls in (TransformerBlock, TransformerStack):
         assert _spec(cls.__init__)[-2:] == [
             ("device", KW, None),
             ("dtype", KW, None),
         ], cls
 
 
-def test_attention_positional_arguments_mean_what_torchs_do():
-    # ours: (d_model, n_heads, dropout, bias); torch: (embed_dim, num_heads,
-    # dropout, bias, ...)
-    ours = [
-        (kind, default)
-        for _, kind, default in _spec(MultiHeadAttention.__init__)[:4]
-    ]
+def test_attention_takes_every_argument_of_torchs_in_torchs_order():
+    """The same arguments, kinds and defaults as ``nn.MultiheadAttention``, but for
+    the course's names of the first two and its batch-first default."""
+    renamed = {"embed_dim": "d_model", "num_heads": "n_heads"}
     theirs = [
-        (kind, default)
-        for _, kind, default in _spec(nn.MultiheadAttention.__init__)[:4]
+        (renamed.get(name, name), kind, default)
+        for name, kind, default in _spec(nn.MultiheadAttention.__init__)
     ]
-    assert ours == theirs
-    assert [name for name, *_ in _spec(MultiHeadAttention.__init__)[2:4]] == [
-        "dropout",
-        "bias",
+    ours = _spec(MultiHeadAttention.__init__)
+    assert ("batch_first", POS, False) in theirs
+    assert ours == [
+        ("batch_first", POS, True)
+        if name == "batch_first"
+        else (name, kind, default)
+        for name, kind, default in theirs
     ]
+
+
+def test_attention_forward_takes_query_key_value_first_as_torch():
+    names = [name for name, *_ in _spec(nn.MultiheadAttention.forward)]
+    assert [name for name, *_ in _spec(MultiHeadAttention.forward)][:3] == names[:3]
+    # our masks mean the opposite of torch's: never positional
+    assert {kind for name, kind, _ in _spec(MultiHeadAttention.forward)[3:]} == {KW}
 
 
 def test_block_and_stack_keep_their_positional_arguments():
@@ -143,7 +160,7 @@ def test_float64_block_runs_float64_input_and_refuses_float32():
     block = TransformerBlock(SMALL, dtype=torch.float64).eval()
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     assert block(x).dtype == torch.float64
-    with pytest.raises(TypeError, match="x must have dtype torch.float64"):
+    with pytest.raises(TypeError, match="query must have dtype torch.float64"):
         block.self_attn(x.float())
 
 
@@ -214,6 +231,38 @@ def test_attention_draws_the_same_numbers_as_before(bias):
     ours = MultiHeadAttention(24, 3, bias=bias)
     assert torch.equal(torch.get_rng_state(), legacy_state)
     _assert_same(_ours_like_legacy(ours), legacy)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"kdim": 6, "vdim": 10},
+        {"kdim": 6, "add_bias_kv": True, "bias": False},
+        {"add_bias_kv": True, "add_zero_attn": True, "vdim": 4},
+    ],
+)
+def test_separate_projections_draw_torchs_numbers(options):
+    """With kdim or vdim, ours is laid out as torch's and draws what it draws."""
+    torch.manual_seed(3)
+    theirs = nn.MultiheadAttention(12, 3, **options)
+    after_theirs = torch.get_rng_state()
+    torch.manual_seed(3)
+    ours = MultiHeadAttention(12, 3, **options)
+    assert torch.equal(torch.get_rng_state(), after_theirs)
+    assert ours.in_proj is None
+    mine = dict(ours.named_parameters())
+    assert mine.keys() == dict(theirs.named_parameters()).keys()
+    for name, param in theirs.named_parameters():
+        assert torch.equal(mine[name].detach(), param.detach()), name
+
+
+@pytest.mark.parametrize(
+    "options", [{"kdim": 6, "vdim": 10}, {"add_bias_kv": True}]
+)
+def test_reset_parameters_of_the_other_layouts(options):
+    assert_reset_redraws_construction(
+        lambda: MultiHeadAttention(12, 3, **options), seed=4
+    )
 
 
 @pytest.mark.parametrize("name", CONFIGS)

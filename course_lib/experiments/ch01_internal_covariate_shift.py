@@ -44,6 +44,7 @@ from .._checks import (
     check_real,
     check_seed,
     check_seeds,
+    check_sequence,
 )
 from ..norms import NORM_LABELS, BatchNorm, LayerNorm
 from ..plotting import PALETTE, color, new_figure
@@ -535,11 +536,8 @@ def loss_along_gradient(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     x = check_float_tensor(x, "x", dim=2)  # (N, d_in)
     y = check_labels(y, "y", x.shape[0])  # (N,) class labels
-    if isinstance(step_sizes, (str, bytes)) or not isinstance(step_sizes, Sequence):
-        raise TypeError("step_sizes must be a sequence of positive numbers")
+    step_sizes = check_sequence(step_sizes, "step_sizes", "positive numbers")
     etas = [check_real(s, "step_sizes", minimum=0.0) for s in step_sizes]
-    if not etas:
-        raise ValueError("step_sizes must not be empty")
     with _running_stats_kept(model):
         return _loss_along_gradient(model, x, y, etas)
 

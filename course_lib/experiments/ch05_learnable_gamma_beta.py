@@ -48,7 +48,9 @@ from .._checks import (
     check_real,
     check_seed,
     check_seeds,
+    check_sequence,
 )
+from ..data import scale_pair
 from ..norms import LayerNorm, make_norm
 from ..plotting import PALETTE, new_figure
 from .common import default_dtype, train_sweep
@@ -445,12 +447,7 @@ class FitResult:
         Shape:
             returns ``steps`` floats.
         """
-        if (
-            isinstance(names, (str, bytes))
-            or not isinstance(names, Sequence)
-            or not names
-        ):
-            raise TypeError("names must be a non-empty sequence of parameter names")
+        names = check_sequence(names, "names", "parameter names")
         missing = [n for n in names if n + ".step" not in self.history]
         if missing:
             raise ValueError(
@@ -669,8 +666,7 @@ def fit_affine_lrs(
     """
     if not isinstance(task, AffineTask):
         raise TypeError(f"task must be an AffineTask, got {type(task).__name__}")
-    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
-        raise ValueError("lrs must be a non-empty sequence of positive numbers")
+    lrs = check_sequence(lrs, "lrs", "positive numbers")
     rates = [check_real(r, f"lrs[{k}]", minimum=0.0) for k, r in enumerate(lrs)]
     seeds = check_seeds(seeds)
     d = task.x_train.shape[1]
@@ -1188,28 +1184,25 @@ def plot_affine(
     bias[feature] = beta
     normalized = CF.layer_norm(_demo_batch(), (3,))  # (200, 3)
     out = normalized * weight + bias
-    pair = torch.tensor(
-        [[10.0, 20.0, 30.0], [100.0, 200.0, 300.0]], dtype=torch.float64
-    )
-    pair_out = CF.layer_norm(pair, (3,), weight, bias)  # (2, 3)
+    pair_out = CF.layer_norm(scale_pair(), (3,), weight, bias)  # (2, 3)
 
     fig, axes = new_figure(2, width=7.0, height=3.2)
     ax_hist, ax_pair = axes
     bins = np.linspace(-8.0, 8.0, 41)
-    ax_hist.hist(
-        normalized[:, feature].numpy(),
-        bins=bins,
-        color=PALETTE["black"],
-        alpha=0.35,
-        label=r"normalized $\hat x$",
+    affine_label = (
+        rf"$\gamma\hat x+\beta$ ($\gamma$={gamma:.2f}, $\beta$={beta:.2f})"
     )
-    ax_hist.hist(
-        out[:, feature].numpy(),
-        bins=bins,
-        color=PALETTE["blue"],
-        alpha=0.7,
-        label=rf"$\gamma\hat x+\beta$ ($\gamma$={gamma:.2f}, $\beta$={beta:.2f})",
-    )
+    for values, colour, alpha, label in (
+        (normalized, "black", 0.35, r"normalized $\hat x$"),
+        (out, "blue", 0.7, affine_label),
+    ):
+        ax_hist.hist(
+            values[:, feature].numpy(),
+            bins=bins,
+            color=PALETTE[colour],
+            alpha=alpha,
+            label=label,
+        )
     ax_hist.set_xlabel(f"feature {feature} over 200 tokens")
     ax_hist.set_ylabel("tokens")
     ax_hist.legend(loc="upper left")
@@ -1220,20 +1213,15 @@ def plot_affine(
 
 def _pair_bars(ax: Axes, pair_out: torch.Tensor) -> None:
     idx = np.arange(pair_out.shape[1])
-    ax.bar(
-        idx - 0.2,
-        pair_out[0].numpy(),
-        0.4,
-        color=PALETTE["orange"],
-        label="[10, 20, 30]",
-    )
-    ax.bar(
-        idx + 0.2,
-        pair_out[1].numpy(),
-        0.4,
-        color=PALETTE["sky"],
-        label="[100, 200, 300]",
-    )
+    bars = ((-0.2, "orange", "[10, 20, 30]"), (0.2, "sky", "[100, 200, 300]"))
+    for row, (shift, colour, label) in enumerate(bars):  # one bar per token
+        ax.bar(
+            idx + shift,
+            pair_out[row].numpy(),
+            0.4,
+            color=PALETTE[colour],
+            label=label,
+        )
     ax.axhline(0.0, color=PALETTE["black"], linewidth=0.8)
     ax.set_xticks(idx, [f"feature {j}" for j in idx])
     ax.set_ylabel("LayerNorm output")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from .._checks import (
     check_real,
     check_rows,
     check_seed,
+    check_sequence,
 )
 from ..plotting import color, new_figure
 from ..transformer import TransformerBlock
@@ -79,7 +80,7 @@ __all__ = [
 #: compares.
 Scaling = Literal["none", "sqrt_dk", "layernorm_logits", "qk_norm"]
 #: All of them, in the order the chapter introduces them.
-SCALINGS: tuple[str, ...] = ("none", "sqrt_dk", "layernorm_logits", "qk_norm")
+SCALINGS: tuple[str, ...] = get_args(Scaling)
 #: How figures and tables name them.
 SCALING_LABELS: dict[str, str] = {
     "none": "no scaling",
@@ -328,13 +329,19 @@ class SaturationMetrics:
 
 def _random_qk(
     d_k: int, n_queries: int, n_keys: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """The arguments checked, then ``n_queries`` standard-normal queries, each with
+    its own ``n_keys`` keys, drawn under ``seed``; and the generator, for whatever a
+    caller draws next."""
+    d_k = check_int(d_k, "d_k")
+    n_queries = check_int(n_queries, "n_queries")
+    n_keys = check_int(n_keys, "n_keys")
+    gen = torch.Generator().manual_seed(check_seed(seed))
     # (N, 1, d_k): one query each
     query = torch.randn(n_queries, 1, d_k, generator=gen)
     # (N, L, d_k): its own keys
     key = torch.randn(n_queries, n_keys, d_k, generator=gen)
-    return query, key
+    return query, key, gen
 
 
 def saturation_metrics(
@@ -360,11 +367,8 @@ def saturation_metrics(
     Shape:
         output: three floats (means over the queries).
     """
-    d_k = check_int(d_k, "d_k")
-    n_queries = check_int(n_queries, "n_queries")
-    n_keys = check_int(n_keys, "n_keys")
     query_scale = check_real(query_scale, "query_scale", minimum=0.0)
-    query, key = _random_qk(d_k, n_queries, n_keys, check_seed(seed))
+    query, key, _ = _random_qk(d_k, n_queries, n_keys, seed)
     # (N, L)
     logits = attention_logits(query * query_scale, key, scaling).squeeze(-2)
     weights = torch.softmax(logits, dim=-1)
@@ -404,14 +408,9 @@ def query_gradients(
     Shape:
         returns ``(jacobian_norm, grad_norm)``, each ``(n_queries,)``, float64.
     """
-    d_k = check_int(d_k, "d_k")
-    n_queries = check_int(n_queries, "n_queries")
-    n_keys = check_int(n_keys, "n_keys")
     scaling = check_choice(scaling, "scaling", SCALINGS)
-    gen = torch.Generator().manual_seed(check_seed(seed))
-    # the draws of _random_qk, then the upstream gradient from the same generator
-    query = torch.randn(n_queries, 1, d_k, generator=gen)  # (N, 1, d_k)
-    key = torch.randn(n_queries, n_keys, d_k, generator=gen)  # (N, L, d_k)
+    query, key, gen = _random_qk(d_k, n_queries, n_keys, seed)
+    # the upstream gradient, drawn next from the same generator
     upstream = torch.randn(n_queries, 1, n_keys, generator=gen, dtype=torch.float64)
     query = query.double().requires_grad_(True)
     with torch.enable_grad():
@@ -494,15 +493,7 @@ def query_scale_entropy(
     Shape:
         output: one float per entry of ``query_scales``.
     """
-    if isinstance(query_scales, (str, bytes)) or not isinstance(
-        query_scales, Sequence
-    ):
-        raise TypeError(
-            "query_scales must be a sequence of numbers, got "
-            f"{type(query_scales).__name__}"
-        )
-    if len(query_scales) == 0:
-        raise ValueError("query_scales must not be empty")
+    query_scales = check_sequence(query_scales, "query_scales", "numbers")
     scales = [
         check_real(a, "query_scales entry", minimum=0.0) for a in query_scales
     ]
@@ -539,11 +530,8 @@ def matched_query_weight(
     Shape:
         output: a Python float.
     """
-    d_k = check_int(d_k, "d_k")
-    n_queries = check_int(n_queries, "n_queries")
-    n_keys = check_int(n_keys, "n_keys")
     query_scale = check_real(query_scale, "query_scale", minimum=0.0)
-    _, key = _random_qk(d_k, n_queries, n_keys, check_seed(seed))  # (N, L, d_k)
+    _, key, _ = _random_qk(d_k, n_queries, n_keys, seed)  # (N, L, d_k)
     query = query_scale * key[:, :1, :]  # (N, 1, d_k)
     # (N, 1, L)
     weights = torch.softmax(attention_logits(query, key, scaling), dim=-1)
@@ -713,10 +701,8 @@ def attention_example(
     Shape:
         output ``(n_keys,)``.
     """
-    d_k = check_int(d_k, "d_k")
-    n_keys = check_int(n_keys, "n_keys")
     query_scale = check_real(query_scale, "query_scale", minimum=0.0)
-    query, key = _random_qk(d_k, 1, n_keys, check_seed(seed))
+    query, key, _ = _random_qk(d_k, 1, n_keys, seed)
     logits = attention_logits(query * query_scale, key, scaling)  # (1, 1, L)
     return torch.softmax(logits, dim=-1).reshape(n_keys)
 

@@ -38,9 +38,10 @@ from .._checks import (
     check_real,
     check_seed,
     check_seeds,
+    check_sequence,
     check_stochastic_matrix,
 )
-from ..plotting import PALETTE, color, new_figure
+from ..plotting import PALETTE, color, finish_axes, new_figure
 from ..transformer import BlockConfig, TransformerStack
 from .common import default_dtype, stream_seed, train_sweep
 
@@ -603,12 +604,7 @@ def depth_sweep(
         output two tensors ``(len(seeds), len(depths))``.
     """
     check_instance(config, "config", ModelConfig)
-    if (
-        isinstance(depths, (str, bytes))
-        or not isinstance(depths, Sequence)
-        or not depths
-    ):
-        raise TypeError("depths must be a non-empty sequence of positive ints")
+    depths = check_sequence(depths, "depths", "positive ints")
     last_grad, last_rms = [], []
     for depth in depths:
         check_int(depth, "depths")
@@ -995,18 +991,14 @@ def warmup_sweep(
         raise TypeError("configs must be a non-empty mapping name -> ModelConfig")
     for config in configs.values():
         check_instance(config, "configs' values", ModelConfig)
-    if (
-        isinstance(rates, (str, bytes))
-        or not isinstance(rates, Sequence)
-        or not rates
-    ):
-        raise TypeError("rates must be a non-empty sequence of positive numbers")
-    rates = tuple(check_real(r, "rates", minimum=0.0) for r in rates)
-    if isinstance(warmups, (str, bytes)) or not isinstance(warmups, Sequence):
-        raise TypeError("warmups must be a non-empty sequence of ints >= 0")
-    if not warmups:
-        raise TypeError("warmups must be a non-empty sequence of ints >= 0")
-    warmups = tuple(check_int(w, "warmups", minimum=0) for w in warmups)
+    rates = tuple(
+        check_real(r, "rates", minimum=0.0)
+        for r in check_sequence(rates, "rates", "positive numbers")
+    )
+    warmups = tuple(
+        check_int(w, "warmups", minimum=0)
+        for w in check_sequence(warmups, "warmups", "ints >= 0")
+    )
     check_int(steps, "steps")
     check_int(chunk, "chunk")
     factors = {w: schedule_factors(w, steps) for w in warmups}
@@ -1196,12 +1188,12 @@ def plot_layer_gradients(
     for i, (label, g) in enumerate(grads.items()):
         _range_band(ax, np.arange(1, g.shape[1] + 1), g, label, i)
     ax.set_yscale("log")
-    ax.set_xlabel("layer l (1 = next to the input)")
-    ax.set_ylabel("gradient norm of W2 in layer l")
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    return ax.figure, ax
+    return finish_axes(
+        ax,
+        "layer l (1 = next to the input)",
+        "gradient norm of W2 in layer l",
+        title=title,
+    )
 
 
 def plot_depth_trend(
@@ -1234,10 +1226,7 @@ def plot_depth_trend(
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(x, [str(d) for d in depths])
-    ax.set_xlabel("number of layers L")
-    ax.set_ylabel("gradient norm of W2, last layer")
-    ax.legend()
-    return ax.figure, ax
+    return finish_axes(ax, "number of layers L", "gradient norm of W2, last layer")
 
 
 def plot_loss_curves(
@@ -1277,14 +1266,10 @@ def plot_loss_curves(
     ax.axhline(
         result.floor, ls="-.", color="0.3", label="loss floor (entropy rate)"
     )
-    ax.set_xlabel("optimizer step")
-    if smooth > 1:
-        ax.set_ylabel(f"training loss, nats ({smooth}-step mean)")
-    else:
-        ax.set_ylabel("training loss, nats")
-    if legend:
-        ax.legend()
-    return ax.figure, ax
+    ylabel = "training loss, nats" + (
+        f" ({smooth}-step mean)" if smooth > 1 else ""
+    )
+    return finish_axes(ax, "optimizer step", ylabel, legend=legend)
 
 
 def plot_schedules(
@@ -1297,11 +1282,8 @@ def plot_schedules(
     """
     for i, (label, r) in enumerate(rates.items()):
         ax.plot(np.arange(len(r)), r.numpy(), color=color(i + 2), label=label)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("learning rate")
     ax.set_ylim(bottom=0)
-    ax.legend()
-    return ax.figure, ax
+    return finish_axes(ax, "optimizer step", "learning rate")
 
 
 def plot_sweep(
@@ -1334,11 +1316,10 @@ def plot_sweep(
                 )
     ax.set_xscale("log", base=2)
     ax.set_xticks(x, [f"{r:g}" for r in result.rates])
-    ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("share of the context's worth learned")
     ax.axhline(0.0, ls=":", color="0.3")
-    ax.legend()
-    return ax.figure, ax
+    return finish_axes(
+        ax, "peak learning rate", "share of the context's worth learned"
+    )
 
 
 def plot_residual_rms(
@@ -1351,7 +1332,8 @@ def plot_residual_rms(
     """
     for i, (label, s) in enumerate(sizes.items()):
         _range_band(ax, np.arange(s.shape[1]), s, label, i)
-    ax.set_xlabel("hidden state l\n(0 = embedding, l = output of block l)")
-    ax.set_ylabel("RMS of the residual stream")
-    ax.legend()
-    return ax.figure, ax
+    return finish_axes(
+        ax,
+        "hidden state l\n(0 = embedding, l = output of block l)",
+        "RMS of the residual stream",
+    )
