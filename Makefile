@@ -18,13 +18,20 @@ NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
          --nbval-kernel-startup-timeout=$(KERNEL_START_TIMEOUT_S) --timeout=$(TEST_TIMEOUT_S)
 # Options for the bench, e.g. make bench BENCH_ARGS="--only chapters --repeat 1"
 BENCH_ARGS ?=
+# JupyterLab as Binder runs it, kept off the network: no news, no update check, an
+# extension manager that only lists (make lab and tests/test_live_lab.py pass these).
+LAB_OFFLINE := --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate --LabApp.extension_manager=readonly
+# More options for make lab, e.g. make lab LAB_ARGS="--ServerApp.port=8890"
+LAB_ARGS ?=
 
-.PHONY: help venv book test lint unit nbval portability build pdf browser execute serve bench words clean
+.PHONY: help venv book test lint unit nbval portability build pdf browser live lab execute serve bench words clean
 
 help:
 	@echo "make book     build the HTML book into $(BUILD)/html, and its PDF"
 	@echo "make pdf      build the book and print it into $(BUILD)/html/why-layernorm.pdf"
-	@echo "make test     lint, unit and claim tests, strict nbval, portability, strict build, browser tests"
+	@echo "make test     lint, unit and claim tests, strict nbval, portability, strict build, browser and live tests"
+	@echo "make live     every chapter run in JupyterLab (as in Binder) in Chromium, every explorer moved"
+	@echo "make lab      open the notebooks in JupyterLab with the kernel environment Binder gives them"
 	@echo "make portability  strict nbval under every arithmetic setting of portability/settings.ini"
 	@echo "make execute  re-run every chapter notebook in place (refresh stored outputs)"
 	@echo "make serve    serve $(BUILD)/html on http://localhost:8000"
@@ -56,7 +63,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check course_lib tests scripts _ext book
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser" --durations=15 \
+	$(BIN)/pytest tests -n $(JOBS) --dist loadscope -m "not browser and not live" --durations=15 \
 	    --timeout=$(TEST_TIMEOUT_S)
 
 nbval: $(STAMP)
@@ -75,10 +82,24 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# Two workers, a test module each at a time (each starts its own server and Chromium):
+# one at a time, the browser tests waited on the browser for more than half their run.
 browser: $(STAMP) node_modules/.package-lock.json
-	$(BIN)/pytest tests -m browser -p no:xdist
+	$(BIN)/pytest tests -m browser -n $(JOBS) --dist loadscope --durations=10
 
-test: lint unit nbval portability build pdf browser
+# The notebooks as a Binder reader runs them: JupyterLab from $(VENV) under binder/start,
+# each chapter restarted and run in Chromium, each explorer's controls moved
+# (screenshots in $(BUILD)/live/).
+live: $(STAMP)
+	$(BIN)/pytest tests -m live -p no:xdist --durations=10 --timeout=$(TEST_TIMEOUT_S)
+
+test: lint unit nbval portability build pdf browser live
+
+# JupyterLab on the notebooks in book/, started as Binder starts it (binder/start: the
+# kernels' environment of scripts/kernel.env), from $(VENV).
+lab: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" binder/start $(BIN)/jupyter-lab --ServerApp.ip=127.0.0.1 \
+	    --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/book $(LAB_OFFLINE) $(LAB_ARGS)
 
 execute: $(STAMP)
 	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
