@@ -249,8 +249,12 @@ def rms_norm(
     Args:
         input, normalized_shape, weight: as in :func:`layer_norm`.
         eps (float or None): added to the mean square inside the square root;
-            ``None`` uses ``torch.finfo(input.dtype).eps``, torch's default.
-            Default: ``None``.
+            ``None`` uses the machine epsilon of the dtype the statistics are
+            computed in, as torch does: ``torch.finfo(input.dtype).eps`` for
+            float32 and float64, float32's (about 1.2e-7) for float16 and bfloat16
+            inputs, whose statistics are computed in float32 (torch's documentation
+            says ``input.dtype``; torch 2.13 uses float32's, and so do we). Default:
+            ``None``.
 
     Shape:
         input ``(*, *normalized_shape)``; weight ``normalized_shape``; output as
@@ -276,10 +280,11 @@ def _rms_norm(
 ) -> torch.Tensor:
     """:func:`rms_norm` over the last ``n_dims`` dimensions, on validated
     arguments."""
-    if eps is None:
-        eps = torch.finfo(x.dtype).eps  # torch's default, the input dtype's
     if x.dtype in HALF_DTYPES:
+        # eps=None becomes float32's epsilon, not the 16-bit dtype's: as torch
         return _rms_norm(x.float(), n_dims, _float32(weight), eps).to(x.dtype)
+    if eps is None:
+        eps = torch.finfo(x.dtype).eps  # torch's default, the computation's dtype
     dims = tuple(range(-n_dims, 0))
     ms = (x * x).mean(dim=dims, keepdim=True)  # mean square per row
     y = x / torch.sqrt(ms + eps)

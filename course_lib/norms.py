@@ -218,7 +218,9 @@ class RMSNorm(nn.Module):
         normalized_shape (int or sequence of int): the trailing dimensions to
             normalize over.
         eps (float or None): added to the mean square inside the square root;
-            ``None`` uses ``torch.finfo(input.dtype).eps``, as torch does. Default:
+            ``None`` uses the machine epsilon of the dtype the statistics are
+            computed in (float32's for 16-bit inputs), as torch does (see
+            :func:`course_lib.functional.rms_norm`). Default:
             ``None``.
         elementwise_affine (bool): learn ``weight`` (gamma, starts at 1) of shape
             ``normalized_shape``. Default: ``True``.

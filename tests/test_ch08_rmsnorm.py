@@ -1,5 +1,6 @@
 """Chapter 8's library: the exact Pre-LN -> Pre-RMSNorm conversion (Jiang et al.
-2023) and the residual stream's row means."""
+2023), the residual stream's row means and their share, and the speed
+measurements."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from torch import nn
 
 from course_lib.experiments.ch07_prenorm_vs_postnorm import TinyLM
 from course_lib.experiments.ch08_rmsnorm import (
+    NORM_CALLS,
+    mean_shares,
+    norm_passes,
+    norm_seconds,
     pre_rmsnorm_from_pre_layernorm,
     stream_means,
 )
@@ -127,3 +132,44 @@ def test_bad_models_are_refused_by_name():
         pre_rmsnorm_from_pre_layernorm(bare)
     with pytest.raises(TypeError, match="model"):
         stream_means(nn.Linear(2, 2), _tokens(0))
+
+
+def test_mean_shares_of_constant_and_zero_mean_streams():
+    model = _pre_ln(0)
+    with torch.no_grad():
+        model.embedding.weight.copy_(torch.full_like(model.embedding.weight, 2.0))
+    shares = mean_shares(model, _tokens(0))  # (n_layers + 1,)
+    assert shares.shape == (4,)
+    assert abs(shares[0].item() - 1.0) < 1e-12  # constant rows: all mean
+    rms = pre_rmsnorm_from_pre_layernorm(_pre_ln(1))
+    assert mean_shares(rms, _tokens(1)).max() < 1e-20  # centred: no mean at all
+    with pytest.raises(TypeError, match="model"):
+        mean_shares(nn.Linear(2, 2), _tokens(0))
+
+
+def test_pass_counts_of_the_four_norms():
+    """The counts the chapter prints: native LayerNorm is one fused kernel each
+    way; native RMSNorm on the CPU is several; among the two written-out formulas
+    RMSNorm takes fewer passes. Counts do not depend on the number of rows."""
+    small = norm_passes((4, 8, 64))
+    assert small == norm_passes((2, 32, 64))
+    assert small["F.layer_norm"] == (1, 2)
+    assert small["F.rms_norm"][1] > 4 * small["F.layer_norm"][1]
+    ours_ln, ours_rms = small["course_lib layer_norm"], small["course_lib rms_norm"]
+    assert ours_rms[0] < ours_ln[0] and ours_rms[1] < ours_ln[1]
+
+
+def test_norm_seconds_returns_every_norm():
+    seconds = norm_seconds((2, 4, 32), repeat=1, warmup=0)
+    assert set(seconds) == set(NORM_CALLS)
+    assert all(f > 0 and b > 0 for f, b in seconds.values())
+
+
+@pytest.mark.parametrize("fn", [norm_passes, norm_seconds])
+def test_bad_shapes_are_refused_by_name(fn):
+    with pytest.raises(TypeError, match="shape"):
+        fn(64)
+    with pytest.raises(ValueError, match="shape"):
+        fn((64,))
+    with pytest.raises(ValueError, match=r"shape\[1\]"):
+        fn((4, 0))

@@ -479,6 +479,26 @@ def test_16_bit_error_is_no_larger_than_torchs(dtype):
     torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_rms_norm_default_eps_of_16_bit_input_is_float32s_as_torchs(dtype):
+    """eps=None on a 16-bit input: torch computes in float32 and adds float32's
+    epsilon, not the input dtype's (bfloat16's is 2**-7, which would shrink rows of
+    RMS 0.01 by about 45%). Rows this small make the difference visible."""
+    x = (0.01 * torch.randn(8, 256, generator=torch.Generator().manual_seed(3))).to(
+        dtype
+    )
+    theirs = F.rms_norm(x, (256,))
+    torch.testing.assert_close(CF.rms_norm(x, 256), theirs, rtol=0, atol=0)
+    torch.testing.assert_close(
+        norms.RMSNorm(256, dtype=dtype)(x),
+        nn.RMSNorm(256, dtype=dtype)(x),
+        rtol=0,
+        atol=0,
+    )
+    wrong = F.rms_norm(x.float(), (256,), eps=torch.finfo(dtype).eps).to(dtype)
+    assert (theirs.float() - wrong.float()).abs().max() > 0.1
+
+
 def test_eps_zero_is_ba_et_als_definition_and_torchs():
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
     for y in _layer_norms(x, (6,), torch.ones(6), torch.zeros(6), eps=0.0).values():
