@@ -1,13 +1,20 @@
-"""Chapter 8's library: the exact Pre-LN -> Pre-RMSNorm conversion (Jiang et al.
-2023), the residual stream's row means and their share, and the speed
-measurements."""
+"""Chapter 8 (RMSNorm): its library (the exact Pre-LN -> Pre-RMSNorm conversion of
+Jiang et al. 2023, the residual stream's row means and their share, the speed
+measurements) and the chapter's claims, run with the chapter's settings."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from course_lib import functional as CF
+from course_lib.experiments import ch07_prenorm_vs_postnorm as ch07
 from course_lib.experiments.ch07_prenorm_vs_postnorm import TinyLM
 from course_lib.experiments.ch08_rmsnorm import (
     NORM_CALLS,
@@ -17,6 +24,7 @@ from course_lib.experiments.ch08_rmsnorm import (
     pre_rmsnorm_from_pre_layernorm,
     stream_means,
 )
+from course_lib.notebook import setup
 from course_lib.transformer import BlockConfig
 
 VOCAB = 16
@@ -173,3 +181,189 @@ def test_bad_shapes_are_refused_by_name(fn):
         fn((64,))
     with pytest.raises(ValueError, match=r"shape\[1\]"):
         fn((4, 0))
+
+
+# ----------------------------------------------------------------------------------
+# The chapter's claims, with the chapter's settings
+# ----------------------------------------------------------------------------------
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "08_rmsnorm.ipynb"
+STEPS, RATE, WARMUP = 100, 0.02, 10
+SWEEP_STEPS, SWEEP_WARMUP = 40, 10
+RATES, SEEDS = (0.01, 0.02, 0.04, 0.08), (0, 1, 2)
+
+
+def test_settings_match_the_notebook():
+    source = "\n".join(
+        "".join(c["source"])
+        for c in json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "code"
+    )
+    assert f"STEPS, RATE, WARMUP = {STEPS}, {RATE}, {WARMUP}" in source
+    assert f"SWEEP_STEPS, SWEEP_WARMUP = {SWEEP_STEPS}, {SWEEP_WARMUP}" in source
+    assert f"RATES, SEEDS = {RATES}, {SEEDS}" in source
+    assert "task = ch07.TaskConfig()" in source
+    assert "PRE = task.model(norm_first=True)" in source
+    assert "sweep_task = ch07.TaskConfig(batch_size=8)" in source
+    assert '"RMSNorm": sweep_task.model(norm_first=True, norm="rms")' in source
+    assert (
+        "task.source().sample(64, task.seq_len, torch.Generator().manual_seed(7))"
+        in (source)
+    )
+
+
+@pytest.fixture(scope="module")
+def chapter():
+    """The trained chapter-7 model of the chapter, its untrained twin and the
+    token batch the chapter reads the stream on."""
+    setup()  # one thread, deterministic kernels: the same floats as the notebook
+    task = ch07.TaskConfig()
+    config = task.model(norm_first=True)
+    _, trained = ch07.train_lm(
+        task, config, 0, lr=RATE, warmup_steps=WARMUP, steps=STEPS
+    )
+    untrained = ch07.make_model(task, config, 0)
+    tokens = task.source().sample(
+        64, task.seq_len, torch.Generator().manual_seed(7)
+    )
+    return task, trained, untrained, tokens
+
+
+def test_training_makes_the_stream_carry_less_mean(chapter):
+    task, trained, untrained, tokens = chapter
+    d = task.d_model
+    init, after = mean_shares(untrained, tokens), mean_shares(trained, tokens)
+    assert bool(((init > 0.5 / d) & (init < 2 / d)).all())
+    assert bool((after[1:] < 0.2 / d).all())  # "more than an order of magnitude"
+    assert bool((after[1:] < init[1:] / 10).all())
+    mean_init = stream_means(untrained, tokens).pow(2).mean(dim=(1, 2)).sqrt()
+    mean_after = stream_means(trained, tokens).pow(2).mean(dim=(1, 2)).sqrt()
+    assert bool((mean_after < 2 * mean_init).all())  # "about where they were"
+    rows = []
+    for m in (untrained, trained):
+        _, hidden = m(tokens, return_hidden=True)
+        rows.append(torch.stack([h.pow(2).mean().sqrt() for h in hidden]))
+    assert bool((rows[1][1:] > 4 * rows[0][1:]).all())  # "several times larger"
+
+
+def test_the_loss_gradient_has_zero_row_mean_at_every_depth(chapter):
+    task, trained, _, tokens = chapter
+    logits, hidden = trained(tokens, return_hidden=True)
+    for h in hidden:
+        h.retain_grad()
+    ch07.next_token_loss(logits, tokens).backward()
+    trained.zero_grad()
+    for h in hidden:
+        assert h.grad.abs().max() > 1e-8  # not vacuous
+        assert h.grad.mean(dim=-1).abs().max() < 1e-12 * h.grad.abs().max()
+
+
+def test_the_trained_model_converts_exactly_and_the_swap_does_not(chapter):
+    task, trained, _, tokens = chapter
+    converted = pre_rmsnorm_from_pre_layernorm(trained)
+    with torch.no_grad():
+        assert (converted(tokens) - trained(tokens)).abs().max() < 1e-12
+        assert stream_means(converted, tokens).abs().max() < 1e-12
+    swapped = ch07.TinyLM(
+        converted.stack.config, len(trained.stack.layers), task.vocab_size
+    ).double()
+    swapped.load_state_dict(
+        {
+            k: v
+            for k, v in trained.state_dict().items()
+            if "norm" not in k or k.endswith("weight")
+        }
+    )
+    with torch.no_grad():
+        assert (swapped(tokens) - trained(tokens)).abs().max() > 0.1
+    before, after = (ch07.heldout_loss(m, task) for m in (trained, swapped))
+    assert 0 < after - before < 0.02  # "costs little here"
+    # the exercise: the uncentred embedding alone breaks exactness
+    with torch.no_grad():
+        converted.embedding.weight.copy_(trained.embedding.weight)
+        assert (converted(tokens) - trained(tokens)).abs().max() > 1e-3
+
+
+def test_layernorm_and_rmsnorm_tie_within_the_seed_spread():
+    setup()
+    task = ch07.TaskConfig(batch_size=8)
+    configs = {
+        "LayerNorm": task.model(norm_first=True),
+        "RMSNorm": task.model(norm_first=True, norm="rms"),
+    }
+    sweep = ch07.warmup_sweep(
+        task, configs, RATES, (SWEEP_WARMUP,), SEEDS, steps=SWEEP_STEPS
+    )
+    final = {
+        (n, r): sweep.losses[(n, SWEEP_WARMUP, r)][:, -10:].mean(dim=1)
+        for n in configs
+        for r in RATES
+    }
+    diff = torch.stack([final["RMSNorm", r] - final["LayerNorm", r] for r in RATES])
+    spread = max(
+        (final["LayerNorm", r].max() - final["LayerNorm", r].min()).item()
+        for r in RATES
+    )
+    assert diff.abs().max() < 0.05  # "within a few hundredths"
+    assert 0 < int((diff < 0).sum()) < diff.numel()  # neither wins every pair
+    assert diff.abs().max() < 1.5 * spread  # "of the same order as the seed spread"
+
+
+def _llama_rms_norm(x, weight, eps=1e-6):
+    x32 = x.float()
+    y = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return weight * y.to(x.dtype)
+
+
+def _gemma_rms_norm(x, weight, eps=1e-6):
+    x32 = x.float()
+    y = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return (y * (1.0 + weight.float())).to(x.dtype)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_rounding_stays_within_u_and_two_do_not(seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    xb = torch.randn(256, 1024, generator=gen).bfloat16()
+    gain = (
+        1 + (0.3 * torch.randn(1024, generator=gen)).bfloat16().float()
+    ).bfloat16()
+    x64 = xb.double()
+    exact = (
+        x64 / torch.sqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-6) * gain.double()
+    )
+    u = 2.0**-8
+
+    def rel(y):
+        return ((y.double() - exact).abs() / exact.abs()).max().item()
+
+    one = rel(_gemma_rms_norm(xb, (gain.float() - 1).bfloat16()))
+    two = rel(_llama_rms_norm(xb, gain))
+    assert one <= 1.01 * u < two
+
+
+def test_float16_squares_overflow_and_f_rms_norm_upcasts():
+    gen = torch.Generator().manual_seed(5)
+    big = (300 + 20 * torch.randn(4, 1024, generator=gen)).half()
+    assert (big * big).isinf().float().mean() > 0.9
+    naive = big / torch.sqrt((big * big).mean(dim=-1, keepdim=True) + 1e-6)
+    assert naive.abs().max() == 0
+    reference = F.rms_norm(big.double(), (1024,), eps=1e-6)
+    for y in (F.rms_norm(big, (1024,), eps=1e-6), CF.rms_norm(big, 1024, eps=1e-6)):
+        assert (y.double() - reference).abs().max() < 1e-3
+
+
+def test_the_eps_threshold_of_the_exercise():
+    q = 0.99**2
+    r_star = math.sqrt((q * 1e-5 - 1e-6) / (1 - q))
+    assert 0.020 < r_star < 0.022
+    for r, more in ((0.9 * r_star, True), (1.1 * r_star, False)):
+        probe = torch.full((1, 8), r, dtype=torch.float64)
+        shrink = (
+            1
+            - (
+                F.rms_norm(probe, (8,), eps=1e-5)
+                / F.rms_norm(probe, (8,), eps=1e-6)
+            ).mean()
+        )
+        assert bool(shrink > 0.01) is more
