@@ -37,5 +37,14 @@ def explorer(
         plot(**values)
         plt.show()
 
+    for control in controls.values():
+        # the whole label, however long ("sample 5 z1" was cut to "sample 5...")
+        if hasattr(control.style, "description_width"):
+            control.style.description_width = "initial"
     output = widgets.interactive_output(draw, controls)
-    return widgets.VBox([widgets.HBox(list(controls.values())), output])
+    # controls wrap onto further lines instead of shrinking to fit one (four
+    # sliders in one row of a narrow JupyterLab pane were too short to move finely)
+    row = widgets.HBox(
+        list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")
+    )
+    return widgets.VBox([row, output])
