@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 __all__ = [
     "as_shape",
+    "check_alpha",
     "check_attn_mask",
     "check_backward_args",
     "check_bool",
@@ -45,6 +46,7 @@ __all__ = [
     "check_self_attn_mask",
     "check_stochastic_matrix",
     "check_tokens",
+    "check_trailing_param",
 ]
 
 
@@ -293,6 +295,60 @@ def check_param(
             f"{name} must have dtype {like.dtype} like the input, got {p.dtype}"
         )
     return p
+
+
+def check_trailing_param(
+    p: object, name: str, like: torch.Tensor
+) -> torch.Tensor | None:
+    """``p`` must be None or a float tensor of at least one dimension whose shape is
+    the trailing dimensions of ``like`` (the input), of ``like``'s dtype: an
+    element-wise parameter whose shape says which dimensions it covers, as
+    :func:`course_lib.functional.dynamic_tanh` takes."""
+    if p is None:
+        return None
+    p = check_float_tensor(p, name, min_dim=1)
+    n = p.dim()
+    if like.dim() < n or tuple(like.shape[-n:]) != tuple(p.shape):
+        raise ValueError(
+            f"{name} of shape {tuple(p.shape)} must match the trailing dimensions "
+            f"of input, whose shape is {tuple(like.shape)}"
+        )
+    if p.dtype != like.dtype:
+        raise TypeError(
+            f"{name} must have dtype {like.dtype} like the input, got {p.dtype}"
+        )
+    return p
+
+
+def check_alpha(
+    alpha: object, like: torch.Tensor, name: str = "alpha"
+) -> float | torch.Tensor:
+    """DyT's ``alpha``: a finite real number (returned as a float), or a
+    floating-point tensor with exactly one element (0-dim, or shape ``(1,)`` as
+    a learned parameter) of ``like``'s dtype, returned as it is."""
+    if isinstance(alpha, torch.Tensor):
+        if not alpha.is_floating_point():
+            raise TypeError(
+                f"{name} must have a floating-point dtype (e.g. torch.float32), "
+                f"got {alpha.dtype}"
+            )
+        if alpha.numel() != 1:
+            raise ValueError(
+                f"{name} must have exactly one element (e.g. a 0-dim tensor or "
+                f"shape (1,)), got shape {tuple(alpha.shape)}"
+            )
+        if alpha.dtype != like.dtype:
+            raise TypeError(
+                f"{name} must have dtype {like.dtype} like the input, got "
+                f"{alpha.dtype}"
+            )
+        return alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(
+            f"{name} must be a real number or a one-element tensor, got "
+            f"{type(alpha).__name__}"
+        )
+    return check_real(alpha, name)
 
 
 def check_mask(mask: object, name: str, shape: tuple[int, ...]) -> torch.Tensor:

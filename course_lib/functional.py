@@ -28,6 +28,7 @@ import torch
 
 from ._checks import (
     as_shape,
+    check_alpha,
     check_attn_mask,
     check_bool,
     check_eps,
@@ -38,11 +39,13 @@ from ._checks import (
     check_probability,
     check_query_key,
     check_real,
+    check_trailing_param,
 )
 
 __all__ = [
     "attention_weights",
     "batch_norm",
+    "dynamic_tanh",
     "layer_norm",
     "moments",
     "padding_mask",
@@ -290,6 +293,86 @@ def _rms_norm(
     y = x / torch.sqrt(ms + eps)
     if weight is not None:
         y = y * weight
+    return y
+
+
+def dynamic_tanh(
+    input: torch.Tensor,
+    alpha: float | torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Dynamic Tanh, DyT (Zhu, Chen, He, LeCun & Liu, 2025): a normalization
+    layer's replacement that takes no statistics at all.
+
+    Each element is squashed on its own by a tanh whose slope ``alpha`` is learned
+    (one number for the whole layer), then scaled and shifted element-wise as
+    LayerNorm's output is:
+
+    .. math:: y = \gamma \odot \tanh(\alpha x) + \beta
+
+    Nothing is averaged over a row or a batch: the output of one element depends
+    on that element only. ``alpha`` sets the input scale the tanh sees, as
+    LayerNorm's division by the standard deviation does, and the tanh bounds the
+    large values a LayerNorm would have pulled in. ``weight`` and ``bias`` cover
+    the trailing dimensions of ``input``, their own shape saying which (as
+    ``normalized_shape`` does for :func:`layer_norm`). Float16 and bfloat16 input
+    is computed in float32 and only the output is rounded back, as the library's
+    other norms do (the authors' module computes in the input's dtype).
+
+    Args:
+        input (Tensor): floating-point, of any shape.
+        alpha (float or Tensor): the tanh's slope: a finite number, or a
+            one-element tensor (0-dim or ``(1,)``, as the module's learned
+            parameter) of the input's dtype.
+        weight (Tensor or None): gamma, of the shape of the input's trailing
+            dimensions, e.g. ``(C,)``. Default: ``None``.
+        bias (Tensor or None): beta, of the same shape. Default: ``None``.
+
+    Shape:
+        input ``(*, *S)``; alpha ``()`` or ``(1,)``; weight and bias ``S``
+        (trailing dimensions of the input); output the shape of the input.
+
+    Example:
+        >>> import torch
+        >>> from course_lib.functional import dynamic_tanh
+        >>> x = torch.tensor([[0.0, 1.0, 10.0, 100.0]])
+        >>> [f"{v:.4f}" for v in dynamic_tanh(x, 0.5)[0].tolist()]  # saturates
+        ['0.0000', '0.4621', '0.9999', '1.0000']
+        >>> w, b = torch.full((4,), 2.0), torch.ones(4)
+        >>> [f"{v:.4f}" for v in dynamic_tanh(x, torch.tensor([0.5]), w, b)[0]]
+        ['1.0000', '1.9242', '2.9998', '3.0000']
+    """
+    x = check_float_tensor(input, "input", min_dim=0)
+    alpha = check_alpha(alpha, x)
+    weight = check_trailing_param(weight, "weight", x)
+    bias = check_trailing_param(bias, "bias", x)
+    if weight is not None and bias is not None and weight.shape != bias.shape:
+        raise ValueError(
+            f"bias must have the shape of weight, {tuple(weight.shape)}, got "
+            f"{tuple(bias.shape)}"
+        )
+    return _dynamic_tanh(x, alpha, weight, bias)
+
+
+def _dynamic_tanh(
+    x: torch.Tensor,
+    alpha: float | torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`dynamic_tanh` on validated arguments."""
+    if x.dtype in HALF_DTYPES:
+        alpha32 = alpha.float() if isinstance(alpha, torch.Tensor) else alpha
+        y = _dynamic_tanh(x.float(), alpha32, _float32(weight), _float32(bias))
+        return y.to(x.dtype)
+    if isinstance(alpha, torch.Tensor):
+        alpha = alpha.reshape(())  # a (1,) parameter must not add a dimension
+    y = torch.tanh(alpha * x)  # (*, *S), element by element
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
     return y
 
 

@@ -5,6 +5,8 @@ arguments (in torch's order, ``device`` and ``dtype`` included), torch's paramet
 and buffer names (``weight``, ``bias``, ``running_mean``, ``running_var``,
 ``num_batches_tracked``), so ``state_dict``\ s move between them and torch's own
 modules in both directions, and torch's ``reset_parameters()``.
+:class:`DynamicTanh`, which torch does not have, keeps the names of its authors'
+module (``alpha``, ``weight``, ``bias``) and the same conventions.
 
 The library names a normalization with one word from :data:`NORMS`, and
 :func:`make_norm` builds it:
@@ -16,6 +18,7 @@ name     layer                                statistics taken over
 "batch"  :class:`BatchNorm`                   each feature, across the batch
 "layer"  :class:`LayerNorm`                   each token's features (mean, var)
 "rms"    :class:`RMSNorm`                     each token's features (no mean)
+"dyt"    :class:`DynamicTanh`                 nothing: ``tanh(alpha x)`` per element
 ======== ==================================== ===================================
 
 Each constructor validates its arguments once; ``forward`` then checks only its
@@ -42,9 +45,18 @@ from ._checks import (
     check_normalized_input,
     check_normalized_shape,
     check_probability,
+    check_real,
 )
 
-__all__ = ["NORMS", "NORM_LABELS", "BatchNorm", "LayerNorm", "RMSNorm", "make_norm"]
+__all__ = [
+    "NORMS",
+    "NORM_LABELS",
+    "BatchNorm",
+    "DynamicTanh",
+    "LayerNorm",
+    "RMSNorm",
+    "make_norm",
+]
 
 #: How tables and legends print each normalization's name.
 NORM_LABELS: dict[str, str] = {
@@ -52,6 +64,7 @@ NORM_LABELS: dict[str, str] = {
     "batch": "BatchNorm",
     "layer": "LayerNorm",
     "rms": "RMSNorm",
+    "dyt": "DyT",
 }
 #: The names of the normalizations, the one vocabulary of the library (see the table
 #: above): what :func:`make_norm` takes and what ``BlockConfig.norm`` draws from.
@@ -274,6 +287,119 @@ class RMSNorm(nn.Module):
         )
 
 
+class DynamicTanh(nn.Module):
+    r"""Dynamic Tanh, DyT (Zhu, Chen, He, LeCun & Liu, 2025), a drop-in replacement
+    for LayerNorm that takes no statistics.
+
+    Each element is squashed on its own by a tanh of learned slope ``alpha`` (one
+    number for the layer), then scaled and shifted element-wise, as LayerNorm's
+    output is (see :func:`course_lib.functional.dynamic_tanh`):
+
+    .. math:: y = \gamma \odot \tanh(\alpha x) + \beta
+
+    The parameters are those of the authors' module (``dynamic_tanh.py`` in
+    jiachenzhu/DyT): ``alpha`` of shape ``(1,)``, starting at ``alpha_init``;
+    ``weight`` (gamma, ones) and ``bias`` (beta, zeros) of shape
+    ``normalized_shape``; so ``state_dict``\ s move between the two in both
+    directions, and the outputs agree. Where this one differs from theirs:
+
+    - The constructor takes LayerNorm's arguments (``elementwise_affine``,
+      ``bias``, ``device``, ``dtype``) after ``normalized_shape`` and
+      ``alpha_init``; theirs are ``(normalized_shape, channels_last,
+      alpha_init_value=0.5)``, and the initial slope is kept as
+      ``alpha_init`` here, ``alpha_init_value`` there.
+    - Channel-last only: ``weight`` and ``bias`` cover the trailing dimensions, as
+      LayerNorm's do. Their ``channels_last=False`` (for ``(N, C, H, W)`` images,
+      ``weight[:, None, None]``) is this module applied to
+      ``x.permute(0, 2, 3, 1)`` and permuted back.
+    - ``elementwise_affine=False`` keeps only ``alpha`` (``weight`` and ``bias``
+      are None, as torch's norms register them), like the variant of their
+      repository's ``other_tasks/DiT``; ``bias=False`` keeps only the scale, like
+      their LLaMA variant.
+    - Float16 and bfloat16 input is computed in float32 and rounded once at the
+      end, as the library's other norms do; theirs computes in the input's dtype.
+
+    Args:
+        normalized_shape (int or sequence of int): the trailing dimensions that
+            ``weight`` and ``bias`` cover, e.g. ``d_model`` for token vectors
+            ``(B, T, d_model)``.
+        alpha_init (float): the starting slope, ``> 0``. The authors' default
+            ``0.5`` suits vision models; their language models use larger values
+            for narrower models (and a larger one for attention inputs). Default:
+            ``0.5``.
+        elementwise_affine (bool): learn ``weight`` (gamma, starts at 1) and
+            ``bias`` (beta, starts at 0). Default: ``True``.
+        bias (bool): with ``elementwise_affine``, learn ``bias`` too. Default:
+            ``True``.
+        device: where the parameters are made. Default: torch's default device.
+        dtype: the parameters' floating-point dtype. Default: torch's default dtype.
+
+    Shape:
+        - Input: ``(*, *normalized_shape)``
+        - Output: ``(*, *normalized_shape)``, the shape of the input
+
+    Example:
+        >>> import torch
+        >>> from course_lib.norms import DynamicTanh
+        >>> dyt = DynamicTanh(3)
+        >>> dyt
+        DynamicTanh((3,), alpha_init=0.5, elementwise_affine=True, bias=True)
+        >>> y = dyt(torch.tensor([[10.0, 20.0, 30.0], [0.1, 0.2, 0.3]]))
+        >>> [f"{v:.4f}" for v in y[0].tolist()]  # large inputs saturate
+        ['0.9999', '1.0000', '1.0000']
+        >>> [f"{v:.4f}" for v in y[1].tolist()]  # small ones pass, times alpha
+        ['0.0500', '0.0997', '0.1489']
+        >>> [(name, tuple(p.shape)) for name, p in dyt.named_parameters()]
+        [('alpha', (1,)), ('weight', (3,)), ('bias', (3,))]
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        alpha_init: float = 0.5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if _checking():
+            normalized_shape = check_normalized_shape(normalized_shape)
+            alpha_init = check_real(alpha_init, "alpha_init", minimum=0.0)
+            check_bool(elementwise_affine, "elementwise_affine")
+            check_bool(bias, "bias")
+            check_factory_kwargs(device, dtype)
+        self.normalized_shape = normalized_shape
+        self.alpha_init = alpha_init
+        self.elementwise_affine = elementwise_affine
+        # (1,), as the authors' torch.ones(1) * alpha_init_value
+        self.alpha = nn.Parameter(torch.empty(1, device=device, dtype=dtype))
+        _affine_parameters(
+            self, self.normalized_shape, elementwise_affine, bias, device, dtype
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``alpha`` back to ``alpha_init``, ``weight`` to ones and ``bias`` to
+        zeros, as at construction."""
+        nn.init.constant_(self.alpha, self.alpha_init)
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = check_normalized_input(input, self.normalized_shape, self.alpha)
+        return CF._dynamic_tanh(x, self.alpha, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, alpha_init={self.alpha_init}, "
+            f"elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
+        )
+
+
 class BatchNorm(nn.Module):
     r"""Channel-last batch normalization (Ioffe & Szegedy, 2015) with an optional
     mask.
@@ -425,6 +551,7 @@ def make_norm(
     bias: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    alpha_init: float = 0.5,
 ) -> nn.Module:
     """The normalization layer named ``norm`` (one of :data:`NORMS`) over
     ``num_features``.
@@ -441,11 +568,13 @@ def make_norm(
     ``"layer"``  ``LayerNorm(num_features, eps, elementwise_affine, bias)``
     ``"rms"``    ``RMSNorm(num_features, eps, elementwise_affine)``: no shift, so
                  ``bias`` does not apply
+    ``"dyt"``    ``DynamicTanh(num_features, alpha_init, elementwise_affine,
+                 bias)``: no statistics, so ``eps`` does not apply
     ============ ==================================================================
 
     Args:
         norm (str): which normalization, one of ``"none"``, ``"batch"``,
-            ``"layer"``, ``"rms"``.
+            ``"layer"``, ``"rms"``, ``"dyt"``.
         num_features (int): the size of the normalized (last) dimension, e.g.
             ``d_model``.
         eps (float): keyword-only; added inside the square root. Default: ``1e-5``.
@@ -457,6 +586,8 @@ def make_norm(
             default.
         dtype: keyword-only; their floating-point dtype. Default: torch's default
             dtype.
+        alpha_init (float): keyword-only; ``"dyt"``'s starting slope, ``> 0``.
+            Default: ``0.5``.
 
     Shape:
         - Input: ``(*, num_features)`` (at least 2-D for ``"batch"``)
@@ -465,7 +596,7 @@ def make_norm(
     Example:
         >>> from course_lib.norms import NORMS, make_norm
         >>> [type(make_norm(name, 8)).__name__ for name in NORMS]
-        ['Identity', 'BatchNorm', 'LayerNorm', 'RMSNorm']
+        ['Identity', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'DynamicTanh']
         >>> make_norm("layer", 8, eps=1e-6, bias=False)
         LayerNorm((8,), eps=1e-06, elementwise_affine=True, bias=False)
     """
@@ -477,6 +608,7 @@ def make_norm(
         check_bool(elementwise_affine, "elementwise_affine"),
         check_bool(bias, "bias"),
         check_factory_kwargs(device, dtype),
+        check_real(alpha_init, "alpha_init", minimum=0.0),
     )
 
 
@@ -487,9 +619,10 @@ def _make_norm(
     elementwise_affine: bool,
     bias: bool,
     factory: dict[str, Any],
+    alpha_init: float = 0.5,
 ) -> nn.Module:
     """:func:`make_norm` on validated arguments (a ``BlockConfig``'s, or its
-    own)."""
+    own); ``alpha_init`` is used by ``"dyt"`` only."""
     if norm == "none":
         return nn.Identity()
     if norm == "batch":
@@ -506,5 +639,14 @@ def _make_norm(
     if norm == "layer":
         return _trusted(
             LayerNorm, (num_features,), eps, elementwise_affine, bias, **factory
+        )
+    if norm == "dyt":
+        return _trusted(
+            DynamicTanh,
+            (num_features,),
+            alpha_init,
+            elementwise_affine,
+            bias,
+            **factory,
         )
     return _trusted(RMSNorm, (num_features,), eps, elementwise_affine, **factory)

@@ -33,6 +33,7 @@ from ._checks import (
     check_key_value,
     check_mask,
     check_probability,
+    check_real,
     check_self_attn_mask,
     check_tokens,
 )
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 #: The norms a block can use, named as in :data:`course_lib.norms.NORMS`.
-_BLOCK_NORMS = ("layer", "rms")
+_BLOCK_NORMS = ("layer", "rms", "dyt")
 _ACTIVATIONS = ("relu", "gelu")
 
 
@@ -431,7 +432,10 @@ class BlockConfig:
 
     Defaults are small so that every chapter's experiment runs in seconds on two CPU
     cores; ``d_ff = 4 * d_model`` follows Vaswani et al. (2017). ``norm`` names the
-    normalization as :data:`course_lib.norms.NORMS` does.
+    normalization as :data:`course_lib.norms.NORMS` does: ``"layer"``, ``"rms"`` or
+    ``"dyt"`` (:class:`~course_lib.norms.DynamicTanh`, whose starting slope is
+    ``alpha_init``; the other norms ignore ``alpha_init``, and DyT ignores
+    ``eps``).
 
     Example:
         >>> from course_lib.transformer import BlockConfig
@@ -454,10 +458,13 @@ class BlockConfig:
     eps: float = 1e-5  # torch's LayerNorm default
     # biases in linears and in LayerNorm, as nn.TransformerEncoderLayer
     bias: bool = True
-    norm: Literal["layer", "rms"] = "layer"  # LayerNorm, or RMSNorm (no centering)
+    # LayerNorm, RMSNorm (no centering), or DyT (no statistics: tanh(alpha x))
+    norm: Literal["layer", "rms", "dyt"] = "layer"
     # False: Post-LN (Vaswani et al.); True: Pre-LN (Xiong et al.)
     norm_first: bool = False
     activation: Literal["relu", "gelu"] = "relu"  # torch's default is relu
+    # DyT's starting slope, used by norm="dyt" only: Zhu et al.'s (2025) default
+    alpha_init: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "d_ff"):
@@ -469,6 +476,7 @@ class BlockConfig:
         check_choice(self.norm, "norm", _BLOCK_NORMS)
         check_bool(self.norm_first, "norm_first")
         check_choice(self.activation, "activation", _ACTIVATIONS)
+        check_real(self.alpha_init, "alpha_init", minimum=0.0)
 
 
 def _checked_factory(
@@ -488,7 +496,13 @@ def _block_norm(config: BlockConfig, factory: dict[str, Any]) -> nn.Module:
     """The normalization ``config`` asks for, over ``d_model`` (config already
     valid)."""
     return _make_norm(
-        config.norm, config.d_model, config.eps, True, config.bias, factory
+        config.norm,
+        config.d_model,
+        config.eps,
+        True,
+        config.bias,
+        factory,
+        config.alpha_init,
     )
 
 
@@ -511,7 +525,8 @@ class TransformerBlock(nn.Module):
     Args:
         config (BlockConfig): the block's hyper-parameters (``d_model``,
             ``n_heads``, ``d_ff``, ``dropout``, ``eps``, ``bias``, ``norm``,
-            ``norm_first``, ``activation``), validated when it was made.
+            ``norm_first``, ``activation``, ``alpha_init``), validated when it
+            was made.
         device, dtype: keyword-only, as in :class:`MultiHeadAttention`.
 
     Shape:

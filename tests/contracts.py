@@ -1,6 +1,7 @@
 """What several test modules check or build: the reset_parameters() contract
-(test_norms, test_transformer) and the torch encoder layer that TransformerBlock is
-compared with (test_parity, test_ch07)."""
+(test_norms, test_transformer), the torch encoder layer that TransformerBlock is
+compared with (test_parity, test_ch07), and the DyT authors' module that
+DynamicTanh is compared with (test_norms, test_parity)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,29 @@ def torch_encoder_layer(
             norm.weight.uniform_(0.5, 1.5)
             norm.bias.uniform_(-0.5, 0.5)
     return layer
+
+
+class AuthorsDynamicTanh(nn.Module):
+    """DyT as its authors' reference module defines it (``dynamic_tanh.py`` of
+    jiachenzhu/DyT, commit aab5dde, read and re-written here, independent of
+    course_lib): the oracle that :class:`course_lib.norms.DynamicTanh` is compared
+    with (test_norms, test_parity).
+
+    Their parameters and their arithmetic: ``alpha`` of shape ``(1,)``, made as
+    ``ones(1)`` times ``alpha_init_value`` in torch's default dtype; ``weight``
+    ones and ``bias`` zeros of ``normalized_shape``; ``tanh(alpha * x) * weight +
+    bias``, over the last dimension (``channels_last``) or over dimension 1 of
+    ``(N, C, H, W)`` input."""
+
+    def __init__(self, normalized_shape, channels_last, alpha_init_value=0.5):
+        super().__init__()
+        self.channels_last = channels_last
+        self.alpha = nn.Parameter(torch.ones(1) * alpha_init_value)
+        self.weight = nn.Parameter(torch.ones(normalized_shape))
+        self.bias = nn.Parameter(torch.zeros(normalized_shape))
+
+    def forward(self, x):
+        w, b = self.weight, self.bias
+        if not self.channels_last:  # (C,) against (N, C, H, W)
+            w, b = w.view(-1, 1, 1), b.view(-1, 1, 1)
+        return torch.tanh(self.alpha * x) * w + b

@@ -8,15 +8,27 @@ from __future__ import annotations
 import copy
 import doctest
 import inspect
+import math
 
 import pytest
 import torch
-from contracts import assert_reset_redraws_construction, count_calls
+from contracts import (
+    AuthorsDynamicTanh,
+    assert_reset_redraws_construction,
+    count_calls,
+)
 from torch import nn
 
 from course_lib import functional as CF
 from course_lib import norms
-from course_lib.norms import NORMS, BatchNorm, LayerNorm, RMSNorm, make_norm
+from course_lib.norms import (
+    NORMS,
+    BatchNorm,
+    DynamicTanh,
+    LayerNorm,
+    RMSNorm,
+    make_norm,
+)
 
 # each class with torch's counterpart and arguments that build both
 CLASSES = [
@@ -188,8 +200,8 @@ def test_batch_norm_bias_false_keeps_only_the_scale():
 # ----------------------------------------------------- the vocabulary and make_norm
 
 
-def test_the_vocabulary_is_four_names():
-    assert NORMS == ("none", "batch", "layer", "rms")
+def test_the_vocabulary_is_five_names():
+    assert NORMS == ("none", "batch", "layer", "rms", "dyt")
 
 
 FACTORY_CASES = [
@@ -239,6 +251,24 @@ FACTORY_CASES = [
         RMSNorm,
         {"eps": 1e-8, "weight": None},
     ),
+    (
+        "dyt",
+        {},
+        DynamicTanh,
+        {"normalized_shape": (6,), "alpha_init": 0.5, "elementwise_affine": True},
+    ),
+    (
+        "dyt",
+        {"alpha_init": 2.0, "bias": False, "eps": 1e-3},
+        DynamicTanh,
+        {"alpha_init": 2.0, "bias": None},
+    ),
+    (
+        "dyt",
+        {"elementwise_affine": False},
+        DynamicTanh,
+        {"elementwise_affine": False, "weight": None, "bias": None},
+    ),
 ]
 
 
@@ -269,13 +299,15 @@ def test_every_name_in_the_vocabulary_is_buildable_and_normalizes_the_last_dim()
             torch.testing.assert_close(
                 y, CF.rms_norm(x, 6, eps=1e-5), rtol=0, atol=0
             )
+        elif norm == "dyt":
+            torch.testing.assert_close(y, torch.tanh(0.5 * x), rtol=0, atol=0)
         else:
             expected = CF.batch_norm(x, None, None, training=True)
             torch.testing.assert_close(y, expected, rtol=0, atol=0)
 
 
 def test_make_norm_passes_device_and_dtype():
-    for norm in ("batch", "layer", "rms"):
+    for norm in ("batch", "layer", "rms", "dyt"):
         layer = make_norm(norm, 6, dtype=torch.float64, device="meta")
         assert {(p.dtype, p.device.type) for p in layer.parameters()} == {
             (torch.float64, "meta")
@@ -299,6 +331,9 @@ def test_make_norm_passes_device_and_dtype():
         ),
         (lambda: make_norm("batch", 4, bias="yes"), TypeError, "bias"),
         (lambda: make_norm("layer", 4, dtype=torch.int32), TypeError, "dtype"),
+        (lambda: make_norm("dyt", 4, alpha_init=0.0), ValueError, "alpha_init"),
+        (lambda: make_norm("layer", 4, alpha_init=-1), ValueError, "alpha_init"),
+        (lambda: make_norm("dyt", 4, alpha_init="1"), TypeError, "alpha_init"),
     ],
 )
 def test_make_norm_rejects_bad_arguments_by_name(call, error, words):
@@ -320,7 +355,15 @@ def count_checks(monkeypatch):
     used."""
     import course_lib.functional as functional_module
 
-    checks = ("check_eps", "check_probability", "check_param", "as_shape")
+    checks = (
+        "check_eps",
+        "check_probability",
+        "check_param",
+        "as_shape",
+        "check_real",
+        "check_alpha",
+        "check_trailing_param",
+    )
     return count_calls(monkeypatch, (norms, functional_module), checks)
 
 
@@ -332,8 +375,10 @@ def count_checks(monkeypatch):
         (RMSNorm(6, eps=1e-6), torch.randn(2, 3, 6)),
         (BatchNorm(6), torch.randn(2, 3, 6)),
         (BatchNorm(6).eval(), torch.randn(2, 3, 6)),
+        (DynamicTanh(6), torch.randn(2, 3, 6)),
+        (DynamicTanh((3, 6), elementwise_affine=False), torch.randn(2, 3, 6)),
     ],
-    ids=["layer", "rms", "rms-eps", "batch-train", "batch-eval"],
+    ids=["layer", "rms", "rms-eps", "batch-train", "batch-eval", "dyt", "dyt-bare"],
 )
 def test_forward_does_not_recheck_the_constructors_arguments(
     module, x, count_checks
@@ -346,11 +391,17 @@ def test_forward_does_not_recheck_the_constructors_arguments(
 def test_the_public_function_still_checks_its_arguments(count_checks):
     CF.layer_norm(torch.randn(2, 6), 6)
     assert "check_eps" in count_checks and "as_shape" in count_checks
+    CF.dynamic_tanh(torch.randn(2, 6), 0.5, torch.ones(6), torch.zeros(6))
+    assert count_checks.count("check_alpha") == 1
+    assert count_checks.count("check_trailing_param") == 2
 
 
 def test_make_norm_checks_each_argument_once(count_checks):
     make_norm("layer", 6, eps=1e-6)
     assert count_checks.count("check_eps") == 1
+    count_checks.clear()
+    make_norm("dyt", 6, alpha_init=0.8)
+    assert count_checks.count("check_real") == 1  # alpha_init, in make_norm only
 
 
 def test_forward_still_checks_its_input():
@@ -362,6 +413,138 @@ def test_forward_still_checks_its_input():
         RMSNorm(6)([[1.0] * 6])
     with pytest.raises(ValueError, match="mask must have shape"):
         BatchNorm(6)(torch.randn(2, 3, 6), mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(
+        ValueError, match="input must end in the dimensions normalized_shape"
+    ):
+        DynamicTanh(6)(torch.randn(2, 5))
+    with pytest.raises(TypeError, match="input must have dtype torch.float32"):
+        DynamicTanh(6)(torch.randn(2, 6, dtype=torch.float64))
+
+
+# ------------------------------------------------- DynamicTanh and the authors' DyT
+
+
+def test_dynamic_tanh_constructor_signature():
+    params = list(inspect.signature(DynamicTanh.__init__).parameters.values())[1:]
+    assert [(p.name, p.default) for p in params] == [
+        ("normalized_shape", inspect.Parameter.empty),
+        ("alpha_init", 0.5),
+        ("elementwise_affine", True),
+        ("bias", True),
+        ("device", None),
+        ("dtype", None),
+    ]
+
+
+@pytest.mark.parametrize("shape", [4, (3, 4)])
+@pytest.mark.parametrize("alpha_init", [0.5, 0.3, 2.0])
+def test_dynamic_tanh_parameters_are_the_authors(shape, alpha_init):
+    """Names, order, shapes, dtypes and starting values of the authors' module,
+    bit for bit (alpha 0.3 is rounded to float32 the same way)."""
+    ours = DynamicTanh(shape, alpha_init=alpha_init)
+    theirs = AuthorsDynamicTanh(shape, True, alpha_init_value=alpha_init)
+    ours_params = [(n, tuple(p.shape), p.dtype) for n, p in ours.named_parameters()]
+    assert ours_params == [
+        (n, tuple(p.shape), p.dtype) for n, p in theirs.named_parameters()
+    ]
+    assert [n for n, _, _ in ours_params] == ["alpha", "weight", "bias"]
+    assert tuple(ours.alpha.shape) == (1,)
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    assert float(ours.alpha.detach()) == float(
+        torch.tensor(alpha_init, dtype=torch.float32)
+    )
+    assert all(p.requires_grad for p in ours.parameters())
+
+
+def test_dynamic_tanh_state_dict_loads_into_the_authors_module_and_back():
+    ours, theirs = DynamicTanh((3, 4)), AuthorsDynamicTanh((3, 4), True)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.uniform_(-1.0, 1.0)
+    theirs.load_state_dict(ours.state_dict())
+    again = DynamicTanh((3, 4))
+    again.load_state_dict(theirs.state_dict())
+    for key, value in ours.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    assert list(ours.state_dict()) == ["alpha", "weight", "bias"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "keys"),
+    [
+        ({"elementwise_affine": False}, ["alpha"]),
+        ({"bias": False}, ["alpha", "weight"]),
+        ({"elementwise_affine": False, "bias": False}, ["alpha"]),
+    ],
+)
+def test_dynamic_tanh_without_affine_or_bias_keeps_fewer_parameters(kwargs, keys):
+    dyt = DynamicTanh(5, **kwargs)
+    assert list(dyt.state_dict()) == keys
+    for name in ("weight", "bias"):
+        assert (getattr(dyt, name) is None) == (name not in keys)
+    x = torch.randn(2, 5)
+    expected = torch.tanh(0.5 * x)
+    if "weight" in keys:
+        expected = dyt.weight * expected
+    torch.testing.assert_close(dyt(x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dynamic_tanh_dtype_and_device(dtype):
+    dyt = DynamicTanh(4, dtype=dtype, device="cpu")
+    assert {(p.dtype, p.device.type) for p in dyt.parameters()} == {(dtype, "cpu")}
+    meta = DynamicTanh(4, dtype=dtype, device="meta")
+    assert {(p.dtype, p.device.type) for p in meta.parameters()} == {
+        (dtype, "meta")
+    }
+    out = meta(torch.empty(2, 3, 4, dtype=dtype, device="meta"))
+    assert out.device.type == "meta" and tuple(out.shape) == (2, 3, 4)
+    assert float(DynamicTanh(4, 0.7, dtype=dtype).alpha.detach()) == float(
+        torch.tensor(0.7, dtype=dtype)
+    )
+
+
+def test_dynamic_tanh_reset_parameters():
+    dyt = DynamicTanh((2, 3), alpha_init=1.5, dtype=torch.float64)
+    fresh = copy.deepcopy(dyt.state_dict())
+    with torch.no_grad():
+        for p in dyt.parameters():
+            p.fill_(7.0)
+    dyt.reset_parameters()
+    for key, value in fresh.items():
+        assert torch.equal(dyt.state_dict()[key], value), key
+    assert torch.equal(dyt.alpha.detach(), torch.tensor([1.5], dtype=torch.float64))
+    assert_reset_redraws_construction(lambda: DynamicTanh(4, 0.25), seed=3)
+
+
+def test_dynamic_tanh_repr():
+    assert repr(DynamicTanh(8)) == (
+        "DynamicTanh((8,), alpha_init=0.5, elementwise_affine=True, bias=True)"
+    )
+    assert repr(DynamicTanh((2, 4), 1.0, bias=False)) == (
+        "DynamicTanh((2, 4), alpha_init=1.0, elementwise_affine=True, bias=False)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda: DynamicTanh(4, alpha_init=0.0), ValueError, "alpha_init"),
+        (lambda: DynamicTanh(4, alpha_init=-0.5), ValueError, "alpha_init"),
+        (lambda: DynamicTanh(4, alpha_init=math.inf), ValueError, "alpha_init"),
+        (lambda: DynamicTanh(4, alpha_init="0.5"), TypeError, "alpha_init"),
+        (lambda: DynamicTanh(4, alpha_init=True), TypeError, "alpha_init"),
+        (lambda: DynamicTanh(0), ValueError, "normalized_shape"),
+        (lambda: DynamicTanh(4.0), TypeError, "normalized_shape"),
+        (lambda: DynamicTanh(4, elementwise_affine=1), TypeError, "elementwise"),
+        (lambda: DynamicTanh(4, bias="no"), TypeError, "bias"),
+        (lambda: DynamicTanh(4, dtype=torch.int64), TypeError, "dtype"),
+    ],
+)
+def test_dynamic_tanh_rejects_bad_arguments_by_name(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
 
 
 # ---------------------------------------------------------------- docstrings

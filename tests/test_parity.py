@@ -11,12 +11,13 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
-from contracts import torch_encoder_layer
+from contracts import AuthorsDynamicTanh, torch_encoder_layer
 from torch import nn
 
 from course_lib import functional as CF
 from course_lib import norms, transformer
 from course_lib.autograd import LayerNormFunction
+from course_lib.experiments.common import default_dtype
 
 TOL = {
     torch.float32: dict(atol=1e-5, rtol=1e-5),
@@ -601,3 +602,196 @@ def test_functional_takes_torchs_arguments_in_torchs_order(ours, theirs):
     assert ours_spec[: len(theirs_spec)] == theirs_spec
     extra = ours_spec[len(theirs_spec) :]
     assert all(kind is inspect.Parameter.KEYWORD_ONLY for _, kind, _ in extra)
+
+
+# ------------------------------------------------------------ DyT (Zhu et al. 2025)
+
+
+def _alpha(kind: str, value: float, dtype: torch.dtype):
+    """DyT's slope as each accepted kind: a float, a 0-dim or a (1,) tensor."""
+    if kind == "float":
+        return value
+    t = torch.tensor(value, dtype=dtype)
+    return t if kind == "0-dim" else t.reshape(1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(8,), (3, 4)])
+@pytest.mark.parametrize("kind", ["float", "0-dim", "(1,)"])
+def test_dynamic_tanh_is_the_formula_bit_for_bit(dtype, shape, kind):
+    g = _gen(3)
+    x = torch.randn(2, 5, *shape, generator=g, dtype=dtype) * 3
+    w = torch.randn(shape, generator=g, dtype=dtype)
+    b = torch.randn(shape, generator=g, dtype=dtype)
+    alpha = _alpha(kind, 0.7, dtype)
+    expected = w * torch.tanh(alpha * x) + b  # the paper's line, by hand
+    ours = CF.dynamic_tanh(x, alpha, w, b)
+    assert ours.shape == x.shape and ours.dtype == dtype
+    assert torch.equal(ours, expected)
+    assert torch.equal(CF.dynamic_tanh(x, alpha), torch.tanh(alpha * x))
+    assert torch.equal(
+        CF.dynamic_tanh(x, alpha, weight=w), w * torch.tanh(alpha * x)
+    )
+    assert torch.equal(CF.dynamic_tanh(x, alpha, bias=b), torch.tanh(alpha * x) + b)
+
+
+def test_dynamic_tanh_keeps_the_input_shape_whatever_alpha_s():
+    x = torch.randn(4)
+    for alpha in (torch.tensor(0.5), torch.tensor([0.5]), torch.tensor([[0.5]])):
+        y = CF.dynamic_tanh(x, alpha)
+        assert y.shape == x.shape and torch.equal(y, torch.tanh(0.5 * x))
+    scalar = torch.tensor(2.0)  # 0-dim input: no weight to cover any dimension
+    assert torch.equal(CF.dynamic_tanh(scalar, 0.5), torch.tanh(torch.tensor(1.0)))
+
+
+def test_dynamic_tanh_is_element_wise_and_bounded():
+    """No statistics: an element's output depends on that element only, and lies in
+    (bias - |weight|, bias + |weight|)."""
+    x = torch.randn(3, 6, dtype=torch.float64)
+    w, b = torch.randn(6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    y = CF.dynamic_tanh(x, 0.5, w, b)
+    changed = x.clone()
+    changed[:, 0] = 1e6  # an outlier that would move a LayerNorm's whole row
+    z = CF.dynamic_tanh(changed, 0.5, w, b)
+    assert torch.equal(y[:, 1:], z[:, 1:])
+    torch.testing.assert_close(z[:, 0], (w[0] + b[0]).expand(3), rtol=0, atol=1e-12)
+    assert bool(((y - b).abs() < w.abs()).all())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("shape", "kwargs"),
+    [(8, {}), ((3, 4), {}), (8, {"alpha_init": 1.7})],
+    ids=["8", "3x4", "alpha-1.7"],
+)
+def test_dynamic_tanh_module_matches_the_authors_module(dtype, shape, kwargs):
+    """The same parameters give the same output and the same gradients, bit for
+    bit, as the authors' channels-last module."""
+    with default_dtype(dtype):  # theirs is made in torch's default dtype
+        theirs = AuthorsDynamicTanh(
+            shape, True, alpha_init_value=kwargs.get("alpha_init", 0.5)
+        )
+    ours = norms.DynamicTanh(shape, dtype=dtype, **kwargs)
+    for key, value in theirs.state_dict().items():  # the same starting values
+        assert torch.equal(ours.state_dict()[key], value), key
+    with torch.no_grad():
+        g = _gen(5)
+        for p in theirs.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
+    ours.load_state_dict(theirs.state_dict())
+    shape_t = (shape,) if isinstance(shape, int) else shape
+    x = torch.randn(2, 3, *shape_t, generator=_gen(6), dtype=dtype) * 2
+    up = torch.randn(x.shape, generator=_gen(7), dtype=dtype)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_theirs = ours(x1), theirs(x2)
+    assert torch.equal(y_ours, y_theirs)
+    y_ours.backward(up)
+    y_theirs.backward(up)
+    assert torch.equal(x1.grad, x2.grad)
+    for (name, p), q in zip(
+        ours.named_parameters(), theirs.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p.grad, q.grad, **TOL[dtype], msg=name)
+
+
+def test_dynamic_tanh_channels_first_is_the_authors_after_a_permute():
+    """The authors' channels_last=False, over (N, C, H, W) images, is ours over the
+    channel-last (N, H, W, C) view: the one layout we leave out."""
+    theirs = AuthorsDynamicTanh(3, False, alpha_init_value=0.9)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor([1.5, -0.5, 2.0]))
+        theirs.bias.copy_(torch.tensor([0.1, 0.2, -0.3]))
+    ours = norms.DynamicTanh(3, alpha_init=0.9)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 4, 5, generator=_gen(8))  # (N, C, H, W)
+    y = ours(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(y, theirs(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_dynamic_tanh_of_16_bit_input_is_computed_in_float32(dtype):
+    """One rounding at the end, as the library's other norms; the authors' module,
+    computing in the 16-bit dtype, agrees to within its own round-off."""
+    g = _gen(9)
+    x = (torch.randn(4, 64, generator=g) * 3).to(dtype)
+    w, b = (
+        torch.randn(64, generator=g).to(dtype),
+        torch.randn(64, generator=g).to(dtype),
+    )
+    alpha = torch.tensor([0.6]).to(dtype)
+    in_float32 = w.float() * torch.tanh(alpha.float() * x.float()) + b.float()
+    ours = CF.dynamic_tanh(x, alpha, w, b)
+    assert ours.dtype == dtype
+    assert torch.equal(ours, in_float32.to(dtype))
+    module = norms.DynamicTanh(64, alpha_init=0.6, dtype=dtype)
+    with torch.no_grad():
+        module.weight.copy_(w)
+        module.bias.copy_(b)
+    assert torch.equal(module(x), ours)
+    theirs = AuthorsDynamicTanh(64, True, alpha_init_value=0.6).to(dtype)
+    theirs.load_state_dict(module.state_dict())
+    tol = {"atol": 2e-2, "rtol": 1e-2} if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(
+        theirs(x).float(), ours.float(), **(tol or {"atol": 4e-3, "rtol": 2e-3})
+    )
+
+
+def test_dynamic_tanh_takes_its_arguments_in_the_documented_order():
+    params = inspect.signature(CF.dynamic_tanh).parameters.values()
+    assert [(p.name, p.default) for p in params] == [
+        ("input", inspect.Parameter.empty),
+        ("alpha", inspect.Parameter.empty),
+        ("weight", None),
+        ("bias", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda x: CF.dynamic_tanh(x.tolist(), 0.5), TypeError, "input"),
+        (lambda x: CF.dynamic_tanh(x.long(), 0.5), TypeError, "input"),
+        (lambda x: CF.dynamic_tanh(x, "0.5"), TypeError, "alpha"),
+        (lambda x: CF.dynamic_tanh(x, True), TypeError, "alpha"),
+        (lambda x: CF.dynamic_tanh(x, float("nan")), ValueError, "alpha"),
+        (lambda x: CF.dynamic_tanh(x, torch.tensor([1])), TypeError, "alpha"),
+        (lambda x: CF.dynamic_tanh(x, torch.ones(2)), ValueError, "alpha"),
+        (
+            lambda x: CF.dynamic_tanh(x, torch.ones(1, dtype=torch.float64)),
+            TypeError,
+            "alpha",
+        ),
+        (lambda x: CF.dynamic_tanh(x, 0.5, torch.ones(5)), ValueError, "weight"),
+        (lambda x: CF.dynamic_tanh(x, 0.5, torch.ones(())), ValueError, "weight"),
+        (
+            lambda x: CF.dynamic_tanh(x, 0.5, torch.ones(6, dtype=torch.float64)),
+            TypeError,
+            "weight",
+        ),
+        (
+            lambda x: CF.dynamic_tanh(x, 0.5, None, torch.ones(4)),
+            ValueError,
+            "bias",
+        ),
+        (
+            lambda x: CF.dynamic_tanh(x, 0.5, torch.ones(6), torch.ones(3, 6)),
+            ValueError,
+            "bias",
+        ),
+    ],
+)
+def test_dynamic_tanh_refuses_bad_arguments_by_name(call, error, match):
+    with pytest.raises(error, match=match):
+        call(torch.randn(3, 6))
+
+
+def test_dynamic_tanh_gradients_pass_gradcheck():
+    """Autograd through every argument, alpha included, against finite
+    differences in float64."""
+    g = _gen(11)
+    x = torch.randn(2, 3, 4, generator=g, dtype=torch.float64).requires_grad_()
+    alpha = torch.tensor([0.8], dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, generator=g, dtype=torch.float64).requires_grad_()
+    b = torch.randn(3, 4, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(CF.dynamic_tanh, (x, alpha, w, b))
+    assert torch.autograd.gradgradcheck(CF.dynamic_tanh, (x, alpha, w, b))

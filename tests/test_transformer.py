@@ -35,6 +35,7 @@ CONFIGS = {
     ),
     "no-bias": BlockConfig(d_model=8, n_heads=2, d_ff=16, bias=False),
 }
+PRE_DYT = BlockConfig(d_model=16, n_heads=4, d_ff=32, norm="dyt", norm_first=True)
 
 # name: (a builder taking device / dtype keywords, the width of its input)
 BUILDERS = {
@@ -62,6 +63,10 @@ BUILDERS = {
     ),
     "stack-post-final": (
         lambda **kw: TransformerStack(SMALL, 2, final_norm=True, **kw),
+        16,
+    ),
+    "stack-pre-dyt-final": (
+        lambda **kw: TransformerStack(PRE_DYT, 2, final_norm=True, **kw),
         16,
     ),
 }
@@ -327,9 +332,27 @@ def test_block_norms_are_make_norms(norm, bias):
         assert built.state_dict().keys() == expected.state_dict().keys()
 
 
+def test_dyt_blocks_hold_dynamic_tanh_at_their_alpha_init():
+    config = BlockConfig(
+        d_model=16, n_heads=4, d_ff=32, norm="dyt", norm_first=True, alpha_init=1.3
+    )
+    stack = TransformerStack(config, 2, final_norm=True)
+    dyts = [m for m in stack.modules() if isinstance(m, norms.DynamicTanh)]
+    assert len(dyts) == 2 * 2 + 1  # two per block and the final one
+    assert not any(isinstance(m, norms.LayerNorm) for m in stack.modules())
+    for m in dyts:
+        assert m.normalized_shape == (16,)
+        assert float(m.alpha.detach()) == float(torch.tensor(1.3))
+    x = torch.randn(2, 5, 16)
+    assert stack(x).shape == (2, 5, 16)
+    for bad, error in ((0.0, ValueError), (-1.0, ValueError), ("1", TypeError)):
+        with pytest.raises(error, match="alpha_init"):
+            BlockConfig(norm="dyt", alpha_init=bad)
+
+
 def test_block_config_norm_names_come_from_the_vocabulary():
     for norm in NORMS:
-        if norm in ("layer", "rms"):
+        if norm in ("layer", "rms", "dyt"):
             assert BlockConfig(norm=norm).norm == norm
         else:
             with pytest.raises(ValueError, match="norm must be one of"):

@@ -329,8 +329,13 @@ class TaskConfig:
         norm: str = "layer",
         final_norm: bool | None = None,
         init: str = "torch",
+        alpha_init: float = 0.5,
     ) -> ModelConfig:
         """The :class:`ModelConfig` of one placement at the task's sizes.
+
+        ``norm`` is a block norm of :class:`~course_lib.transformer.BlockConfig`
+        (``"layer"``, ``"rms"`` or ``"dyt"``; the final norm is of the same kind),
+        and ``alpha_init`` DyT's starting slope (used by ``"dyt"`` only).
 
         Every other function of the chapter takes this one object: change a field
         with ``dataclasses.replace`` (``replace(config, n_layers=8)``).
@@ -344,6 +349,7 @@ class TaskConfig:
             d_ff=self.d_ff,
             norm=norm,  # type: ignore[arg-type]
             norm_first=norm_first,
+            alpha_init=alpha_init,
         )
         return ModelConfig(block, n_layers, final_norm, init)
 
