@@ -41,6 +41,7 @@ __all__ = [
     "StepResult",
     "spread_after_one_step",
     "EXPECTED_INVARIANCE",
+    "INVARIANCE_ALL",
     "INVARIANCE_NORMS",
     "INVARIANCE_TRANSFORMS",
     "CorrelationStats",
@@ -114,7 +115,13 @@ EXPECTED_INVARIANCE: dict[str, tuple[bool, ...]] = {
     "batch": (True, False, True, True, True, False),
     "layer": (True, True, False, True, False, True),
     "rms": (True, False, False, True, False, True),
+    # Derived, not from a table of the paper: DyT (Zhu et al. 2025) squashes each
+    # element on its own with a fixed slope, so no change of W or of X cancels.
+    "dyt": (False, False, False, False, False, False),
 }
+#: Every normalization :func:`invariance_table` knows: chapter 9 adds DyT's column
+#: (``alpha = 0.5``, the authors' default start) to the three of chapter 4.
+INVARIANCE_ALL: tuple[str, ...] = (*INVARIANCE_NORMS, "dyt")
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,9 @@ def _normalizer(name: str, eps: float) -> Callable[[torch.Tensor], torch.Tensor]
         return lambda a: CF.layer_norm(a, a.shape[-1], eps=eps)
     if name == "rms":  # per case, no centering
         return lambda a: CF.rms_norm(a, a.shape[-1], eps=eps)
-    raise ValueError(f"norms must name entries of {INVARIANCE_NORMS}, got {name!r}")
+    if name == "dyt":  # per element, no statistics (eps unused)
+        return lambda a: CF.dynamic_tanh(a, 0.5)
+    raise ValueError(f"norms must name entries of {INVARIANCE_ALL}, got {name!r}")
 
 
 def invariance_table(

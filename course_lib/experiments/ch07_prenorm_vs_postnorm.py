@@ -22,7 +22,7 @@ the two placements have the same parameters, and LayerNorm's ``weight = 1``,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -73,6 +73,7 @@ __all__ = [
     "plot_residual_rms",
     "schedule_factors",
     "stationary_distribution",
+    "sweep_runs",
     "train_lm",
     "training_batches",
     "warmup_experiment",
@@ -806,6 +807,39 @@ def heldout_loss(
     return float(loss)
 
 
+def sweep_runs(
+    models: Sequence[nn.Module],
+    batches: torch.Tensor,
+    lr: torch.Tensor,
+    *,
+    betas: tuple[float, float] = (0.9, 0.98),
+    on_step: Callable[[int, int, nn.Module], None] | None = None,
+) -> torch.Tensor:
+    r"""Train ``M`` language models of one architecture at once, model ``i`` on
+    its own sequences ``batches[i]`` at its own rates ``lr[i]``, with Adam.
+
+    .. math:: \mathcal{L}_{i,t} = \text{next\_token\_loss}\big(
+        \text{model}_i(x_{i,t,:,:-1}),\ x_{i,t,:,1:}\big)
+
+    One call of :func:`~course_lib.experiments.common.train_sweep` (see it for
+    ``on_step`` and for what a run whose loss stops being finite does).
+
+    Shape:
+        batches ``(M, steps, B, T)`` int64; lr ``(M, steps)``; returns the losses
+        ``(M, steps)`` float64.
+    """
+    if not isinstance(batches, torch.Tensor) or batches.dim() != 4:
+        raise ValueError("batches must be a (M, steps, B, T) tensor of symbols")
+    return train_sweep(
+        list(models),
+        lambda t: (batches[:, t, :, :-1], batches[:, t, :, 1:]),
+        next_token_loss,
+        lr,
+        betas=betas,
+        on_step=on_step,
+    )
+
+
 @dataclass(frozen=True)
 class WarmupResult:
     """Losses of the warmup experiment, per run and seed, with the task's reference
@@ -887,13 +921,7 @@ def warmup_experiment(
             ]
         )  # (runs * S, steps)
         batches = data.repeat(len(names), 1, 1, 1)  # (runs * S, steps, B, T)
-        curves = train_sweep(
-            sweep,
-            lambda step, b=batches: (b[:, step, :, :-1], b[:, step, :, 1:]),
-            next_token_loss,
-            rates,
-            betas=betas,
-        )
+        curves = sweep_runs(sweep, batches, rates, betas=betas)
         for k, name in enumerate(names):
             rows = slice(k * len(seeds), (k + 1) * len(seeds))
             losses[name] = curves[rows]
@@ -1018,15 +1046,7 @@ def warmup_sweep(
             models = [make_model(task, config, seed) for _, _, seed in part]
             lr = torch.stack([r * factors[w] for w, r, _ in part])  # (M, steps)
             batches = torch.stack([data[seed] for _, _, seed in part])
-            curves.append(
-                train_sweep(
-                    models,
-                    lambda t, b=batches: (b[:, t, :, :-1], b[:, t, :, 1:]),
-                    next_token_loss,
-                    lr,
-                    betas=betas,
-                )
-            )
+            curves.append(sweep_runs(models, batches, lr, betas=betas))
         every = torch.cat(curves)  # (len(grid), steps)
         for w in warmups:
             for r in rates:

@@ -44,6 +44,8 @@ STREAMS: dict[str, int] = {
     "batches": 10_000,
     # chapter 1: the noise injected into the noisy BatchNorm's statistics
     "noise": 20_000,
+    # chapter 9: synthetic activations (heavy-tailed token rows)
+    "synthetic": 30_000,
     # chapter 7: held-out sequences, far from every training stream
     "heldout": 123_456,
 }
