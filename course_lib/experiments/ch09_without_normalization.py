@@ -22,8 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .. import functional as CF
 from .._checks import (
     check_bool,
     check_choice,
@@ -35,6 +37,7 @@ from .._checks import (
     check_sequence,
 )
 from ..norms import DynamicTanh, LayerNorm
+from ..profiling import count_passes
 from .ch07_prenorm_vs_postnorm import (
     ModelConfig,
     TaskConfig,
@@ -45,16 +48,20 @@ from .ch07_prenorm_vs_postnorm import (
     sweep_runs,
     training_batches,
 )
+from .ch08_rmsnorm import SPEED_EPS, SPEED_SHAPE, _check_shape, _no_fill
 from .common import in_processes, stream_seed
 
 __all__ = [
     "SQUASHES",
     "AblationResult",
+    "Saturation",
     "Squash",
     "Variant",
     "ablation_sweep",
     "build",
     "data_regime",
+    "dyt_passes",
+    "fit_tanh",
     "heavy_tailed_rows",
     "norm_points",
     "saturation_during_training",
@@ -425,6 +432,38 @@ def tail_gain(x: torch.Tensor, y: torch.Tensor, *, tail: float = 0.01) -> float:
     return float((y[ends] / x[ends]).mean() / slope)
 
 
+def fit_tanh(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
+    r"""The curve :math:`\gamma \tanh(\alpha x)` closest to a cloud of points, in
+    least squares: what one DyT layer would need to imitate it.
+
+    .. math:: (\alpha^\star, \gamma^\star) = \arg\min_{\alpha, \gamma}
+        \sum_i \big(y_i - \gamma \tanh(\alpha x_i)\big)^2, \qquad
+        \gamma^\star(\alpha) = \frac{\sum_i y_i t_i}{\sum_i t_i^2},\ t_i =
+        \tanh(\alpha x_i)
+
+    :math:`\alpha` is searched on 400 values spaced evenly in
+    :math:`\log\alpha` from :math:`10^{-3}` to :math:`10^{2}` (in units of
+    :math:`1/\mathrm{std}(x)`), :math:`\gamma` solved for each. Returns
+    :math:`\alpha^\star`, :math:`\gamma^\star` and the root mean square of the
+    residual.
+
+    Shape:
+        ``x`` and ``y`` of one shape; returns three floats.
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("x and y must be tensors")
+    if x.shape != y.shape or x.numel() < 2:
+        raise ValueError("x and y must have one shape, with at least 2 points")
+    x = x.flatten().to(torch.float64)
+    y = y.flatten().to(torch.float64)
+    alphas = torch.logspace(-3, 2, 400, dtype=torch.float64) / x.std()
+    t = torch.tanh(alphas[:, None] * x)  # (400, N)
+    gammas = (t * y).sum(dim=1) / (t * t).sum(dim=1)
+    errors = ((y - gammas[:, None] * t) ** 2).mean(dim=1)
+    k = int(errors.argmin())
+    return float(alphas[k]), float(gammas[k]), float(errors[k].sqrt())
+
+
 def heavy_tailed_rows(
     n: int,
     d: int,
@@ -467,6 +506,20 @@ def heavy_tailed_rows(
 # --------------------------------------------------------------- saturation
 
 
+@dataclass(frozen=True)
+class Saturation:
+    """What :func:`saturation_during_training` records, every ``every`` steps.
+
+    Shape:
+        steps ``(K,)``; share, alpha and inv_std ``(S, K)``, one row per seed.
+    """
+
+    steps: torch.Tensor  # the steps measured
+    share: torch.Tensor  # share of DyT inputs with |alpha x| > threshold
+    alpha: torch.Tensor  # mean slope alpha of the model's DyT layers
+    inv_std: torch.Tensor  # mean over the DyT layers of 1 / std of their input
+
+
 def saturation_during_training(
     task: TaskConfig,
     config: ModelConfig,
@@ -478,20 +531,23 @@ def saturation_during_training(
     threshold: float = 2.0,
     warmup: int = 0,
     betas: tuple[float, float] = (0.9, 0.98),
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Saturation:
     r"""Train a DyT model once per seed; every ``every`` steps, the share of the
-    inputs of its DyT layers in the tanh's flat part, and the slopes ``alpha``.
+    inputs of its DyT layers in the tanh's flat part, their slopes ``alpha`` and
+    the scale of their inputs.
 
-    .. math:: \text{share}_t = \frac{\#\{|\alpha x| > c\}}{\#\{x\}}
-        \quad\text{over every DyT input of that step's batch, } c =
-        \text{threshold}
+    .. math:: \text{share}_t = \frac{\#\{|\alpha x| > c\}}{\#\{x\}},
+        \qquad \overline{1/\mathrm{std}} = \frac{1}{L}\sum_\ell
+        \frac{1}{\mathrm{std}(x_\ell)}
 
-    (:math:`\tanh 2 = 0.964`: beyond :math:`|\alpha x| = 2` an input's gradient
-    through the tanh is below :math:`1 - \tanh^2 2 = 0.071` of its slope at 0.)
+    over every input element of that step's batch, :math:`c` = ``threshold``
+    (the measure of arXiv 2604.23434's released code, :math:`c = 2`; :math:`\tanh
+    2 = 0.964`, and beyond it an input's gradient through the tanh is below
+    :math:`1 - \tanh^2 2 = 0.071` of its value at 0). Zhu et al. (2025, Figure 8)
+    find that :math:`\alpha` tracks :math:`1/\mathrm{std}` of the input.
 
     Shape:
-        returns the steps ``(K,)``, the shares ``(S, K)`` and the mean slope of
-        the DyT layers ``(S, K)``, ``K = ceil(steps / every)``.
+        see :class:`Saturation`; ``K = ceil(steps / every)``.
     """
     check_instance(config, "config", ModelConfig)
     if config.block.norm != "dyt":
@@ -503,38 +559,36 @@ def saturation_during_training(
     check_real(threshold, "threshold", minimum=0.0)
     data = torch.stack([training_batches(task, s, steps) for s in seeds])
     at = list(range(0, steps, every))
-    shares = torch.zeros(len(seeds), len(at), dtype=torch.float64)
-    alphas = torch.zeros(len(seeds), len(at), dtype=torch.float64)
+    shares, alphas, inv_std = (
+        torch.zeros(len(seeds), len(at), dtype=torch.float64) for _ in range(3)
+    )
 
     def on_step(step: int, i: int, model: nn.Module) -> None:
         if step % every:
             return
         layers = [m for m in model.modules() if isinstance(m, DynamicTanh)]
-        big = total = 0
+        seen: list[torch.Tensor] = []
         hooks = [
-            m.register_forward_hook(
-                lambda m, args, out: seen.append((m.alpha * args[0]).abs())
-            )
+            m.register_forward_hook(lambda m, args, out: seen.append(args[0]))
             for m in layers
         ]
-        seen: list[torch.Tensor] = []
         try:
             with torch.no_grad():
                 model(data[i, step, :, :-1])
         finally:
             for h in hooks:
                 h.remove()
-        for z in seen:
-            big += int((z > threshold).sum())
-            total += z.numel()
         k = step // every
-        shares[i, k] = big / total
+        scaled = [(m.alpha * x).abs() for m, x in zip(layers, seen, strict=True)]
+        big = sum(int((z > threshold).sum()) for z in scaled)
+        shares[i, k] = big / sum(z.numel() for z in scaled)
         alphas[i, k] = torch.cat([m.alpha.detach() for m in layers]).mean()
+        inv_std[i, k] = torch.stack([1 / x.std() for x in seen]).mean()
 
     models = [make_model(task, config, s) for s in seeds]
     lr = torch.stack([rate * schedule_factors(warmup, steps) for _ in seeds])
     sweep_runs(models, data, lr, betas=betas, on_step=on_step)
-    return torch.tensor(at), shares, alphas
+    return Saturation(torch.tensor(at), shares, alphas, inv_std)
 
 
 # --------------------------------------------------------------- data regimes
@@ -575,34 +629,106 @@ def data_regime(
     seeds = tuple(check_seeds(seeds))
     check_real(rate, "rate", minimum=0.0)
     check_int(steps, "steps")
-    b = task.batch_size
-    fresh = {s: training_batches(task, s, steps) for s in seeds}
-
-    def batches(seed: int, pool: int | None) -> torch.Tensor:
-        if pool is None:
-            return fresh[seed]
-        seqs = fresh[seed].reshape(-1, task.seq_len)
-        if pool > seqs.shape[0]:
-            raise ValueError(f"pools must be at most {seqs.shape[0]}, got {pool}")
-        index = torch.arange(steps * b) % pool
-        return seqs[:pool][index].view(steps, b, task.seq_len)
-
-    out: dict[tuple[str, int | None], torch.Tensor] = {}
-    factors = schedule_factors(check_int(warmup, "warmup", minimum=0), steps)
-    for name, config in configs.items():
+    check_int(warmup, "warmup", minimum=0)
+    check_int(n_heldout, "n_heldout")
+    for config in configs.values():
         check_instance(config, "configs' values", ModelConfig)
-        grid = [(p, s) for p in pools for s in seeds]
-        models = [make_model(task, config, s) for _, s in grid]
-        data = torch.stack([batches(s, p) for p, s in grid])
-        lr = torch.stack([rate * factors for _ in grid])
-        sweep_runs(models, data, lr, betas=betas)
-        losses = torch.tensor(
-            [
-                heldout_loss(m, task, seed=s, n_sequences=n_heldout)
-                for m, (_, s) in zip(models, grid, strict=True)
-            ],
-            dtype=torch.float64,
-        )
+    most = steps * task.batch_size
+    for p in pools:
+        if p is not None and p > most:
+            raise ValueError(f"pools must be at most {most}, got {p}")
+    grid = [(p, s) for p in pools for s in seeds]
+    args = (task, grid, rate, steps, warmup, betas, n_heldout)
+    jobs = [(_regime_runs, (config, *args), {}) for config in configs.values()]
+    out: dict[tuple[str, int | None], torch.Tensor] = {}
+    for name, losses in zip(configs, in_processes(jobs), strict=True):
         for k, pool in enumerate(pools):
             out[(name, pool)] = losses[k * len(seeds) : (k + 1) * len(seeds)]
+    return out
+
+
+def _regime_runs(
+    config: ModelConfig,
+    task: TaskConfig,
+    grid: list[tuple[int | None, int]],
+    rate: float,
+    steps: int,
+    warmup: int,
+    betas: tuple[float, float],
+    n_heldout: int,
+) -> torch.Tensor:
+    """Held-out losses ``(len(grid),)`` of one config trained on each (pool, seed)
+    of ``grid`` (see :func:`data_regime`), as one sweep."""
+    b = task.batch_size
+
+    def batches(seed: int, pool: int | None) -> torch.Tensor:
+        fresh = training_batches(task, seed, steps)  # (steps, B, T)
+        if pool is None:
+            return fresh
+        seqs = fresh.reshape(-1, task.seq_len)[:pool]  # the first `pool` sequences
+        return seqs[torch.arange(steps * b) % pool].view(steps, b, task.seq_len)
+
+    models = [make_model(task, config, s) for _, s in grid]
+    data = torch.stack([batches(s, p) for p, s in grid])  # (M, steps, B, T)
+    factors = schedule_factors(warmup, steps)
+    sweep_runs(
+        models, data, torch.stack([rate * factors for _ in grid]), betas=betas
+    )
+    return torch.tensor(
+        [
+            heldout_loss(m, task, seed=s, n_sequences=n_heldout)
+            for m, (_, s) in zip(models, grid, strict=True)
+        ],
+        dtype=torch.float64,
+    )
+
+
+# --------------------------------------------------------------- passes over memory
+
+
+def dyt_passes(
+    shape: tuple[int, ...] = SPEED_SHAPE,
+) -> dict[str, tuple[float, float]]:
+    """Passes over memory of DyT against torch's LayerNorm, forward and forward +
+    backward, counted from a profile (:func:`course_lib.profiling.count_passes`).
+
+    The three calls, on one float32 input of ``shape`` with a weight and a bias
+    that take gradients: ``F.layer_norm`` (torch's fused kernel), the authors'
+    expression ``torch.tanh(alpha * x) * weight + bias`` as eager PyTorch runs it,
+    and :func:`course_lib.functional.dynamic_tanh`.
+
+    Args:
+        shape (sequence of int): the input's shape; its last dimension is the
+            features. Default: chapter 8's ``SPEED_SHAPE``, (8, 512, 1024).
+
+    Returns:
+        dict: name -> (forward passes, forward + backward passes).
+    """
+    shape = _check_shape(shape)
+    n, d = math.prod(shape[:-1]), shape[-1]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).requires_grad_()  # (B, T, C)
+    grad_y = torch.randn(shape, generator=gen)
+    weight = (1 + 0.1 * torch.randn(d, generator=gen)).requires_grad_()
+    bias = (0.1 * torch.randn(d, generator=gen)).requires_grad_()
+    alpha = torch.full((1,), 0.5).requires_grad_()
+    forward = {
+        "F.layer_norm": (
+            lambda: F.layer_norm(x, (d,), weight, bias, SPEED_EPS),
+            (x, weight, bias),
+        ),
+        "tanh(alpha * x) * weight + bias": (
+            lambda: torch.tanh(alpha * x) * weight + bias,
+            (x, alpha, weight, bias),
+        ),
+        "course_lib dynamic_tanh": (
+            lambda: CF.dynamic_tanh(x, alpha, weight, bias),
+            (x, alpha, weight, bias),
+        ),
+    }
+    out = {}
+    with _no_fill():
+        for name, (fn, wrt) in forward.items():
+            both = lambda fn=fn, wrt=wrt: torch.autograd.grad(fn(), wrt, grad_y)  # noqa: E731
+            out[name] = (count_passes(fn, n, d), count_passes(both, n, d))
     return out
