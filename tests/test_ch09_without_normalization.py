@@ -266,6 +266,18 @@ def test_norm_points_are_layernorms_input_and_output():
     x, x_hat = ch09.norm_points(model, tokens, 1)
     assert x.shape == (4 * task.seq_len, 16)
     assert torch.allclose(x_hat, F.layer_norm(x, (16,)), rtol=0, atol=1e-12)
+    # read off the module's output: a gamma and beta away from 1 and 0 divide out
+    norm = model.stack.layers[1].norm1
+    with torch.no_grad():
+        norm.weight.mul_(1.7)
+        norm.bias.add_(0.3)
+    x2, x_hat2 = ch09.norm_points(model, tokens, 1)
+    assert torch.equal(x2, x)
+    assert torch.allclose(x_hat2, x_hat, rtol=0, atol=1e-12)
+    # ...and a module that is not LayerNorm's formula is seen as it is
+    norm.eps = 1.0
+    _, x_hat3 = ch09.norm_points(model, tokens, 1)
+    assert not torch.allclose(x_hat3, x_hat, rtol=0, atol=1e-3)
     with pytest.raises(ValueError, match="layer"):
         ch09.norm_points(model, tokens, 2)
     with pytest.raises(ValueError, match="LayerNorm"):
@@ -321,6 +333,7 @@ def test_data_regime_pools_and_bad_pools():
 def test_pass_counts_the_chapter_prints():
     passes = ch09.dyt_passes((4, 64, 256))
     assert passes["F.layer_norm"] == (1.0, 2.0)
+    assert passes["x * rsqrt(mean(x^2) + eps) * weight"] == (4.0, 15.0)
     assert passes["tanh(alpha * x) * weight + bias"] == (4.0, 12.0)
     assert passes["course_lib dynamic_tanh"] == (4.0, 12.0)
 

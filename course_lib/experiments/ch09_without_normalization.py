@@ -370,12 +370,14 @@ def norm_points(
     r"""What the first LayerNorm of block ``layer`` receives and what it makes of
     it, before its affine part.
 
-    .. math:: x \mapsto \hat{x} = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}},
-        \qquad \mu, \sigma^2 \text{ of each token's row}
+    .. math:: x \mapsto \hat{x} = \frac{y - \beta}{\gamma}, \qquad y =
+        \text{the module's output}
 
-    The paper plots exactly these pairs (Zhu et al. 2025, Figure 2): one point
-    per (token, channel). Each token's points lie on one straight line, of slope
-    :math:`1/\sqrt{\sigma^2 + \epsilon}`.
+    Both are read off the running model with a forward hook; the module's
+    :math:`\gamma` and :math:`\beta` are divided out of its output (a
+    :math:`\gamma` of exactly 0 would lose the feature; training does not produce
+    one). The paper plots exactly these pairs (Zhu et al. 2025, Figure 2): one
+    point per (token, channel).
 
     Shape:
         tokens ``(B, T)``; returns ``x`` and ``x_hat``, each ``(B * T, d_model)``.
@@ -388,17 +390,23 @@ def norm_points(
     norm = blocks[layer].norm1
     if not isinstance(norm, LayerNorm):
         raise ValueError("norm_points needs a model whose blocks use LayerNorm")
-    seen: list[torch.Tensor] = []
-    handle = norm.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handle = norm.register_forward_hook(
+        lambda m, args, out: seen.append((args[0], out))
+    )
     try:
         with torch.no_grad():
             model(tokens)
     finally:
         handle.remove()
-    x = seen[0].reshape(-1, seen[0].shape[-1])  # (B * T, d)
-    mu = x.mean(dim=-1, keepdim=True)
-    var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
-    return x, (x - mu) / torch.sqrt(var + norm.eps)
+    x, y = seen[0]
+    d = x.shape[-1]
+    y = y.reshape(-1, d)  # (B * T, d)
+    if norm.bias is not None:
+        y = y - norm.bias.detach()
+    if norm.weight is not None:
+        y = y / norm.weight.detach()
+    return x.reshape(-1, d), y
 
 
 def tail_gain(x: torch.Tensor, y: torch.Tensor, *, tail: float = 0.01) -> float:
@@ -692,10 +700,12 @@ def dyt_passes(
     """Passes over memory of DyT against torch's LayerNorm, forward and forward +
     backward, counted from a profile (:func:`course_lib.profiling.count_passes`).
 
-    The three calls, on one float32 input of ``shape`` with a weight and a bias
-    that take gradients: ``F.layer_norm`` (torch's fused kernel), the authors'
-    expression ``torch.tanh(alpha * x) * weight + bias`` as eager PyTorch runs it,
-    and :func:`course_lib.functional.dynamic_tanh`.
+    The four calls, on one float32 input of ``shape`` with a weight and a bias
+    that take gradients: ``F.layer_norm`` (torch's fused kernel), an RMSNorm
+    written out as LLaMA's reference code writes it (eager, unfused: the kind of
+    norm Zhu et al. time DyT against, uncompiled), the authors' expression
+    ``torch.tanh(alpha * x) * weight + bias`` as eager PyTorch runs it, and
+    :func:`course_lib.functional.dynamic_tanh`.
 
     Args:
         shape (sequence of int): the input's shape; its last dimension is the
@@ -716,6 +726,12 @@ def dyt_passes(
         "F.layer_norm": (
             lambda: F.layer_norm(x, (d,), weight, bias, SPEED_EPS),
             (x, weight, bias),
+        ),
+        "x * rsqrt(mean(x^2) + eps) * weight": (
+            lambda: (
+                x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight
+            ),
+            (x, weight),
         ),
         "tanh(alpha * x) * weight + bias": (
             lambda: torch.tanh(alpha * x) * weight + bias,
